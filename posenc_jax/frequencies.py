@@ -1,0 +1,152 @@
+"""The angular frequencies ``w_i`` of sinusoidal and rotary encodings: the one place they are defined.
+
+An encoding of width ``dim`` has ``n = dim / 2`` (sin, cos) pairs. ``i = 0 … n-1`` numbers the pair, not the
+dimension: pair ``i`` holds ``sin(pos * w_i)`` and ``cos(pos * w_i)``, on dimensions ``2i`` and ``2i + 1`` in
+the interleaved layout (see :mod:`posenc_jax.layouts`).
+
+Spacings:
+
+* **Paper** ("Attention is all you need", also RoPE with ``base`` as its ``theta``):
+  ``w_i = base ** (-2i / dim)``, so ``w_0 = 1`` and the slowest pair has ``w_{n-1} = base ** (-(dim-2)/dim)``
+  (wavelength just short of ``2π · base``).
+* **tensor2tensor** ("inclusive"): timescales geometric from ``min_timescale`` to ``max_timescale``
+  *inclusive*, ``w_i = min_timescale * exp(-i * log(max_timescale / min_timescale) / max(n - 1, 1))``. The
+  exponent divides by ``n - 1`` rather than ``n``, so the slowest pair reaches exactly ``1 / max_timescale``.
+  tensor2tensor multiplies by ``min_timescale`` (where ``1 / min_timescale`` would be the textbook form);
+  with the default ``min_timescale = 1`` the two agree, and we reproduce the code as written.
+
+All helpers return float64 numpy arrays: frequencies are static, and the angle kernel derives its
+high-precision constants from these exact values at trace time.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import jax
+import numpy as np
+
+
+def check_dim(dim: object, caller: str, name: str = "dim") -> int:
+    """Returns ``dim`` as an ``int`` if it is a positive even integer, else raises naming ``caller``."""
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{caller}({name}={dim!r}): {name} must be a positive even Python int")
+    dim = int(dim)
+    if dim <= 0:
+        raise ValueError(f"{caller}({name}={dim}): {name} must be a positive even integer")
+    if dim % 2:
+        raise ValueError(
+            f"{caller}({name}={dim}): {name} must be even, got {dim}; every frequency fills a (sin, cos) "
+            f"pair of dimensions. For an odd width, build {dim + 1} features and drop the last one."
+        )
+    return dim
+
+
+def check_base(base: object, caller: str, name: str = "base") -> float:
+    """Returns ``base`` as a float if it is a finite real number > 1, else raises naming ``caller``."""
+    if isinstance(base, bool) or not isinstance(base, numbers.Real):
+        raise TypeError(f"{caller}({name}={base!r}): {name} must be a real number > 1")
+    value = float(base)
+    if not math.isfinite(value) or value <= 1.0:
+        raise ValueError(f"{caller}({name}={base!r}): {name} must be finite and > 1")
+    return value
+
+
+def paper_frequencies(dim: int, base: float = 10_000.0) -> np.ndarray:
+    """The frequencies of "Attention is all you need": ``w_i = base ** (-2i / dim)``, ``i = 0 … dim/2 - 1``.
+
+    Args:
+      dim: the encoding width (positive, even).
+      base: the geometric base (``10000`` in the paper; RoPE calls it ``theta``).
+
+    Returns:
+      float64 array of shape ``[dim // 2]``.
+
+    >>> paper_frequencies(4)
+    array([1.  , 0.01])
+    """
+    return resolve_frequencies(dim, base=base, caller="paper_frequencies")
+
+
+def tensor2tensor_frequencies(
+    dim: int, min_timescale: float = 1.0, max_timescale: float = 1.0e4
+) -> np.ndarray:
+    """The frequencies of tensor2tensor's ``get_timing_signal_1d`` (also Flax's older examples' t2t port).
+
+    ``w_i = min_timescale * exp(-i * log(max_timescale / min_timescale) / max(dim/2 - 1, 1))``.
+    Used with ``layout="split"`` it reproduces tensor2tensor's table (sines first, then cosines).
+
+    Args:
+      dim: the encoding width (positive, even).
+      min_timescale: the shortest timescale (``1.0`` in tensor2tensor).
+      max_timescale: the longest timescale (``1.0e4`` in tensor2tensor).
+
+    Returns:
+      float64 array of shape ``[dim // 2]``.
+
+    >>> tensor2tensor_frequencies(4)
+    array([1.e+00, 1.e-04])
+    """
+    caller = "tensor2tensor_frequencies"
+    dim = check_dim(dim, caller)
+    for name, value in (("min_timescale", min_timescale), ("max_timescale", max_timescale)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not (math.isfinite(float(value)) and float(value) > 0)
+        ):
+            raise ValueError(f"{caller}({name}={value!r}): {name} must be a finite number > 0")
+    if float(max_timescale) < float(min_timescale):
+        raise ValueError(
+            f"{caller}(min_timescale={min_timescale!r}, max_timescale={max_timescale!r}): "
+            "max_timescale must be >= min_timescale"
+        )
+    n = dim // 2
+    increment = math.log(float(max_timescale) / float(min_timescale)) / max(n - 1, 1)
+    return float(min_timescale) * np.exp(np.arange(n, dtype=np.float64) * -increment)
+
+
+def resolve_frequencies(
+    dim: int, *, base: float = 10_000.0, frequencies: object = None, caller: str
+) -> np.ndarray:
+    """Validates ``dim`` and returns the frequencies to use: explicit ones, else the paper's for ``base``.
+
+    Args:
+      dim: the encoding width (positive, even).
+      base: the paper spacing's base, used when ``frequencies`` is None.
+      frequencies: an explicit concrete 1-D array of ``dim // 2`` finite angular frequencies, or None.
+      caller: the public function's name, used in error messages.
+
+    Returns:
+      float64 numpy array of shape ``[dim // 2]``.
+
+    Raises:
+      TypeError: if ``frequencies`` is traced (it must be known at trace time) or not real.
+      ValueError: on a bad ``dim``, ``base``, or a ``frequencies`` of the wrong shape or non-finite values.
+    """
+    dim = check_dim(dim, caller)
+    if frequencies is None:
+        base = check_base(base, caller)
+        i = np.arange(dim // 2, dtype=np.float64)
+        return base ** (-2.0 * i / dim)
+    if isinstance(frequencies, jax.core.Tracer):
+        raise TypeError(
+            f"{caller}(frequencies=<traced {frequencies.dtype}{list(frequencies.shape)}>): frequencies must be "
+            "concrete (a numpy array, a list or a non-traced jax array), because the kernel prepares exact "
+            "constants from them at trace time; pass them as a static value, not as a jit argument"
+        )
+    array = np.asarray(frequencies)
+    if array.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{caller}(frequencies dtype={array.dtype}): frequencies must be real numbers"
+        )
+    array = array.astype(np.float64)
+    if array.shape != (dim // 2,):
+        raise ValueError(
+            f"{caller}(frequencies shape={array.shape}, dim={dim}): frequencies must have shape "
+            f"({dim // 2},), one per (sin, cos) pair"
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{caller}(frequencies={array}): frequencies must be finite")
+    return array

@@ -1,0 +1,218 @@
+"""The sinusoidal encoding of "Attention is all you need", exact in layout and accurate at any position.
+
+For position ``pos``, width ``dim`` and pair index ``i = 0 … dim/2 - 1``::
+
+    PE(pos, 2i)     = sin(pos * w_i)        w_i = base ** (-2i / dim)     (base = 10000 in the paper)
+    PE(pos, 2i + 1) = cos(pos * w_i)
+
+``i`` numbers the (sin, cos) *pair*; ``2i`` and ``2i + 1`` are the *dimensions* it occupies. The paper writes
+``sin(pos / 10000^(2i/d))``, the same thing. That is ``layout="interleaved"``. ``layout="split"`` stores the
+same pairs as all sines first, then all cosines (dimension ``i`` and ``i + dim/2``), as the Flax examples,
+tensor2tensor, praxis and MaxText do. tensor2tensor also spaces its frequencies slightly differently:
+pass ``frequencies=tensor2tensor_frequencies(dim)`` with ``layout="split"`` to reproduce its tables.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from posenc_jax.angles import check_positions, quarter_turns, sincos, sincos_of_turns, turns
+from posenc_jax.frequencies import resolve_frequencies
+from posenc_jax.layouts import Layout, check_layout
+
+__all__ = ["sinusoidal", "sinusoidal_table"]
+
+
+def check_dtype(dtype: object, caller: str) -> np.dtype:
+    """Returns ``dtype`` as a numpy dtype if it is a floating type JAX can produce, else raises."""
+    try:
+        resolved = np.dtype(jnp.dtype(dtype))
+    except TypeError as error:
+        raise TypeError(f"{caller}(dtype={dtype!r}): not a dtype") from error
+    if not jnp.issubdtype(resolved, jnp.floating):
+        raise TypeError(
+            f"{caller}(dtype={resolved}): dtype must be a floating type "
+            "(float32, bfloat16, float16, or float64 with jax_enable_x64)"
+        )
+    if resolved.itemsize == 8 and not jax.config.jax_enable_x64:
+        raise ValueError(
+            f"{caller}(dtype={resolved}): float64 output needs jax_enable_x64; "
+            "the values are float32-accurate either way"
+        )
+    return resolved
+
+
+def _feature_frequencies(
+    frequencies: tuple[float, ...], layout: Layout
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per output feature: its frequency and its phase offset in quarter turns (1 = cosine, via sin(θ+π/2)).
+
+    Writing each feature as ``sin(pos * w + q π/2)`` lays the output out directly, with no interleaving
+    shuffle of a large array (which XLA on CPU executes slowly).
+    """
+    w = np.array(frequencies, dtype=np.float64)
+    quarters = np.array([0, 1], dtype=np.uint32)
+    if layout == "interleaved":
+        return np.repeat(w, 2), np.tile(quarters, len(w))
+    return np.tile(w, 2), np.repeat(quarters, len(w))
+
+
+@jax.jit(static_argnames=("frequencies", "layout", "dtype"))
+def _encode(positions, *, frequencies: tuple[float, ...], layout: Layout, dtype: np.dtype):
+    feature_w, feature_quarters = _feature_frequencies(frequencies, layout)
+    encoding, _ = sincos(positions, feature_w, feature_quarters)
+    encoding = encoding.astype(dtype)
+    # Computed once at the positions' shape: without the barrier XLA fuses the encoding into its consumer
+    # (e.g. ``x + encoding`` broadcast over a batch) and recomputes every sine once per batch row.
+    return lax.optimization_barrier(encoding)
+
+
+def sinusoidal(
+    positions: jax.Array,
+    dim: int,
+    *,
+    base: float = 10_000.0,
+    layout: Layout = "interleaved",
+    frequencies: np.ndarray | None = None,
+    dtype: jnp.dtype = jnp.float32,
+) -> jax.Array:
+    """The sinusoidal positional encoding of arbitrary positions.
+
+    ``PE(pos, 2i) = sin(pos * w_i)``, ``PE(pos, 2i+1) = cos(pos * w_i)`` with ``w_i = base ** (-2i / dim)``,
+    ``i = 0 … dim/2 - 1`` numbering the (sin, cos) pairs (layout ``"interleaved"``, the paper's). With
+    ``layout="split"`` the same values are ordered ``[sin(pos*w_0) … sin(pos*w_{n-1}), cos(pos*w_0) …]``.
+
+    Accuracy: within 1e-6 (about 3e-7 measured) of a float64 evaluation of the formula for every integer
+    ``|pos| < 2**31`` and any ``dim``, with ``jax_enable_x64`` off; floating positions are encoded exactly as
+    the floating-point value given. A plain float32 ``sin(pos * w)`` is off by 7e-2 at ``pos = 2**20``.
+    Low-precision ``dtype`` outputs are the accurate float32 values rounded once.
+
+    Positions that cannot be encoded raise when they are known on the host (numpy arrays, Python numbers);
+    under ``jit`` they cannot raise, so non-finite floating positions or ``|pos| >= 2**31`` give NaN rows.
+
+    Args:
+      positions: integer or float32 array of any shape ``[...]``: ``arange(L)``, offsets for decoding with a
+        cache, packed sequences' per-segment positions, per-row positions ``[batch, length]``, fractional or
+        negative positions. Traced under ``jit``.
+      dim: the encoding width, a positive even integer (static). Odd widths are rejected rather than padded
+        with a zero column (tensor2tensor's behaviour): build ``dim + 1`` features and slice if needed.
+      base: the geometric base of the frequencies (static).
+      layout: ``"interleaved"`` (paper) or ``"split"`` (sines first, then cosines).
+      frequencies: optional concrete ``[dim // 2]`` angular frequencies overriding ``base``, e.g.
+        :func:`posenc_jax.tensor2tensor_frequencies`. Must not be traced.
+      dtype: floating output dtype (static).
+
+    Returns:
+      Array ``positions.shape + (dim,)`` of ``dtype``.
+
+    Raises:
+      TypeError: boolean/complex/16-bit floating positions, non-floating ``dtype``, non-integer ``dim``,
+        traced ``frequencies``.
+      ValueError: odd or non-positive ``dim``, ``base <= 1`` or non-finite, wrong ``frequencies`` length,
+        unknown ``layout``, host positions out of range or non-finite.
+
+    >>> import jax.numpy as jnp
+    >>> sinusoidal(jnp.arange(3), 4).round(4)
+    Array([[0.    , 1.    , 0.    , 1.    ],
+           [0.8415, 0.5403, 0.01  , 1.    ],
+           [0.9093, -0.4161, 0.02  , 0.9998]], dtype=float32)
+    """
+    caller = "sinusoidal"
+    w = resolve_frequencies(dim, base=base, frequencies=frequencies, caller=caller)
+    check_layout(layout, caller)
+    resolved = check_dtype(dtype, caller)
+    positions = check_positions(positions, caller)
+    return _encode(positions, frequencies=tuple(w.tolist()), layout=layout, dtype=resolved)
+
+
+def _block_size(length: int) -> int:
+    """Rows per block for angle addition: a power of two near sqrt(length), so both factor tables are small."""
+    return 1 << max(0, round(math.log2(max(length, 1)) / 2))
+
+
+@jax.jit(static_argnames=("length", "frequencies", "layout", "dtype"))
+def _table(offset, *, length: int, frequencies: tuple[float, ...], layout: Layout, dtype: np.dtype):
+    feature_w, feature_quarters = _feature_frequencies(frequencies, layout)
+    block = _block_size(length)
+    num_blocks = -(-length // block)
+    # pos = offset + block * h + r. Fixed-point phases add exactly, so sines are evaluated only for the
+    # num_blocks coarse and block fine positions, and each output is one multiply-add of those:
+    # sin(a + b) = sin(a) cos(b) + cos(a) sin(b), with a the coarse phase (cosine features shifted by π/2).
+    coarse = turns(jnp.arange(num_blocks, dtype=jnp.int32) * block, feature_w)
+    coarse = coarse + turns(offset, feature_w)[..., None, :] + quarter_turns(feature_quarters)
+    coarse_sin, coarse_cos = sincos_of_turns(coarse)  # [..., num_blocks, dim]
+    fine_sin, fine_cos = sincos_of_turns(turns(jnp.arange(block, dtype=jnp.int32), feature_w))
+    # The barrier keeps XLA from fusing the small tables' sines into the large loop (recomputing them
+    # once per output element).
+    coarse_sin, coarse_cos, fine_sin, fine_cos = lax.optimization_barrier(
+        (coarse_sin, coarse_cos, fine_sin, fine_cos)
+    )
+    table = coarse_sin[..., :, None, :] * fine_cos + coarse_cos[..., :, None, :] * fine_sin
+    table = table.reshape(*table.shape[:-3], num_blocks * block, len(feature_w))[..., :length, :]
+    return table.astype(dtype)
+
+
+def sinusoidal_table(
+    length: int,
+    dim: int,
+    *,
+    offset: int | jax.Array = 0,
+    base: float = 10_000.0,
+    layout: Layout = "interleaved",
+    frequencies: np.ndarray | None = None,
+    dtype: jnp.dtype = jnp.float32,
+) -> jax.Array:
+    """The encoding of the consecutive positions ``offset, offset + 1, …, offset + length - 1``.
+
+    Equal (within 1e-6 of the float64 formula) to ``sinusoidal(offset[..., None] + arange(length), dim)``,
+    but faster: it evaluates sines only for about ``2 * sqrt(length)`` positions and builds the rest by exact
+    angle addition.
+
+    Args:
+      length: the number of positions (static, >= 0).
+      dim: the encoding width, a positive even integer (static).
+      offset: the first position: an integer, or an integer array of shape ``[batch]`` for per-row offsets
+        (decoding with a cache, packed rows). Traced under ``jit``.
+      base: the geometric base of the frequencies (static).
+      layout: ``"interleaved"`` (paper) or ``"split"``.
+      frequencies: optional concrete ``[dim // 2]`` angular frequencies overriding ``base``.
+      dtype: floating output dtype (static).
+
+    Returns:
+      ``[length, dim]``, or ``[batch, length, dim]`` for an offset of shape ``[batch]``.
+
+    Raises:
+      TypeError: non-integer ``length``/``dim``/``offset``, non-floating ``dtype``.
+      ValueError: negative ``length``, offset of rank > 1 or out of the int32 range, and the errors of
+        :func:`sinusoidal`.
+
+    >>> sinusoidal_table(2, 4, offset=jnp.array([0, 10])).shape
+    (2, 2, 4)
+    """
+    caller = "sinusoidal_table"
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral):
+        raise TypeError(f"sinusoidal_table(length={length!r}): length must be a Python int >= 0")
+    if length < 0:
+        raise ValueError(f"sinusoidal_table(length={length}): length must be >= 0")
+    w = resolve_frequencies(dim, base=base, frequencies=frequencies, caller=caller)
+    check_layout(layout, caller)
+    resolved = check_dtype(dtype, caller)
+    offset = check_positions(offset, caller)
+    if not jnp.issubdtype(offset.dtype, jnp.integer):
+        raise TypeError(
+            f"sinusoidal_table(offset dtype={offset.dtype}): offset must be an integer or integer array; "
+            "use sinusoidal() for fractional positions"
+        )
+    if offset.ndim > 1:
+        raise ValueError(
+            f"sinusoidal_table(offset shape={offset.shape}): offset must be a scalar or of shape [batch]"
+        )
+    return _table(
+        offset, length=int(length), frequencies=tuple(w.tolist()), layout=layout, dtype=resolved
+    )
