@@ -114,9 +114,7 @@ def turns(positions: jax.Array, frequencies: np.ndarray) -> jax.Array:
     unsigned = lax.bitcast_convert_type(p, jnp.uint32)
     # For a negative p the uint32 view is p + 2**32; the extra 2**32 * F contributes F_low to the top word.
     negative_correction = jnp.where(p < 0, jnp.asarray(low, jnp.uint32), jnp.uint32(0))
-    return (
-        unsigned * jnp.asarray(high, jnp.uint32) + _mulhi_u32(unsigned, low) - negative_correction
-    )
+    return unsigned * jnp.asarray(high, jnp.uint32) + _mulhi_u32(unsigned, low) - negative_correction
 
 
 def sincos_of_turns(phase: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -153,15 +151,16 @@ def check_positions(positions: object, caller: str) -> jax.Array:
     else:
         host = np.asarray(positions)
         dtype = host.dtype
-    if dtype == np.bool_ or dtype.kind not in "iuf":
+    floating = jnp.issubdtype(dtype, jnp.floating)
+    if dtype == np.bool_ or not (floating or jnp.issubdtype(dtype, jnp.integer)):
         raise TypeError(
             f"{caller}(positions dtype={dtype}): positions must be an integer or float32/float64 array "
             "(bool and complex are not positions)"
         )
-    if dtype.kind == "f" and dtype.itemsize < 4:
+    if floating and dtype.itemsize < 4:
         raise TypeError(
-            f"{caller}(positions dtype={dtype}): 16-bit floating positions are rejected: they cannot represent "
-            "every integer above 256 (bfloat16) or 2048 (float16). Pass int32 or float32 positions."
+            f"{caller}(positions dtype={dtype}): 16-bit floating positions are rejected: they cannot "
+            "represent every integer above 256 (bfloat16) or 2048 (float16). Pass int32 or float32 positions."
         )
     if host is not None:
         if dtype.kind in "iu":
@@ -176,26 +175,18 @@ def check_positions(positions: object, caller: str) -> jax.Array:
             if host.size and not np.all(np.isfinite(host) & (np.abs(host) < _INT32_LIMIT)):
                 bad = host[~(np.isfinite(host) & (np.abs(host) < _INT32_LIMIT))].flat[0]
                 raise ValueError(
-                    f"{caller}(positions contains {bad}): floating positions must be finite with "
-                    "|pos| < 2**31"
+                    f"{caller}(positions contains {bad}): floating positions must be finite with |pos| < 2**31"
                 )
         return jnp.asarray(host)
-    if dtype.kind == "u" and dtype.itemsize >= 4:
-        # uint32 / uint64 values >= 2**31 do not fit the signed kernel.
-        return positions
     return positions
 
 
-def _integer_turns(
-    positions: jax.Array, frequencies: np.ndarray
-) -> tuple[jax.Array, jax.Array | None]:
+def _integer_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.Array, jax.Array | None]:
     """Phases of integer positions plus a mask of those outside the int32 range (None when impossible)."""
     dtype = np.dtype(positions.dtype)
     out_of_range = None
     if dtype.itemsize > 4 or (dtype.kind == "u" and dtype.itemsize == 4):
-        wide = (
-            positions.astype(jnp.int64) if dtype.kind == "u" and dtype.itemsize == 4 else positions
-        )
+        wide = positions.astype(jnp.int64) if dtype.kind == "u" and dtype.itemsize == 4 else positions
         if dtype.kind == "u" and dtype.itemsize == 8:
             out_of_range = positions >= _INT32_LIMIT
         else:
@@ -213,9 +204,7 @@ def _floating_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.
     fractional_turns = fraction[..., None] * jnp.asarray(turns32)
     fractional_turns = fractional_turns - jnp.round(fractional_turns)  # only matters for w_i > π
     fixed = jnp.round(fractional_turns * jnp.float32(2.0**32)).astype(jnp.int32)
-    phase = turns(whole.astype(jnp.int32), frequencies) + lax.bitcast_convert_type(
-        fixed, jnp.uint32
-    )
+    phase = turns(whole.astype(jnp.int32), frequencies) + lax.bitcast_convert_type(fixed, jnp.uint32)
     return phase, invalid
 
 
