@@ -35,6 +35,7 @@ from jax import lax
 
 __all__ = [
     "check_positions",
+    "computed_once",
     "phase_constants",
     "quarter_turns",
     "sincos",
@@ -131,6 +132,26 @@ def sincos_of_turns(phase: jax.Array) -> tuple[jax.Array, jax.Array]:
     sin = jnp.where((quadrant & 2) == 2, -sin, sin)
     cos = jnp.where(((quadrant + 1) & 2) == 2, -cos, cos)
     return sin, cos
+
+
+def computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
+    """Makes XLA compute each array once instead of fusing it into, and recomputing it in, its consumers.
+
+    The kernel is built from multiplies and adds, which XLA's fusion counts as cheap and duplicates freely:
+    a ``[length, dim]`` encoding added to a ``[batch, length, dim]`` input is recomputed once per batch row,
+    and the small factor tables of :func:`posenc_jax.sinusoidal_table` once per output element.
+    ``lax.optimization_barrier`` does not prevent this on CPU (the pass pipeline removes it before fusion).
+    XLA never duplicates an *expensive* producer (a floating division) into a consumer that reuses its
+    elements, so each array is divided, elementwise, by a 1.0 computed from itself that the compiler cannot
+    fold (``a * 0`` is not foldable under IEEE rules; non-finite entries divide by 1 too). Consumers that
+    use each element once still fuse. Cost: a few operations per element of ``arrays``; elementwise, so
+    sharded arrays need no communication.
+    """
+    result = []
+    for a in arrays:
+        zero = a * 0.0  # NaN where a is not finite
+        result.append(a / (jnp.where(jnp.isfinite(zero), zero, 0.0) + 1.0))
+    return tuple(result)
 
 
 def check_positions(positions: object, caller: str) -> jax.Array:

@@ -20,9 +20,8 @@ import numbers
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-from posenc_jax.angles import check_positions, quarter_turns, sincos, sincos_of_turns, turns
+from posenc_jax.angles import check_positions, computed_once, quarter_turns, sincos, sincos_of_turns, turns
 from posenc_jax.frequencies import resolve_frequencies
 from posenc_jax.layouts import Layout, check_layout
 
@@ -48,9 +47,7 @@ def check_dtype(dtype: object, caller: str) -> np.dtype:
     return resolved
 
 
-def _feature_frequencies(
-    frequencies: tuple[float, ...], layout: Layout
-) -> tuple[np.ndarray, np.ndarray]:
+def _feature_frequencies(frequencies: tuple[float, ...], layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     """Per output feature: its frequency and its phase offset in quarter turns (1 = cosine, via sin(θ+π/2)).
 
     Writing each feature as ``sin(pos * w + q π/2)`` lays the output out directly, with no interleaving
@@ -67,10 +64,9 @@ def _feature_frequencies(
 def _encode(positions, *, frequencies: tuple[float, ...], layout: Layout, dtype: np.dtype):
     feature_w, feature_quarters = _feature_frequencies(frequencies, layout)
     encoding, _ = sincos(positions, feature_w, feature_quarters)
-    encoding = encoding.astype(dtype)
-    # Computed once at the positions' shape: without the barrier XLA fuses the encoding into its consumer
-    # (e.g. ``x + encoding`` broadcast over a batch) and recomputes every sine once per batch row.
-    return lax.optimization_barrier(encoding)
+    # Computed once at the positions' shape, not once per batch row of a broadcasting consumer.
+    (encoding,) = computed_once(encoding)
+    return encoding.astype(dtype)
 
 
 def sinusoidal(
@@ -147,12 +143,11 @@ def _table(offset, *, length: int, frequencies: tuple[float, ...], layout: Layou
     coarse = turns(jnp.arange(num_blocks, dtype=jnp.int32) * block, feature_w)
     coarse = coarse + turns(offset, feature_w)[..., None, :] + quarter_turns(feature_quarters)
     coarse_sin, coarse_cos = sincos_of_turns(coarse)  # [..., num_blocks, dim]
-    fine_sin, fine_cos = sincos_of_turns(turns(jnp.arange(block, dtype=jnp.int32), feature_w))
-    # The barrier keeps XLA from fusing the small tables' sines into the large loop (recomputing them
-    # once per output element).
-    coarse_sin, coarse_cos, fine_sin, fine_cos = lax.optimization_barrier(
-        (coarse_sin, coarse_cos, fine_sin, fine_cos)
-    )
+    # Both small tables are computed once, not once per element of the large loop: the fine one is a
+    # constant (evaluated at trace time), the coarse one depends on the offsets and is kept from fusing.
+    coarse_sin, coarse_cos = computed_once(coarse_sin, coarse_cos)
+    with jax.ensure_compile_time_eval():
+        fine_sin, fine_cos = sincos_of_turns(turns(jnp.arange(block, dtype=jnp.int32), feature_w))
     table = coarse_sin[..., :, None, :] * fine_cos + coarse_cos[..., :, None, :] * fine_sin
     table = table.reshape(*table.shape[:-3], num_blocks * block, len(feature_w))[..., :length, :]
     return table.astype(dtype)
@@ -213,6 +208,4 @@ def sinusoidal_table(
         raise ValueError(
             f"sinusoidal_table(offset shape={offset.shape}): offset must be a scalar or of shape [batch]"
         )
-    return _table(
-        offset, length=int(length), frequencies=tuple(w.tolist()), layout=layout, dtype=resolved
-    )
+    return _table(offset, length=int(length), frequencies=tuple(w.tolist()), layout=layout, dtype=resolved)

@@ -1,0 +1,1 @@
+"""The benchmark: speed as ratios against baselines measured in the same run."""

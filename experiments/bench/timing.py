@@ -1,0 +1,73 @@
+"""Timing helpers shared by the benchmark sections: compile time apart, steady-state medians, ratios."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+
+def _block(value: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x: x.block_until_ready() if hasattr(x, "block_until_ready") else x, value)
+
+
+def compile_seconds(fn: Callable, *args: Any) -> float:
+    """Seconds to lower and compile a jitted ``fn`` for ``args`` (tracing included)."""
+    start = time.perf_counter()
+    fn.lower(*args).compile()
+    return time.perf_counter() - start
+
+
+def time_fn(fn: Callable, *args: Any, repeats: int = 10, warmup: int = 2) -> dict[str, float]:
+    """Compile time (when ``fn`` is jitted) and the median / min of ``repeats`` steady-state calls."""
+    compile_s = compile_seconds(fn, *args) if hasattr(fn, "lower") else float("nan")
+    for _ in range(warmup):
+        _block(fn(*args))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _block(fn(*args))
+        samples.append(time.perf_counter() - start)
+    return {"compile_s": compile_s, "median_s": statistics.median(samples), "min_s": min(samples)}
+
+
+def compare(candidates: dict[str, tuple[Callable, tuple]], repeats: int = 10) -> dict[str, dict[str, float]]:
+    """Times several functions round-robin (so drift in machine load hits all alike).
+
+    Returns per name: ``compile_s``, ``median_s``, ``min_s``.
+    """
+    results: dict[str, dict[str, float]] = {}
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for name, (fn, args) in candidates.items():
+        compile_s = compile_seconds(fn, *args) if hasattr(fn, "lower") else float("nan")
+        _block(fn(*args))
+        _block(fn(*args))
+        results[name] = {"compile_s": compile_s}
+    for _ in range(repeats):
+        for name, (fn, args) in candidates.items():
+            start = time.perf_counter()
+            _block(fn(*args))
+            samples[name].append(time.perf_counter() - start)
+    for name, values in samples.items():
+        results[name]["median_s"] = statistics.median(values)
+        results[name]["min_s"] = min(values)
+    return results
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    device = jax.devices()[0]
+    return {
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+    }
