@@ -113,11 +113,9 @@ def sinusoidal(
       ValueError: odd or non-positive ``dim``, ``base <= 1`` or non-finite, wrong ``frequencies`` length,
         unknown ``layout``, host positions out of range or non-finite.
 
-    >>> import jax.numpy as jnp
-    >>> sinusoidal(jnp.arange(3), 4).round(4)
-    Array([[0.    , 1.    , 0.    , 1.    ],
-           [0.8415, 0.5403, 0.01  , 1.    ],
-           [0.9093, -0.4161, 0.02  , 0.9998]], dtype=float32)
+    >>> import jax.numpy as jnp, numpy as np
+    >>> np.asarray(sinusoidal(jnp.arange(3), 4), np.float64).round(3).tolist()  # [sin p, cos p, sin p/100, cos p/100]
+    [[0.0, 1.0, 0.0, 1.0], [0.841, 0.54, 0.01, 1.0], [0.909, -0.416, 0.02, 1.0]]
     """
     caller = "sinusoidal"
     w = resolve_frequencies(dim, base=base, frequencies=frequencies, caller=caller)
