@@ -218,3 +218,17 @@ def test_property_converters_are_inverse_permutations(dim):
     np.testing.assert_allclose(
         posenc_jax.interleaved_to_split(table), sinusoidal(jnp.arange(5), dim, layout="split"), atol=0
     )
+
+
+def test_traced_unsigned_positions_beyond_int32_give_nan_rows():
+    positions = jnp.array([5, 2**31, 2**32 - 1], dtype=jnp.uint32)
+    out = np.asarray(jax.jit(lambda p: sinusoidal(p, 4))(positions))
+    assert np.isnan(out[1:]).all()
+    np.testing.assert_allclose(out[0], reference_sinusoidal([5], 4)[0], atol=TOL)
+
+
+def test_compiles_once_per_shape_not_per_value():
+    encode = jax.jit(lambda p: sinusoidal(p, 16))
+    for start in (0, 10, 2**30):
+        encode(jnp.arange(start, start + 7))
+    assert encode._cache_size() == 1
