@@ -206,12 +206,10 @@ def _integer_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.A
     """Phases of integer positions plus a mask of those outside the int32 range (None when impossible)."""
     dtype = np.dtype(positions.dtype)
     out_of_range = None
-    if dtype.itemsize > 4 or (dtype.kind == "u" and dtype.itemsize == 4):
-        wide = positions.astype(jnp.int64) if dtype.kind == "u" and dtype.itemsize == 4 else positions
-        if dtype.kind == "u" and dtype.itemsize == 8:
-            out_of_range = positions >= _INT32_LIMIT
-        else:
-            out_of_range = (wide < _INT32_MIN) | (wide >= _INT32_LIMIT)
+    if dtype.kind == "u" and dtype.itemsize >= 4:
+        out_of_range = positions >= np.array(_INT32_LIMIT, dtype)
+    elif dtype.itemsize > 4:
+        out_of_range = (positions < _INT32_MIN) | (positions >= _INT32_LIMIT)
     return turns(positions.astype(jnp.int32), frequencies), out_of_range
 
 
