@@ -1,0 +1,57 @@
+"""Positions for packed sequences: several examples concatenated along the length axis."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+__all__ = ["positions_from_segment_ids"]
+
+
+def positions_from_segment_ids(segment_ids: jax.Array) -> jax.Array:
+    """Positions that restart at 0 at the start of every packed segment.
+
+    A new segment starts at index 0 and wherever the id differs from the previous token's id along the
+    last axis. Padding (often id 0) is numbered like any other segment; mask it in attention as usual.
+
+    Args:
+      segment_ids: integer array ``[length]`` or ``[batch, length]`` (any rank >= 1, length last).
+
+    Returns:
+      int32 array of the same shape: the index of each token within its segment.
+
+    Raises:
+      TypeError: if ``segment_ids`` is not an integer array.
+      ValueError: if ``segment_ids`` is a scalar.
+
+    >>> positions_from_segment_ids(jnp.array([1, 1, 1, 2, 2, 3]))
+    Array([0, 1, 2, 0, 1, 0], dtype=int32)
+    """
+    caller = "positions_from_segment_ids"
+    dtype = getattr(segment_ids, "dtype", None)
+    if dtype is None:
+        segment_ids = np.asarray(segment_ids)
+        dtype = segment_ids.dtype
+    if dtype == np.bool_ or not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(f"{caller}(segment_ids dtype={dtype}): segment_ids must be an integer array")
+    segment_ids = jnp.asarray(segment_ids)
+    if segment_ids.ndim < 1:
+        raise ValueError(
+            f"{caller}(segment_ids shape={tuple(segment_ids.shape)}): segment_ids must have shape [length] or "
+            "[batch, length]"
+        )
+    length = segment_ids.shape[-1]
+    index = lax.broadcasted_iota(jnp.int32, segment_ids.shape, segment_ids.ndim - 1)
+    if length == 0:
+        return index
+    starts = jnp.concatenate(
+        [
+            jnp.ones(segment_ids.shape[:-1] + (1,), dtype=bool),
+            segment_ids[..., 1:] != segment_ids[..., :-1],
+        ],
+        axis=-1,
+    )
+    segment_start = lax.cummax(jnp.where(starts, index, 0), axis=segment_ids.ndim - 1)
+    return index - segment_start

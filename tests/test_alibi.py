@@ -1,0 +1,144 @@
+"""ALiBi slopes and biases against float64 references written from the paper's formulas."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from posenc_jax.alibi import alibi_bias, alibi_slopes
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 16, 32])
+def test_power_of_two_slopes_are_the_papers_geometric_sequence(n):
+    # Press et al.: for n heads, the geometric sequence starting at 2**(-8/n) with that same ratio.
+    want = np.array([2.0 ** (-8.0 * (h + 1) / n) for h in range(n)])
+    np.testing.assert_allclose(alibi_slopes(n), want, rtol=1e-15)
+
+
+def test_slopes_for_eight_heads_are_one_half_to_one_over_256():
+    np.testing.assert_array_equal(
+        alibi_slopes(8), [1 / 2, 1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64, 1 / 128, 1 / 256]
+    )
+
+
+@pytest.mark.parametrize(
+    "n,want",
+    [
+        # The closest power of two c below n gets its own sequence, then every other slope of 2c heads.
+        (3, [2.0**-4, 2.0**-8, 2.0**-2]),
+        (6, [2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8, 2.0**-1, 2.0**-3]),
+        (12, [2.0 ** (-h - 1) for h in range(8)] + [2.0 ** (-(2 * h + 1) / 2) for h in range(4)]),
+    ],
+)
+def test_non_power_of_two_slopes_follow_the_reference_order(n, want):
+    np.testing.assert_allclose(alibi_slopes(n), want, rtol=1e-15)
+
+
+def reference_bias(num_heads, q, k, causal):
+    m = np.array([2.0 ** (-8.0 * (h + 1) / num_heads) for h in range(num_heads)])  # power-of-two n only
+    q = np.atleast_2d(np.asarray(q, np.float64))
+    k = np.atleast_2d(np.asarray(k, np.float64))
+    distance = q[:, :, None] - k[:, None, :]  # i - j
+    distance = np.where(distance < 0, 0.0, distance) if causal else np.abs(distance)
+    return -m[None, :, None, None] * distance[:, None]
+
+
+_BIAS = {
+    (jit, causal): (jax.jit(lambda q, k, c=causal: alibi_bias(4, q, k, causal=c)) if jit else None)
+    for jit in (False, True)
+    for causal in (False, True)
+}
+
+
+def _bias(jit, causal, q, k):
+    return _BIAS[(jit, causal)](q, k) if jit else alibi_bias(4, q, k, causal=causal)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_bias_matches_reference(jit, causal):
+    q = jnp.arange(5)
+    got = _bias(jit, causal, q, q)
+    assert got.shape == (1, 4, 5, 5) and got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), reference_bias(4, q, q, causal), rtol=1e-7)
+    # Zero on the diagonal (+0.0, not -0.0) and, when causal, above it.
+    diagonal = np.asarray(got)[0][:, np.arange(5), np.arange(5)]
+    assert np.all(diagonal == 0) and not np.any(np.signbit(diagonal))
+    if causal:
+        assert np.all(np.triu(np.asarray(got)[0, :], k=1) == 0)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_bias_with_offsets_per_row_and_different_lengths(jit, causal):
+    # Decoding with a cache: 2 new queries at positions 7, 8 (row 0) and 3, 4 (row 1) against 9 keys.
+    q = jnp.array([[7, 8], [3, 4]])
+    k = jnp.arange(9)
+    got = _bias(jit, causal, q, k)
+    assert got.shape == (2, 4, 2, 9)
+    np.testing.assert_allclose(np.asarray(got), reference_bias(4, q, k, causal), rtol=1e-7)
+
+
+def test_bias_is_linear_in_distance():
+    bias = np.asarray(alibi_bias(4, jnp.arange(16), jnp.arange(16), causal=False), np.float64)[0]
+    slopes = alibi_slopes(4)
+    for h in range(4):
+        for d in range(16):  # every entry at distance d equals -m_h * d
+            assert np.all(np.diagonal(bias[h], offset=d) == -slopes[h] * d)
+
+
+def test_float_positions_and_large_integer_positions():
+    q = jnp.array([0.5, 2.25])
+    k = jnp.array([0.0, 1.0, 3.0])
+    np.testing.assert_allclose(
+        np.asarray(alibi_bias(4, q, k, causal=False)), reference_bias(4, q, k, False), rtol=1e-6
+    )
+    # Integer distances are formed exactly, even far from zero.
+    big = jnp.array([2**31 - 2, 2**31 - 1], jnp.int32)
+    got = alibi_bias(4, big, big, causal=True)
+    np.testing.assert_array_equal(np.asarray(got)[0, :, 1, 0], -alibi_slopes(4).astype(np.float32))
+
+
+def test_vmap_over_batch_of_positions():
+    q = jnp.arange(12).reshape(3, 4)
+    mapped = jax.vmap(lambda p: alibi_bias(4, p, p, causal=True)[0])(q)
+    np.testing.assert_allclose(np.asarray(mapped), reference_bias(4, q, q, True), rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (
+            lambda: alibi_slopes(0),
+            ValueError,
+            r"alibi_slopes\(num_heads=0\): num_heads must be a positive integer",
+        ),
+        (lambda: alibi_slopes(-3), ValueError, r"alibi_slopes\(num_heads=-3\)"),
+        (lambda: alibi_slopes(2.0), TypeError, r"alibi_slopes\(num_heads=2.0\): num_heads must be a positive"),
+        (lambda: alibi_slopes(True), TypeError, r"alibi_slopes\(num_heads=True\)"),
+        (
+            lambda: alibi_bias(0, jnp.arange(3), jnp.arange(3), causal=True),
+            ValueError,
+            r"alibi_bias\(num_heads=0\)",
+        ),
+        (
+            lambda: alibi_bias(2, jnp.zeros((1, 2, 3)), jnp.arange(3), causal=True),
+            ValueError,
+            r"alibi_bias\(query_positions shape=\(1, 2, 3\)\): query_positions must have shape \[length\]",
+        ),
+        (
+            lambda: alibi_bias(2, jnp.arange(3), jnp.arange(3).astype(jnp.bfloat16), causal=True),
+            TypeError,
+            r"alibi_bias\(key_positions\)\(positions dtype=bfloat16\)",
+        ),
+        (
+            lambda: alibi_bias(2, jnp.zeros((2, 3)), jnp.zeros((3, 3)), causal=True),
+            ValueError,
+            r"alibi_bias\(query_positions shape=\(2, 3\), key_positions shape=\(3, 3\)\): the batch sizes",
+        ),
+        (lambda: alibi_bias(2, jnp.arange(3), jnp.arange(3), causal=1), TypeError, r"alibi_bias\(causal=1\)"),
+    ],
+)
+def test_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

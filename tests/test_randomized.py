@@ -1,0 +1,87 @@
+"""Randomized positions: sorted, unique, in range, deterministic per key, independent per example."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from posenc_jax.randomized import randomized_positions
+
+_JITTED = jax.jit(randomized_positions, static_argnums=(1, 2), static_argnames="batch_shape")
+
+
+def _draw(jit, *args, **kwargs):
+    return (_JITTED if jit else randomized_positions)(*args, **kwargs)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_sorted_unique_in_range(jit):
+    got = np.asarray(_draw(jit, jax.random.key(0), 16, 64, batch_shape=(3, 5)))
+    assert got.shape == (3, 5, 16) and got.dtype == np.int32
+    assert np.all(np.diff(got, axis=-1) > 0)  # strictly increasing: sorted and unique
+    assert got.min() >= 0 and got.max() < 64
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_deterministic_per_key_and_independent_per_example(jit):
+    key = jax.random.key(7)
+    a = np.asarray(_draw(jit, key, 8, 1000, batch_shape=(4,)))
+    np.testing.assert_array_equal(a, np.asarray(_draw(jit, key, 8, 1000, batch_shape=(4,))))
+    other = np.asarray(_draw(jit, jax.random.key(8), 8, 1000, batch_shape=(4,)))
+    assert not np.array_equal(a, other)
+    assert len({tuple(row) for row in a}) == 4  # each example has its own draw
+
+
+def test_legacy_uint32_keys_and_full_range():
+    got = randomized_positions(jax.random.PRNGKey(0), 5, 5)
+    np.testing.assert_array_equal(np.asarray(got), np.arange(5))  # the only subset of size 5
+
+
+def test_every_position_is_reachable_and_roughly_uniform():
+    # 400 draws of 2 from [0, 10): each position appears with probability 0.2, i.e. 80 times on average.
+    draws = np.asarray(randomized_positions(jax.random.key(1), 2, 10, batch_shape=(400,)))
+    counts = np.bincount(draws.ravel(), minlength=10)
+    assert counts.min() > 40 and counts.max() < 120, counts
+
+
+def test_traced_key_under_vmap():
+    keys = jax.random.split(jax.random.key(3), 6)
+    got = np.asarray(jax.vmap(lambda k: randomized_positions(k, 4, 32))(keys))
+    assert got.shape == (6, 4) and np.all(np.diff(got, axis=-1) > 0)
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,error,match",
+    [
+        (
+            (8, 4),
+            {},
+            ValueError,
+            r"randomized_positions\(length=8, max_length=4\): max_length must be >= length",
+        ),
+        ((0, 4), {}, ValueError, r"randomized_positions\(length=0\): length must be a positive integer"),
+        ((2, -1), {}, ValueError, r"randomized_positions\(max_length=-1\)"),
+        ((2.0, 4), {}, TypeError, r"randomized_positions\(length=2.0\): length must be a positive Python int"),
+        (
+            (2, 4),
+            {"batch_shape": 3},
+            TypeError,
+            r"randomized_positions\(batch_shape=3\): batch_shape must be a tuple",
+        ),
+        ((2, 4), {"batch_shape": (2, -1)}, ValueError, r"randomized_positions\(batch_shape=\(2, -1\)\)"),
+    ],
+)
+def test_bad_input(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        randomized_positions(jax.random.key(0), *args, **kwargs)
+
+
+def test_bad_key():
+    with pytest.raises(
+        ValueError, match=r"randomized_positions\(key shape=\(2,\)\): key must be a single PRNG key"
+    ):
+        randomized_positions(jax.random.split(jax.random.key(0)), 2, 4)
+    with pytest.raises(TypeError, match=r"randomized_positions\(key=int dtype=None shape=\(\)\)"):
+        randomized_positions(0, 2, 4)
+    with pytest.raises(TypeError, match=r"key must be a single PRNG key"):
+        randomized_positions(jnp.zeros(2, jnp.float32), 2, 4)

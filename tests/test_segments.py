@@ -1,0 +1,51 @@
+"""Positions of packed sequences, against a plain Python loop."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from posenc_jax.segments import positions_from_segment_ids
+
+_JITTED = jax.jit(positions_from_segment_ids)
+
+
+def reference_positions(segment_ids):
+    segment_ids = np.asarray(segment_ids)
+    out = np.zeros(segment_ids.shape, np.int64)
+    for row_index in np.ndindex(segment_ids.shape[:-1]):
+        row = segment_ids[row_index]
+        for t in range(1, row.shape[0]):
+            out[row_index + (t,)] = out[row_index + (t - 1,)] + 1 if row[t] == row[t - 1] else 0
+    return out
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_matches_loop(jit):
+    fn = _JITTED if jit else positions_from_segment_ids
+    segment_ids = np.array(
+        [[1, 1, 1, 2, 2, 3, 0, 0], [5, 5, 5, 5, 5, 5, 5, 5], [1, 2, 1, 2, 2, 0, 0, 0]], np.int32
+    )
+    got = fn(jnp.asarray(segment_ids))
+    assert got.dtype == jnp.int32 and got.shape == segment_ids.shape
+    np.testing.assert_array_equal(np.asarray(got), reference_positions(segment_ids))
+    np.testing.assert_array_equal(np.asarray(got[0]), [0, 1, 2, 0, 1, 0, 0, 1])
+
+
+def test_random_rows_one_dimensional_and_empty():
+    rng = np.random.default_rng(0)
+    segment_ids = np.cumsum(rng.random((4, 50)) < 0.2, axis=-1)
+    np.testing.assert_array_equal(np.asarray(_JITTED(segment_ids)), reference_positions(segment_ids))
+    np.testing.assert_array_equal(np.asarray(positions_from_segment_ids([3, 3, 4])), [0, 1, 0])
+    assert positions_from_segment_ids(jnp.zeros((2, 0), jnp.int32)).shape == (2, 0)
+
+
+def test_bad_input():
+    with pytest.raises(
+        TypeError, match=r"positions_from_segment_ids\(segment_ids dtype=float32\): segment_ids must be"
+    ):
+        positions_from_segment_ids(jnp.zeros((2, 3)))
+    with pytest.raises(TypeError, match=r"positions_from_segment_ids\(segment_ids dtype=bool\)"):
+        positions_from_segment_ids(np.ones(3, bool))
+    with pytest.raises(ValueError, match=r"positions_from_segment_ids\(segment_ids shape=\(\)\)"):
+        positions_from_segment_ids(jnp.int32(3))
