@@ -288,3 +288,28 @@ def test_command_writes_every_output(tmp_path, capsys):
     assert f"**{report._fmt(numbers['similarity']['max_spread_at_equal_distance'])}**" in text
     assert numbers["extrapolation"]["status"] == "pending" and "Pending" in text
     assert "max residual" in capsys.readouterr().out
+
+
+def test_reads_bands_per_metric_with_other_spellings(tmp_path):
+    rows = [
+        {
+            "task": "reverse",
+            "mode": "encoder",
+            "scheme": "learned",
+            "bands": {
+                "exact_match": {"In distribution": 1.0, "1–2×": 0.0, "2–4×": 0.0},
+                "token_accuracy": {
+                    "In-Distribution": {"mean": 0.99},
+                    "1–2×": {"mean": 0.6},
+                    "2–4×": {"mean": 0.4},
+                },
+            },
+        },
+    ]
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"rows": rows}))
+    result = ordering.extrapolation(path)
+    assert result["rows"] == [
+        {"task": "reverse", "mode": "encoder", "scheme": "learned", "in_distribution": 0.99, "beyond": 0.5}
+    ]
+    assert "best beyond training: learned (0.50)" in result["sentence"]

@@ -98,8 +98,12 @@ def encoding_waves(
     ax.set_ylabel("PE(pos, 2i)")
     ax.set_ylim(-1.15, 1.6)
     ax.legend(fontsize=8, loc="upper right", ncol=2)
+    dim, last = 2 * len(frequencies), len(frequencies) - 1
+    shortest, longest = 2 * math.pi / frequencies[0], 2 * math.pi / frequencies[last]
     ax.set_title(
-        "Each pair i is a wave of wavelength 2π·10000^(2i/d): from 2π (i = 0) to almost 2π·10000", fontsize=10
+        f"Pair i is a wave of wavelength 2π·10000^(2i/d); for d = {dim} from {shortest:.2f} (i = 0) "
+        f"to {longest:.0f} (i = {last})",
+        fontsize=10,
     )
     ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -9,7 +9,8 @@ The ordering experiments (``python -m experiments.ordering``) write ``summary.js
   averaged over seeds;
 * rows that already hold the bands: ``{"task", "mode", "scheme", "bands": {"in_distribution": x,
   "beyond": y}}`` (or ``"1-2x"`` / ``"2-4x"`` whose mean is "beyond"), each value a number or a dict with a
-  ``"mean"``.
+  ``"mean"``; band names are compared without case or punctuation, and bands given per metric
+  (``{"token_accuracy": {...}}``) are read from the token accuracy.
 
 The greedy (autoregressive) accuracy is preferred to the teacher-forced one wherever both exist.
 """
@@ -17,6 +18,7 @@ The greedy (autoregressive) accuracy is preferred to the teacher-forced one wher
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,10 +73,15 @@ def _from_curves(record: dict[str, Any], train_length: int | None) -> tuple[floa
         return None
     lengths = np.asarray(test.get("lengths", []))
     accuracy = test.get("token_accuracy")
+    if isinstance(accuracy, dict):  # aggregated over seeds: {"mean": [per length], ...}
+        accuracy = accuracy.get("mean")
     if accuracy is None or lengths.ndim != 1 or lengths.size == 0:
         return None
-    accuracy = np.atleast_2d(np.asarray(accuracy, dtype=float))  # [seeds, lengths]
-    if accuracy.shape[-1] != lengths.size:
+    try:
+        accuracy = np.atleast_2d(np.asarray(accuracy, dtype=float))  # [seeds, lengths]
+    except (TypeError, ValueError):
+        return None
+    if accuracy.ndim != 2 or accuracy.shape[-1] != lengths.size:
         return None
     inside = lengths <= train_length
     beyond = (lengths > train_length) & (lengths <= 4 * train_length)
@@ -83,14 +90,26 @@ def _from_curves(record: dict[str, Any], train_length: int | None) -> tuple[floa
     return float(accuracy[:, inside].mean(axis=1).mean()), float(accuracy[:, beyond].mean(axis=1).mean())
 
 
+def _key(name: str) -> str:
+    """A name without case, spacing or punctuation: ``"In-distribution"`` -> ``"indistribution"``."""
+    return re.sub(r"[^a-z0-9]", "", name.lower().replace("×", "x"))
+
+
 def _from_bands(record: dict[str, Any]) -> tuple[float, float] | None:
     bands = record.get("bands")
     if not isinstance(bands, dict):
         return None
-    inside = _number(bands.get("in_distribution"))
-    beyond = _number(bands.get("beyond"))
+    bands = {_key(k): v for k, v in bands.items()}
+    for metric in ("tokenaccuracy", "accuracy"):  # bands per metric: the greedy token accuracy
+        if isinstance(bands.get(metric), dict):
+            bands = {_key(k): v for k, v in bands[metric].items()}
+            break
+    inside = next((_number(bands[k]) for k in ("indistribution", "indist") if k in bands), None)
+    beyond = next(
+        (_number(bands[k]) for k in ("beyond", "beyondtraining", "outofdistribution") if k in bands), None
+    )
     if beyond is None:
-        parts = [_number(bands.get(name)) for name in ("1-2x", "2-4x")]
+        parts = [_number(bands.get(name)) for name in ("12x", "24x")]
         beyond = None if None in parts else float(np.mean(parts))
     if inside is None or beyond is None:
         return None
