@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scheme_references import reference_alibi
 
 from posenc_jax.alibi import alibi_bias, alibi_slopes
 
@@ -34,15 +35,6 @@ def test_non_power_of_two_slopes_follow_the_reference_order(n, want):
     np.testing.assert_allclose(alibi_slopes(n), want, rtol=1e-15)
 
 
-def reference_bias(num_heads, q, k, causal):
-    m = np.array([2.0 ** (-8.0 * (h + 1) / num_heads) for h in range(num_heads)])  # power-of-two n only
-    q = np.atleast_2d(np.asarray(q, np.float64))
-    k = np.atleast_2d(np.asarray(k, np.float64))
-    distance = q[:, :, None] - k[:, None, :]  # i - j
-    distance = np.where(distance < 0, 0.0, distance) if causal else np.abs(distance)
-    return -m[None, :, None, None] * distance[:, None]
-
-
 _BIAS = {
     (jit, causal): (jax.jit(lambda q, k, c=causal: alibi_bias(4, q, k, causal=c)) if jit else None)
     for jit in (False, True)
@@ -60,7 +52,7 @@ def test_bias_matches_reference(jit, causal):
     q = jnp.arange(5)
     got = _bias(jit, causal, q, q)
     assert got.shape == (1, 4, 5, 5) and got.dtype == jnp.float32
-    np.testing.assert_allclose(np.asarray(got), reference_bias(4, q, q, causal), rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(got), reference_alibi(4, q, q, causal), rtol=1e-7)
     # Zero on the diagonal (+0.0, not -0.0) and, when causal, above it.
     diagonal = np.asarray(got)[0][:, np.arange(5), np.arange(5)]
     assert np.all(diagonal == 0) and not np.any(np.signbit(diagonal))
@@ -76,7 +68,7 @@ def test_bias_with_offsets_per_row_and_different_lengths(jit, causal):
     k = jnp.arange(9)
     got = _bias(jit, causal, q, k)
     assert got.shape == (2, 4, 2, 9)
-    np.testing.assert_allclose(np.asarray(got), reference_bias(4, q, k, causal), rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(got), reference_alibi(4, q, k, causal), rtol=1e-7)
 
 
 def test_bias_is_linear_in_distance():
@@ -91,7 +83,7 @@ def test_float_positions_and_large_integer_positions():
     q = jnp.array([0.5, 2.25])
     k = jnp.array([0.0, 1.0, 3.0])
     np.testing.assert_allclose(
-        np.asarray(alibi_bias(4, q, k, causal=False)), reference_bias(4, q, k, False), rtol=1e-6
+        np.asarray(alibi_bias(4, q, k, causal=False)), reference_alibi(4, q, k, False), rtol=1e-6
     )
     # Integer distances are formed exactly, even far from zero.
     big = jnp.array([2**31 - 2, 2**31 - 1], jnp.int32)
@@ -102,7 +94,7 @@ def test_float_positions_and_large_integer_positions():
 def test_vmap_over_batch_of_positions():
     q = jnp.arange(12).reshape(3, 4)
     mapped = jax.vmap(lambda p: alibi_bias(4, p, p, causal=True)[0])(q)
-    np.testing.assert_allclose(np.asarray(mapped), reference_bias(4, q, q, True), rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(mapped), reference_alibi(4, q, q, True), rtol=1e-7)
 
 
 @pytest.mark.parametrize(

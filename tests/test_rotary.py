@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scheme_references import reference_rotary
 
 from posenc_jax.layouts import interleaved_to_split
 from posenc_jax.rotary import (
@@ -18,26 +19,6 @@ from posenc_jax.rotary import (
 )
 
 RNG = np.random.default_rng(0)
-
-
-def reference_rotary(x, positions, *, base=10_000.0, layout="interleaved", scale=1.0, rotary_dim=None):
-    """float64: pair i = (a, b) -> (a cos t - b sin t, b cos t + a sin t), t = pos / scale * base**(-2i/r)."""
-    x = np.asarray(x, dtype=np.float64)
-    head_dim = x.shape[-1]
-    r = head_dim if rotary_dim is None else rotary_dim
-    n = r // 2
-    w = base ** (-2.0 * np.arange(n, dtype=np.float64) / r)
-    theta = np.asarray(positions, dtype=np.float64)[..., None] / scale * w  # [..., length, n]
-    theta = theta[..., None, :]  # heads axis
-    if layout == "interleaved":
-        first, second = np.arange(0, r, 2), np.arange(1, r, 2)
-    else:
-        first, second = np.arange(n), np.arange(n, r)
-    out = x.copy()
-    a, b = x[..., first], x[..., second]
-    out[..., first] = a * np.cos(theta) - b * np.sin(theta)
-    out[..., second] = b * np.cos(theta) + a * np.sin(theta)
-    return out
 
 
 def _maybe_jit(fn, jit):

@@ -1,0 +1,168 @@
+"""Looking up a learned position table with an explicit policy for positions outside it.
+
+A plain JAX gather never fails: ``table[i]`` clamps an out-of-range ``i`` to the last row, ``jnp.take`` fills
+NaN, negative indices wrap around. For position tables each of these hides a bug (a sequence longer than the
+table silently reuses the last position). :func:`lookup` makes the choice explicit:
+
+* ``"error"`` (default): positions must lie in ``[0, max_length)``. Concrete positions are checked on the
+  host and raise ``ValueError`` at once. Traced positions (inside ``jax.jit`` / ``nnx.jit``, ``vmap``,
+  ``grad``) are checked at run time by a host callback that raises when a bad position occurs; the error
+  surfaces from a jitted call as ``jax.errors.JaxRuntimeError`` whose message contains the ``ValueError``
+  text (from an un-jitted ``vmap``, as the ``ValueError`` itself). No ``checkify`` wrapper is needed.
+  Should the check ever be skipped, the gathered rows of bad positions are NaN, never a clamped row.
+* ``"clip"``: positions are clamped to ``[0, max_length - 1]`` (negative -> row 0, large -> the last row).
+* ``"wrap"``: positions are taken modulo ``max_length`` (``-1`` -> the last row, ``max_length`` -> row 0).
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import PartitionSpec
+
+__all__ = ["OUT_OF_RANGE_POLICIES", "check_out_of_range", "lookup"]
+
+OUT_OF_RANGE_POLICIES: tuple[str, ...] = ("error", "clip", "wrap")
+
+
+def check_out_of_range(out_of_range: object, caller: str) -> str:
+    """Returns the policy if it is one of :data:`OUT_OF_RANGE_POLICIES`, else raises ``ValueError``."""
+    if not isinstance(out_of_range, str) or out_of_range not in OUT_OF_RANGE_POLICIES:
+        raise ValueError(
+            f"{caller}(out_of_range={out_of_range!r}): out_of_range must be one of {OUT_OF_RANGE_POLICIES}"
+        )
+    return out_of_range
+
+
+def _out_of_range_message(caller: str, max_length: int, low: int, high: int) -> str:
+    return (
+        f"{caller}: positions out of range for max_length={max_length}: got values from {low} to {high}, "
+        f"but positions must lie in [0, {max_length}) under out_of_range='error'. Use a larger max_length, "
+        "or out_of_range='clip' / 'wrap' to map them into the table on purpose."
+    )
+
+
+def _raise_if_bad(bad, low, high, *, caller: str, max_length: int) -> None:
+    if bool(np.any(bad)):
+        raise ValueError(_out_of_range_message(caller, max_length, int(low), int(high)))
+
+
+def _check_at_run_time(positions: jax.Array, max_length: int, caller: str) -> None:
+    bad = jnp.any((positions < 0) | (positions >= max_length))
+    low = jnp.min(positions).astype(jnp.int32)
+    high = jnp.max(positions).astype(jnp.int32)
+    callback = functools.partial(_raise_if_bad, caller=caller, max_length=max_length)
+    # The cond skips the host round trip when all positions are valid (under vmap it becomes a select and
+    # the callback runs for every example, checking `bad` itself).
+    lax.cond(bad, lambda: jax.debug.callback(callback, bad, low, high), lambda: None)
+
+
+def lookup(
+    table: jax.Array,
+    positions: jax.Array,
+    *,
+    out_of_range: str = "error",
+    caller: str = "lookup",
+) -> jax.Array:
+    """Gathers ``table[positions]`` with an explicit policy for positions outside ``[0, max_length)``.
+
+    Args:
+      table: ``[max_length, dim]`` array.
+      positions: integer array of any shape.
+      out_of_range: ``"error"``, ``"clip"`` or ``"wrap"`` (see the module docstring).
+      caller: name used in error messages.
+
+    Returns:
+      ``positions.shape + (dim,)`` array of ``table``'s dtype.
+
+    Raises:
+      TypeError: non-integer positions.
+      ValueError: an unknown policy, a table that is not 2-D or empty, or (policy ``"error"``) concrete
+        positions out of range. Traced out-of-range positions raise at run time as described above.
+
+    >>> lookup(jnp.eye(3), jnp.array([2, 0]))
+    Array([[0., 0., 1.],
+           [1., 0., 0.]], dtype=float32)
+    """
+    out_of_range = check_out_of_range(out_of_range, caller)
+    table_shape = tuple(getattr(table, "shape", np.shape(table)))
+    if len(table_shape) != 2 or table_shape[0] == 0:
+        raise ValueError(f"{caller}(table shape={table_shape}): table must have shape [max_length, dim]")
+    max_length = table_shape[0]
+    positions = _check_integer_positions(positions, caller)
+    table = jnp.asarray(table)
+    out_sharding = _gather_sharding(table, positions)
+    if out_of_range in ("clip", "wrap"):
+        rows = (
+            jnp.clip(positions, 0, max_length - 1) if out_of_range == "clip" else jnp.mod(positions, max_length)
+        )
+        return table.at[rows].get(mode="promise_in_bounds", out_sharding=out_sharding)
+    if isinstance(positions, jax.core.Tracer):
+        _check_at_run_time(positions, max_length, caller)
+    elif positions.size:
+        host = np.asarray(positions)  # concrete (also when closed over inside a jit trace)
+        low, high = int(host.min()), int(host.max())
+        if low < 0 or high >= max_length:
+            raise ValueError(_out_of_range_message(caller, max_length, low, high))
+    return table.at[positions].get(
+        mode="fill", fill_value=jnp.nan, wrap_negative_indices=False, out_sharding=out_sharding
+    )
+
+
+def _axis_names(entry: object) -> set[str]:
+    if entry is None:
+        return set()
+    return {entry} if isinstance(entry, str) else set(entry)
+
+
+def _gather_sharding(table: jax.Array, positions: jax.Array) -> PartitionSpec | None:
+    """The output spec of ``table[positions]`` under explicit sharding (None otherwise).
+
+    With explicitly sharded inputs, JAX asks for the gather's output sharding: the rows follow the positions'
+    sharding and the feature axis the table's (unless that mesh axis already shards the positions).
+    """
+    try:
+        table_spec = tuple(jax.typeof(table).sharding.spec)
+        positions_spec = tuple(jax.typeof(positions).sharding.spec)
+    except (AttributeError, TypeError):
+        return None
+    if all(entry is None for entry in table_spec + positions_spec):
+        return None
+    positions_spec = positions_spec + (None,) * (positions.ndim - len(positions_spec))
+    feature = table_spec[1] if len(table_spec) > 1 else None
+    used = set().union(*(_axis_names(entry) for entry in positions_spec))
+    if _axis_names(feature) & used:
+        feature = None
+    return PartitionSpec(*positions_spec, feature)
+
+
+def _check_integer_positions(positions: object, caller: str) -> jax.Array:
+    if isinstance(positions, jax.core.Tracer | jax.Array):
+        dtype = positions.dtype
+    else:
+        positions = np.asarray(positions)
+        dtype = positions.dtype
+        if dtype.kind in "iu" and positions.size:
+            low, high = int(positions.min()), int(positions.max())
+            if low < -(2**31) or high >= 2**31:
+                bad = high if high >= 2**31 else low
+                raise ValueError(f"{caller}(positions contains {bad}): positions must fit in int32")
+    if dtype == np.bool_ or not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(
+            f"{caller}(positions dtype={dtype}): learned positions must be integers (row indices of the table)"
+        )
+    return jnp.asarray(positions)
+
+
+def check_max_length(max_length: object, caller: str) -> int:
+    """Returns ``max_length`` as an int if it is a positive integer, else raises naming ``caller``."""
+    if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral):
+        raise TypeError(f"{caller}(max_length={max_length!r}): max_length must be a positive Python int")
+    if int(max_length) <= 0:
+        raise ValueError(f"{caller}(max_length={max_length}): max_length must be a positive integer")
+    return int(max_length)

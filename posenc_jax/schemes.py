@@ -1,0 +1,284 @@
+"""What every positional scheme does, written once for the NNX and the Linen modules.
+
+A scheme answers three questions, and the model that holds it never needs to know which scheme it is:
+
+* ``embed(x, positions)``: what to add to the token embeddings ``x`` ``[batch, length, dim]``;
+* ``rotate(q, k, q_positions, k_positions)``: how to transform queries and keys
+  ``[batch, length, heads, head_dim]``;
+* ``attention_bias(q_positions, k_positions)``: what to add to the attention logits
+  (``[batch or 1, heads, q_len, k_len]`` float32), or ``None``.
+
+Absolute schemes (sinusoidal, learned) implement ``embed``; rotary implements ``rotate``; ALiBi implements
+``attention_bias``; the others are identities / ``None``. The functions here validate arguments and call the
+pure functions of the package; the modules in :mod:`posenc_jax.nnx` and :mod:`posenc_jax.linen` are thin
+holders around them, so both APIs produce the same numbers.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from posenc_jax.alibi import alibi_bias
+from posenc_jax.angles import check_positions
+from posenc_jax.frequencies import check_dim, resolve_frequencies
+from posenc_jax.layouts import check_layout
+from posenc_jax.learned import check_max_length, check_out_of_range, lookup
+from posenc_jax.rotary import apply_rotary, rotary_frequencies
+from posenc_jax.sinusoidal import check_dtype, sinusoidal, sinusoidal_table
+
+__all__ = [
+    "check_embed_input",
+    "embed_positions",
+    "add_encoding",
+    "sinusoidal_config",
+    "sinusoidal_encode",
+    "sinusoidal_embed",
+    "learned_config",
+    "learned_encode",
+    "learned_embed",
+    "identity_embed",
+    "identity_rotate",
+    "rotary_config",
+    "rotary_rotate",
+    "rotary_apply",
+    "alibi_config",
+    "alibi_attention_bias",
+]
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+
+def check_embed_input(x: object, caller: str, dim: int | None = None) -> None:
+    """``x`` must be a floating ``[batch, length, dim]`` or ``[length, dim]`` array (last axis ``dim``)."""
+    shape = tuple(getattr(x, "shape", np.shape(x)))
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{caller}(x dtype={dtype}): x must be a floating array of token embeddings")
+    if len(shape) not in (2, 3):
+        raise ValueError(
+            f"{caller}(x shape={shape}): x must have shape [batch, length, dim] or [length, dim] "
+            f"(rank 2 or 3), got rank {len(shape)}"
+        )
+    if dim is not None and shape[-1] != dim:
+        raise ValueError(
+            f"{caller}(x shape={shape}): the last axis of x must equal the module's dim={dim}, got {shape[-1]}"
+        )
+
+
+def _check_positions_shape(positions_shape: tuple[int, ...], leading: tuple[int, ...], caller: str) -> None:
+    """Positions ``[length]`` or ``[batch, length]`` that broadcast to ``leading`` (x's shape without dim)."""
+    length = leading[-1]
+    ok = 1 <= len(positions_shape) <= len(leading) and positions_shape[-1] == length
+    if ok:
+        try:
+            ok = np.broadcast_shapes(tuple(positions_shape), leading) == leading
+        except ValueError:
+            ok = False
+    if not ok:
+        raise ValueError(
+            f"{caller}(positions shape={tuple(positions_shape)}): positions must broadcast to x's leading "
+            f"axes {leading}: use ({length},) or {leading}"
+        )
+
+
+def embed_positions(x: jax.Array, positions: object, caller: str, *, integer: bool = False) -> jax.Array:
+    """Validated positions for ``x``; ``None`` means ``0 … length-1`` along ``x``'s length axis."""
+    leading = tuple(x.shape[:-1])
+    if positions is None:
+        return jnp.arange(leading[-1], dtype=jnp.int32)
+    if integer:
+        dtype = getattr(positions, "dtype", None)
+        if dtype is None:
+            dtype = np.asarray(positions).dtype
+        if dtype == np.bool_ or not jnp.issubdtype(dtype, jnp.integer):
+            raise TypeError(
+                f"{caller}(positions dtype={dtype}): positions must be integers for a learned table"
+            )
+        positions = jnp.asarray(positions) if not isinstance(positions, jax.Array) else positions
+    else:
+        positions = check_positions(positions, caller)
+    _check_positions_shape(tuple(positions.shape), leading, caller)
+    return positions
+
+
+def add_encoding(x: jax.Array, encoding: jax.Array, dtype: object) -> jax.Array:
+    """``x + encoding`` computed in ``dtype``, or in the promoted dtype of both when ``dtype`` is None."""
+    out_dtype = jnp.promote_types(x.dtype, encoding.dtype) if dtype is None else dtype
+    return x.astype(out_dtype) + encoding.astype(out_dtype)
+
+
+def identity_embed(x: jax.Array, positions: object, caller: str) -> jax.Array:
+    """Validates like an absolute scheme would, then returns ``x`` unchanged."""
+    check_embed_input(x, caller)
+    embed_positions(x, positions, caller)
+    return x
+
+
+def _check_qk(q: object, k: object, caller: str, head_dim: int | None = None) -> None:
+    for name, value in (("q", q), ("k", k)):
+        shape = tuple(getattr(value, "shape", np.shape(value)))
+        if len(shape) != 4:
+            raise ValueError(
+                f"{caller}({name} shape={shape}): {name} must have shape [batch, length, heads, head_dim]"
+            )
+        if head_dim is not None and shape[-1] != head_dim:
+            raise ValueError(
+                f"{caller}({name} shape={shape}): the last axis of {name} must equal the module's "
+                f"head_dim={head_dim}, got {shape[-1]}"
+            )
+
+
+def identity_rotate(q, k, q_positions, k_positions, caller: str):
+    """Validates query/key shapes, then returns ``(q, k)`` unchanged."""
+    _check_qk(q, k, caller)
+    return q, k
+
+
+def _check_dtype_or_none(dtype: object, caller: str) -> np.dtype | None:
+    return None if dtype is None else check_dtype(dtype, caller)
+
+
+# ------------------------------------------------------------------------------------------ sinusoidal
+
+
+def sinusoidal_config(dim, base, layout, frequencies, dtype, caller: str):
+    """Validates the sinusoidal module's fields; returns ``frequencies`` as a static tuple (or None)."""
+    resolved = resolve_frequencies(dim, base=base, frequencies=frequencies, caller=caller)
+    check_layout(layout, caller)
+    _check_dtype_or_none(dtype, caller)
+    return None if frequencies is None else tuple(resolved.tolist())
+
+
+def sinusoidal_encode(positions, dim, base, layout, frequencies, dtype) -> jax.Array:
+    """The sinusoidal encoding ``positions.shape + (dim,)``, float32 when ``dtype`` is None."""
+    return sinusoidal(
+        positions,
+        dim,
+        base=base,
+        layout=layout,
+        frequencies=None if frequencies is None else np.asarray(frequencies, dtype=np.float64),
+        dtype=jnp.float32 if dtype is None else dtype,
+    )
+
+
+def sinusoidal_embed(x, positions, dim, base, layout, frequencies, dtype, caller: str) -> jax.Array:
+    """``x + sinusoidal encoding`` in ``dtype`` (``x``'s dtype when None)."""
+    check_embed_input(x, caller, dim)
+    out_dtype = x.dtype if dtype is None else dtype
+    freqs = None if frequencies is None else np.asarray(frequencies, dtype=np.float64)
+    if positions is None:
+        encoding = sinusoidal_table(
+            x.shape[-2], dim, base=base, layout=layout, frequencies=freqs, dtype=jnp.float32
+        )
+    else:
+        positions = embed_positions(x, positions, caller)
+        encoding = sinusoidal_encode(positions, dim, base, layout, frequencies, jnp.float32)
+    return add_encoding(x, encoding, out_dtype)
+
+
+# --------------------------------------------------------------------------------------------- learned
+
+
+def learned_config(max_length, dim, dtype, param_dtype, out_of_range, caller: str) -> None:
+    """Validates the learned module's fields."""
+    check_max_length(max_length, caller)
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or int(dim) <= 0:
+        raise ValueError(f"{caller}(dim={dim!r}): dim must be a positive integer")
+    _check_dtype_or_none(dtype, caller)
+    check_dtype(param_dtype, f"{caller}(param_dtype)")
+    check_out_of_range(out_of_range, caller)
+
+
+def learned_encode(table, positions, dtype, out_of_range, caller: str) -> jax.Array:
+    """Rows of the table for integer ``positions`` (policy ``out_of_range``), cast to ``dtype`` if set."""
+    encoding = lookup(table, positions, out_of_range=out_of_range, caller=caller)
+    return encoding if dtype is None else encoding.astype(dtype)
+
+
+def learned_embed(x, positions, table, dtype, out_of_range, caller: str) -> jax.Array:
+    """``x + table[positions]``; a static length beyond the table raises ``ValueError`` at trace time."""
+    max_length, dim = table.shape
+    check_embed_input(x, caller, dim)
+    if positions is None and x.shape[-2] > max_length:
+        raise ValueError(
+            f"{caller}(x shape={tuple(x.shape)}): sequence length {x.shape[-2]} exceeds "
+            f"max_length={max_length} of the learned table"
+        )
+    positions = embed_positions(x, positions, caller, integer=True)
+    encoding = learned_encode(table, positions, dtype, out_of_range, caller)
+    return add_encoding(x, encoding, dtype)
+
+
+# ---------------------------------------------------------------------------------------------- rotary
+
+
+def rotary_config(head_dim, base, layout, scale, rotary_dim, frequencies, caller: str):
+    """Validates the rotary module's fields; returns ``frequencies`` as a static tuple (or None)."""
+    head_dim = check_dim(head_dim, caller, "head_dim")
+    dim = head_dim if rotary_dim is None else check_dim(rotary_dim, caller, "rotary_dim")
+    if dim > head_dim:
+        raise ValueError(f"{caller}(rotary_dim={rotary_dim}): rotary_dim must be <= head_dim={head_dim}")
+    check_layout(layout, caller)
+    rotary_frequencies(dim, base=base, frequencies=frequencies, scale=scale, caller=caller)
+    if frequencies is None:
+        return None
+    return tuple(np.asarray(frequencies, dtype=np.float64).tolist())
+
+
+def _default_positions(positions, length: int):
+    return jnp.arange(length, dtype=jnp.int32) if positions is None else positions
+
+
+def rotary_apply(x, positions, head_dim, base, layout, scale, rotary_dim, frequencies, caller: str):
+    """Rotates one ``[batch, length, heads, head_dim]`` tensor (default positions ``0 … length-1``)."""
+    shape = tuple(getattr(x, "shape", np.shape(x)))
+    if len(shape) != 4 or shape[-1] != head_dim:
+        raise ValueError(
+            f"{caller}(x shape={shape}): x must have shape [batch, length, heads, head_dim={head_dim}]"
+        )
+    return apply_rotary(
+        x,
+        _default_positions(positions, shape[1]),
+        base=base,
+        layout=layout,
+        frequencies=None if frequencies is None else np.asarray(frequencies, dtype=np.float64),
+        scale=scale,
+        rotary_dim=rotary_dim,
+    )
+
+
+def rotary_rotate(
+    q, k, q_positions, k_positions, head_dim, base, layout, scale, rotary_dim, frequencies, caller: str
+):
+    """Rotates queries and keys by their own positions."""
+    _check_qk(q, k, caller, head_dim)
+    config = (head_dim, base, layout, scale, rotary_dim, frequencies, caller)
+    return rotary_apply(q, q_positions, *config), rotary_apply(k, k_positions, *config)
+
+
+# ----------------------------------------------------------------------------------------------- alibi
+
+
+def alibi_config(num_heads, causal, caller: str) -> None:
+    """Validates the ALiBi module's fields."""
+    if isinstance(num_heads, bool) or not isinstance(num_heads, numbers.Integral):
+        raise TypeError(f"{caller}(num_heads={num_heads!r}): num_heads must be a positive Python int")
+    if int(num_heads) <= 0:
+        raise ValueError(f"{caller}(num_heads={num_heads}): num_heads must be a positive integer")
+    if not isinstance(causal, bool):
+        raise TypeError(f"{caller}(causal={causal!r}): causal must be a Python bool")
+
+
+def alibi_attention_bias(q_positions, k_positions, num_heads, causal) -> jax.Array:
+    """The ALiBi bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
+    return alibi_bias(num_heads, q_positions, k_positions, causal=causal)
+
+
+# Re-exported for the module files' type hints.
+Initializer = Callable[..., jax.Array]

@@ -1,0 +1,173 @@
+"""Learned tables never fail silently: the out-of-range policies, static and traced, in both Flax APIs."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from posenc_jax import linen as pl
+from posenc_jax import nnx as pn
+from posenc_jax.learned import lookup
+
+MAX_LENGTH, DIM = 8, 4
+TABLE = np.arange(MAX_LENGTH * DIM, dtype=np.float32).reshape(MAX_LENGTH, DIM)
+BAD = np.array([[-1, 0, 3, 8], [2, 9, 7, 5]], np.int32)  # -1, 8 and 9 are outside [0, 8)
+GOOD = np.array([[0, 1, 2, 3], [4, 5, 6, 7]], np.int32)
+MESSAGE = r"Learned: positions out of range for max_length=8: got values from -1 to 9"
+
+
+def make(api, out_of_range):
+    """A Learned module holding TABLE, and a function ``(x, positions) -> x + table[positions]``."""
+    if api == "nnx":
+        module = pn.Learned(MAX_LENGTH, DIM, out_of_range=out_of_range, rngs=nnx.Rngs(0))
+        module.embedding[...] = jnp.asarray(TABLE)
+        return module, lambda m, x, p: m(x, p)
+    module = pl.Learned(MAX_LENGTH, DIM, out_of_range=out_of_range)
+    variables = {"params": {"embedding": jnp.asarray(TABLE)}}
+    return variables, lambda v, x, p: module.apply(v, x, p)
+
+
+def jit_for(api, fn):
+    return nnx.jit(fn) if api == "nnx" else jax.jit(fn)
+
+
+X = jnp.zeros((2, 4, DIM))
+
+
+# --------------------------------------------------------------------------------------------- policy "error"
+
+
+@pytest.mark.parametrize("api", ["nnx", "linen"])
+def test_error_policy_raises_at_run_time_under_plain_jit(api):
+    holder, fn = make(api, "error")
+    jitted = jit_for(api, fn)
+    good = jitted(holder, X, jnp.asarray(GOOD))  # valid traced positions run
+    np.testing.assert_array_equal(np.asarray(good), TABLE[GOOD])
+    with pytest.raises(jax.errors.JaxRuntimeError, match=MESSAGE):
+        jax.block_until_ready(jitted(holder, X, jnp.asarray(BAD)))
+    # the same compiled function still works afterwards
+    np.testing.assert_array_equal(np.asarray(jitted(holder, X, jnp.asarray(GOOD))), TABLE[GOOD])
+
+
+@pytest.mark.parametrize("api", ["nnx", "linen"])
+def test_error_policy_under_vmap_and_jit_of_vmap(api):
+    holder, fn = make(api, "error")
+    if api == "nnx":
+        mapped = nnx.vmap(fn, in_axes=(None, 0, 0))
+    else:
+        mapped = jax.vmap(fn, in_axes=(None, 0, 0))
+    # Without jit the check runs eagerly and raises the ValueError itself; under jit it arrives wrapped.
+    for transform, error in ((mapped, ValueError), (jit_for(api, mapped), jax.errors.JaxRuntimeError)):
+        np.testing.assert_array_equal(np.asarray(transform(holder, X, jnp.asarray(GOOD))), TABLE[GOOD])
+        with pytest.raises(error, match=r"positions out of range for max_length=8"):
+            jax.block_until_ready(transform(holder, X, jnp.asarray(BAD)))
+
+
+def test_error_policy_under_grad():
+    module, fn = make("nnx", "error")
+    grad = nnx.jit(nnx.grad(lambda m, x, p: jnp.sum(fn(m, x, p))))
+    assert grad(module, X, jnp.asarray(GOOD))["embedding"][...].shape == (MAX_LENGTH, DIM)
+    with pytest.raises(jax.errors.JaxRuntimeError, match=MESSAGE):
+        jax.block_until_ready(grad(module, X, jnp.asarray(BAD)))
+
+
+@pytest.mark.parametrize("api", ["nnx", "linen"])
+def test_error_policy_with_concrete_positions_raises_value_error_at_once(api):
+    holder, fn = make(api, "error")
+    with pytest.raises(ValueError, match=MESSAGE):
+        fn(holder, X, BAD)
+    with pytest.raises(ValueError, match=r"got values from -1 to -1"):
+        fn(holder, X[:, :1], jnp.array([-1]))
+
+
+def test_plain_jax_jit_without_any_wrapper_over_the_pure_lookup():
+    fn = jax.jit(lambda t, p: lookup(t, p, caller="Learned"))
+    np.testing.assert_array_equal(np.asarray(fn(TABLE, GOOD)), TABLE[GOOD])
+    with pytest.raises(jax.errors.JaxRuntimeError, match=MESSAGE):
+        jax.block_until_ready(fn(TABLE, BAD))
+
+
+# ------------------------------------------------------------------------------------------- "clip" / "wrap"
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("api", ["nnx", "linen"])
+@pytest.mark.parametrize(
+    "policy,rows",
+    [
+        ("clip", np.array([[0, 0, 3, 7], [2, 7, 7, 5]])),  # negative -> first row, too large -> last row
+        ("wrap", np.array([[7, 0, 3, 0], [2, 1, 7, 5]])),  # modulo max_length
+    ],
+)
+def test_clip_and_wrap(api, policy, rows, jit):
+    holder, fn = make(api, policy)
+    fn = jit_for(api, fn) if jit else fn
+    np.testing.assert_array_equal(np.asarray(fn(holder, X, jnp.asarray(BAD))), TABLE[rows])
+
+
+# ------------------------------------------------------------------------------------------------ static length
+
+
+@pytest.mark.parametrize("policy", ["error", "clip", "wrap"])
+@pytest.mark.parametrize("api", ["nnx", "linen"])
+def test_static_length_beyond_the_table_raises_at_trace_time(api, policy):
+    holder, fn = make(api, policy)
+    too_long = jnp.zeros((2, MAX_LENGTH + 1, DIM))
+    match = r"Learned\(x shape=\(2, 9, 4\)\): sequence length 9 exceeds max_length=8"
+    with pytest.raises(ValueError, match=match):
+        fn(holder, too_long, None)
+    with pytest.raises(ValueError, match=match):
+        jit_for(api, fn)(holder, too_long, None)
+
+
+def test_linen_submodule_in_a_model_raises_under_jit():
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x, positions):
+            return pl.Learned(MAX_LENGTH, DIM)(x, positions)
+
+    variables = Model().init(jax.random.key(0), X, jnp.asarray(GOOD))
+    apply = jax.jit(Model().apply)
+    apply(variables, X, jnp.asarray(GOOD))
+    with pytest.raises(jax.errors.JaxRuntimeError, match=MESSAGE):
+        jax.block_until_ready(apply(variables, X, jnp.asarray(BAD)))
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,error,match",
+    [
+        (
+            (TABLE, GOOD.astype(np.float32)),
+            {},
+            TypeError,
+            r"lookup\(positions dtype=float32\): learned positions must be integers",
+        ),
+        ((TABLE, GOOD.astype(bool)), {}, TypeError, r"lookup\(positions dtype=bool\)"),
+        (
+            (TABLE[0], GOOD),
+            {},
+            ValueError,
+            r"lookup\(table shape=\(4,\)\): table must have shape \[max_length, dim\]",
+        ),
+        (
+            (TABLE, GOOD),
+            {"out_of_range": "nan"},
+            ValueError,
+            r"lookup\(out_of_range='nan'\): out_of_range must be one of",
+        ),
+        (
+            (TABLE, np.array([2**40])),
+            {"out_of_range": "clip"},
+            ValueError,
+            r"lookup\(positions contains 1099511627776\): positions must fit in int32",
+        ),
+    ],
+)
+def test_lookup_bad_input(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        lookup(*args, **kwargs)
