@@ -197,6 +197,9 @@ def offset_maps(
 
     Raises:
       ValueError: for a bad ``dim``, non-positive or out-of-range offsets or sizes.
+
+    >>> offset_maps(8, (3,), num_positions=64)["max_residual"] < 1e-6
+    True
     """
     caller = "offset_maps"
     dim = check_dim(dim, caller)
@@ -321,6 +324,9 @@ def similarity(
 
     Raises:
       ValueError: for a bad ``dim``, ``length < 2`` or a negative ``far_offset``.
+
+    >>> round(similarity(8, 4)["self_similarity"], 5)
+    4.0
     """
     caller = "similarity"
     dim = check_dim(dim, caller)
@@ -373,6 +379,9 @@ def nearest_neighbour_distances(dim: int, max_length: int, *, encode: Encode = s
 
     Raises:
       ValueError: for a bad ``dim`` or ``max_length < 2``.
+
+    >>> nearest_neighbour_distances(2, 3).round(3)  # 2 sin(δ / 2)
+    array([0.959, 1.683])
     """
     dim = check_dim(dim, "nearest_neighbour_distances")
     max_length = _check_positive_int(max_length, "nearest_neighbour_distances", "max_length", minimum=2)
@@ -421,6 +430,9 @@ def uniqueness(
 
     Raises:
       ValueError: for bad widths or lengths.
+
+    >>> uniqueness((2,), 5, min_log2_length=5)["per_dim"][0]["closest_offset"]  # 25 ≈ 8π
+    [25]
     """
     caller = "uniqueness"
     max_log2_length = _check_positive_int(max_log2_length, caller, "max_log2_length")
