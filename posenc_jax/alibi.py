@@ -6,6 +6,7 @@ geometric sequence. No embedding is added to the tokens.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -125,6 +126,11 @@ def alibi_bias(
             f"{caller}(query_positions shape={tuple(q.shape)}, key_positions shape={tuple(k.shape)}): the "
             "batch sizes must be equal or one of them 1"
         )
+    return _bias(q2, k2, num_heads=num_heads, causal=bool(causal))
+
+
+@functools.partial(jax.jit, static_argnames=("num_heads", "causal"))
+def _bias(q2: jax.Array, k2: jax.Array, *, num_heads: int, causal: bool) -> jax.Array:
     if jnp.issubdtype(q2.dtype, jnp.integer) and jnp.issubdtype(k2.dtype, jnp.integer):
         offset = k2.astype(jnp.int32)[:, None, :] - q2.astype(jnp.int32)[:, :, None]  # j - i
     else:

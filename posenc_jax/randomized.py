@@ -9,6 +9,7 @@ positions carries information. Any scheme that takes explicit positions can use 
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -91,6 +92,11 @@ def randomized_positions(
     batch_shape = tuple(int(size) for size in batch_shape)
     key = _check_key(key, caller)
 
+    return _draw(key, length=length, max_length=max_length, batch_shape=batch_shape)
+
+
+@functools.partial(jax.jit, static_argnames=("length", "max_length", "batch_shape"))
+def _draw(key: jax.Array, *, length: int, max_length: int, batch_shape: tuple[int, ...]) -> jax.Array:
     def draw(one_key: jax.Array) -> jax.Array:
         subset = jax.random.choice(one_key, max_length, shape=(length,), replace=False)
         return jnp.sort(subset).astype(jnp.int32)

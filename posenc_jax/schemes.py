@@ -17,7 +17,6 @@ holders around them, so both APIs produce the same numbers.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -278,7 +277,3 @@ def alibi_config(num_heads, causal, caller: str) -> None:
 def alibi_attention_bias(q_positions, k_positions, num_heads, causal) -> jax.Array:
     """The ALiBi bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
     return alibi_bias(num_heads, q_positions, k_positions, causal=causal)
-
-
-# Re-exported for the module files' type hints.
-Initializer = Callable[..., jax.Array]

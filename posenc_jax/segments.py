@@ -42,6 +42,11 @@ def positions_from_segment_ids(segment_ids: jax.Array) -> jax.Array:
             f"{caller}(segment_ids shape={tuple(segment_ids.shape)}): segment_ids must have shape [length] or "
             "[batch, length]"
         )
+    return _positions(segment_ids)
+
+
+@jax.jit
+def _positions(segment_ids: jax.Array) -> jax.Array:
     length = segment_ids.shape[-1]
     index = lax.broadcasted_iota(jnp.int32, segment_ids.shape, segment_ids.ndim - 1)
     if length == 0:
