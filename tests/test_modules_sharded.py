@@ -44,7 +44,9 @@ def _assert_sharded(array, mesh, spec):
     assert array.sharding.is_equivalent_to(NamedSharding(mesh, spec), array.ndim), array.sharding
 
 
-def _check_outputs(mesh, embedded_learned, embedded_sinusoidal, rotated, bias, table):
+def _check_outputs(mesh, embedded_learned, embedded_sinusoidal, rotated, bias, unchanged, table):
+    np.testing.assert_array_equal(np.asarray(unchanged), X)
+    _assert_sharded(unchanged, mesh, P("data", None, "model"))
     np.testing.assert_allclose(np.asarray(embedded_learned), X + table[POSITIONS], atol=1e-6)
     np.testing.assert_allclose(
         np.asarray(embedded_sinusoidal), X + reference_sinusoidal(POSITIONS, D), atol=2e-6
@@ -79,6 +81,7 @@ def test_nnx_sharded(mode):
                 sinusoidal.embed(x, positions),
                 rotary.rotate(q, q, positions, positions)[0],
                 alibi.attention_bias(positions, positions),
+                pn.NoPosition().embed(x, positions),
             )
 
         _check_outputs(mesh, *forward(learned, x, q, positions), TABLE)
@@ -108,6 +111,7 @@ def test_linen_sharded(mode):
                 pl.Sinusoidal(D).apply({}, x, positions),
                 pl.Rotary(HD).apply({}, q, q, positions, positions, method="rotate")[0],
                 pl.ALiBi(H).apply({}, positions, positions),
+                pl.NoPosition().apply({}, x, positions),
             )
 
         _check_outputs(mesh, *forward(variables, x, q, positions), TABLE)
