@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax.angles import check_positions, sincos
-from posenc_jax.frequencies import check_dim, resolve_frequencies
+from posenc_jax.frequencies import resolve_frequencies
 from posenc_jax.layouts import (
     Layout,
     check_layout,
@@ -53,10 +53,22 @@ def _check_scale(scale: object, caller: str) -> float:
     return value
 
 
+def check_even(value: object, caller: str, name: str) -> int:
+    """Returns ``value`` as an int if it is a positive even integer (a number of rotated features)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{caller}({name}={value!r}): {name} must be a positive even Python int")
+    if int(value) <= 0 or int(value) % 2:
+        raise ValueError(
+            f"{caller}({name}={value}): {name} must be a positive even integer, got {value}; rotary "
+            "embeddings rotate pairs of features"
+        )
+    return int(value)
+
+
 def _check_rotary_dim(rotary_dim: object, head_dim: int, caller: str) -> int:
     if rotary_dim is None:
         return head_dim
-    rotary_dim = check_dim(rotary_dim, caller, "rotary_dim")
+    rotary_dim = check_even(rotary_dim, caller, "rotary_dim")
     if rotary_dim > head_dim:
         raise ValueError(
             f"{caller}(rotary_dim={rotary_dim}): rotary_dim must be <= head_dim={head_dim} "
@@ -154,7 +166,7 @@ def apply_rotary(
             f"{caller}(x shape={x_shape}): x must have shape [..., length, heads, head_dim] (rank >= 3); "
             "add a size-1 heads axis for a single head"
         )
-    head_dim = check_dim(x_shape[-1], caller, "head_dim")
+    head_dim = check_even(x_shape[-1], caller, "head_dim")
     rotary_dim = _check_rotary_dim(rotary_dim, head_dim, caller)
     w = rotary_frequencies(rotary_dim, base=base, frequencies=frequencies, scale=scale, caller=caller)
     positions = check_positions(positions, caller)
@@ -215,7 +227,7 @@ def _check_positions_shape(
 
 
 def _convert_weights(w: object, head_dim: object, axis: int, rotary_dim: object, to_split: bool, caller):
-    head_dim = check_dim(head_dim, caller, "head_dim")
+    head_dim = check_even(head_dim, caller, "head_dim")
     rotary_dim = _check_rotary_dim(rotary_dim, head_dim, caller)
     xp = np if isinstance(w, np.ndarray) else jnp
     w = w if xp is np else jnp.asarray(w)

@@ -24,10 +24,10 @@ import numpy as np
 
 from posenc_jax.alibi import alibi_bias
 from posenc_jax.angles import check_positions
-from posenc_jax.frequencies import check_dim, resolve_frequencies
+from posenc_jax.frequencies import resolve_frequencies
 from posenc_jax.layouts import check_layout
 from posenc_jax.learned import check_max_length, check_out_of_range, lookup
-from posenc_jax.rotary import apply_rotary, rotary_frequencies
+from posenc_jax.rotary import apply_rotary, check_even, rotary_frequencies
 from posenc_jax.sinusoidal import check_dtype, sinusoidal, sinusoidal_table
 
 __all__ = [
@@ -219,8 +219,8 @@ def learned_embed(x, positions, table, dtype, out_of_range, caller: str) -> jax.
 
 def rotary_config(head_dim, base, layout, scale, rotary_dim, frequencies, caller: str):
     """Validates the rotary module's fields; returns ``frequencies`` as a static tuple (or None)."""
-    head_dim = check_dim(head_dim, caller, "head_dim")
-    dim = head_dim if rotary_dim is None else check_dim(rotary_dim, caller, "rotary_dim")
+    head_dim = check_even(head_dim, caller, "head_dim")
+    dim = head_dim if rotary_dim is None else check_even(rotary_dim, caller, "rotary_dim")
     if dim > head_dim:
         raise ValueError(f"{caller}(rotary_dim={rotary_dim}): rotary_dim must be <= head_dim={head_dim}")
     check_layout(layout, caller)

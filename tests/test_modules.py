@@ -447,8 +447,20 @@ def test_bad_call_input(api, name, call, error, match):
             r"Sinusoidal\(layout='blocks'\): layout must be one of",
         ),
         ("Sinusoidal", (8,), {"base": 0.5}, ValueError, r"Sinusoidal\(base=0.5\): base must be finite and > 1"),
-        ("Rotary", (7,), {}, ValueError, r"Rotary\(head_dim=7\): head_dim must be even"),
-        ("Rotary", (8,), {"rotary_dim": 3}, ValueError, r"Rotary\(rotary_dim=3\): rotary_dim must be even"),
+        (
+            "Rotary",
+            (7,),
+            {},
+            ValueError,
+            r"Rotary\(head_dim=7\): head_dim must be a positive even integer, got 7",
+        ),
+        (
+            "Rotary",
+            (8,),
+            {"rotary_dim": 3},
+            ValueError,
+            r"Rotary\(rotary_dim=3\): rotary_dim must be a positive even integer, got 3",
+        ),
         (
             "Rotary",
             (8,),

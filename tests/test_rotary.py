@@ -202,8 +202,16 @@ X = jnp.zeros((2, 5, 3, 8))
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        (dict(x=jnp.zeros((2, 5, 3, 7))), ValueError, r"apply_rotary\(head_dim=7\): head_dim must be even"),
-        (dict(rotary_dim=3), ValueError, r"apply_rotary\(rotary_dim=3\): rotary_dim must be even"),
+        (
+            dict(x=jnp.zeros((2, 5, 3, 7))),
+            ValueError,
+            r"apply_rotary\(head_dim=7\): head_dim must be a positive even integer, got 7",
+        ),
+        (
+            dict(rotary_dim=3),
+            ValueError,
+            r"apply_rotary\(rotary_dim=3\): rotary_dim must be a positive even integer, got 3",
+        ),
         (dict(rotary_dim=10), ValueError, r"apply_rotary\(rotary_dim=10\): rotary_dim must be <= head_dim=8"),
         (dict(rotary_dim=0), ValueError, r"apply_rotary\(rotary_dim=0\): rotary_dim must be a positive"),
         (dict(layout="neox"), ValueError, r"apply_rotary\(layout='neox'\): layout must be one of"),
@@ -243,7 +251,10 @@ def test_bad_input_host_positions_out_of_int32():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(head_dim=5), r"rotary_interleaved_to_split\(head_dim=5\): head_dim must be even"),
+        (
+            dict(head_dim=5),
+            r"rotary_interleaved_to_split\(head_dim=5\): head_dim must be a positive even integer, got 5",
+        ),
         (
             dict(head_dim=8, rotary_dim=6, w=np.zeros(12)),
             r"the size of axis 0 \(12\) must be a multiple of head_dim",
