@@ -53,7 +53,9 @@ def measure(samples: int = 2048, table_length: int = 1024, seed: int = 0) -> lis
                     "sinusoidal_table": float(
                         np.abs(np.asarray(table) - reference(start + np.arange(table_length), dim)).max()
                     ),
-                    "naive_float32": float(np.abs(np.asarray(naive(jnp.asarray(positions), dim)) - exact).max()),
+                    "naive_float32": float(
+                        np.abs(np.asarray(naive(jnp.asarray(positions), dim)) - exact).max()
+                    ),
                 }
             )
     return rows
@@ -79,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure()
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, "accuracy.json"), "w") as f:
-        json.dump({"command": "python -m experiments.accuracy", "backend": jax.default_backend(), "rows": rows}, f, indent=1)
+        json.dump(
+            {"command": "python -m experiments.accuracy", "backend": jax.default_backend(), "rows": rows},
+            f,
+            indent=1,
+        )
     table = to_markdown(rows)
     with open(os.path.join(args.out_dir, "accuracy.md"), "w") as f:
         f.write(

@@ -114,7 +114,8 @@ def sinusoidal(
         unknown ``layout``, host positions out of range or non-finite.
 
     >>> import jax.numpy as jnp, numpy as np
-    >>> np.asarray(sinusoidal(jnp.arange(3), 4), np.float64).round(3).tolist()  # [sin p, cos p, sin p/100, cos p/100]
+    >>> table = sinusoidal(jnp.arange(3), 4)  # rows: [sin p, cos p, sin p/100, cos p/100]
+    >>> np.asarray(table, np.float64).round(3).tolist()
     [[0.0, 1.0, 0.0, 1.0], [0.841, 0.54, 0.01, 1.0], [0.909, -0.416, 0.02, 1.0]]
     """
     caller = "sinusoidal"

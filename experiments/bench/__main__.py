@@ -21,8 +21,12 @@ SECTIONS = ("sinusoidal", "rotary", "throughput")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small shapes (a smoke run, not for reporting)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ", ".join(SECTIONS))
-    parser.add_argument("--out", default="experiments/results/bench.json", help="results file (merged per section)")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ", ".join(SECTIONS)
+    )
+    parser.add_argument(
+        "--out", default="experiments/results/bench.json", help="results file (merged per section)"
+    )
     args = parser.parse_args(argv)
     sections = [s for s in args.sections.split(",") if s]
     unknown = sorted(set(sections) - set(SECTIONS))

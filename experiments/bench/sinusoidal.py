@@ -49,7 +49,8 @@ def table_section(length: int, dim: int, repeats: int) -> dict[str, Any]:
     late = 2**20
     naive_late = jax.jit(
         lambda: (lambda a: jnp.stack([jnp.sin(a), jnp.cos(a)], -1).reshape(length, dim))(
-            (late + jnp.arange(length, dtype=jnp.float32))[:, None] * jnp.asarray(paper_frequencies(dim), jnp.float32)
+            (late + jnp.arange(length, dtype=jnp.float32))[:, None]
+            * jnp.asarray(paper_frequencies(dim), jnp.float32)
         )
     )
     return {
@@ -59,7 +60,9 @@ def table_section(length: int, dim: int, repeats: int) -> dict[str, Any]:
         "speedup_vs_numpy_float64": timings["numpy_float64"]["median_s"] / timings["posenc_jax"]["median_s"],
         "max_abs_error": {
             "posenc_jax_offset_0": _max_error(ours(), 0),
-            "posenc_jax_offset_2**31-length": _max_error(sinusoidal_table(length, dim, offset=2**31 - length), 2**31 - length),
+            "posenc_jax_offset_2**31-length": _max_error(
+                sinusoidal_table(length, dim, offset=2**31 - length), 2**31 - length
+            ),
             "naive_float32_offset_0": _max_error(naive(), 0),
             "naive_float32_offset_2**20": _max_error(naive_late(), late),
         },
@@ -75,7 +78,10 @@ def fused_section(batch: int, length: int, dim: int, dtype: Any, repeats: int) -
     row_positions = offsets[:, None] + jnp.arange(length, dtype=jnp.int32)
     candidates = {
         "baseline_x_plus_table_gather": (jax.jit(lambda x, t, p: x + t[p]), (x, table, positions)),
-        "x_plus_sinusoidal_arange": (jax.jit(lambda x: x + sinusoidal(jnp.arange(length), dim, dtype=x.dtype)), (x,)),
+        "x_plus_sinusoidal_arange": (
+            jax.jit(lambda x: x + sinusoidal(jnp.arange(length), dim, dtype=x.dtype)),
+            (x,),
+        ),
         "x_plus_table_with_row_offsets": (
             jax.jit(lambda x, o: x + sinusoidal_table(length, dim, offset=o, dtype=x.dtype)),
             (x, offsets),
@@ -85,10 +91,7 @@ def fused_section(batch: int, length: int, dim: int, dtype: Any, repeats: int) -
             (x, row_positions),
         ),
         "naive_fused_x_plus_sin": (
-            jax.jit(
-                lambda x: x
-                + naive_table(length, dim).astype(x.dtype)
-            ),
+            jax.jit(lambda x: x + naive_table(length, dim).astype(x.dtype)),
             (x,),
         ),
     }
@@ -99,7 +102,9 @@ def fused_section(batch: int, length: int, dim: int, dtype: Any, repeats: int) -
         "dtype": jnp.dtype(dtype).name,
         "timings": timings,
         "ratios_vs_precomputed_table": {
-            name: value["median_s"] / base for name, value in timings.items() if name != "baseline_x_plus_table_gather"
+            name: value["median_s"] / base
+            for name, value in timings.items()
+            if name != "baseline_x_plus_table_gather"
         },
     }
 

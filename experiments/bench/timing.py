@@ -13,7 +13,9 @@ import jax
 
 
 def _block(value: Any) -> Any:
-    return jax.tree_util.tree_map(lambda x: x.block_until_ready() if hasattr(x, "block_until_ready") else x, value)
+    return jax.tree_util.tree_map(
+        lambda x: x.block_until_ready() if hasattr(x, "block_until_ready") else x, value
+    )
 
 
 def compile_seconds(fn: Callable, *args: Any) -> float:
