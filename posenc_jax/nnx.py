@@ -98,6 +98,8 @@ class NoPosition(PositionalScheme):
     def __repr__(self) -> str:
         return "NoPosition(adds nothing: embed and rotate are identities, attention_bias is None)"
 
+    __str__ = __repr__  # nnx.Module's own __str__ would print a bare "NoPosition()"
+
 
 class Sinusoidal(PositionalScheme):
     """The fixed sinusoidal encoding of "Attention is all you need", added to the token embeddings.

@@ -487,4 +487,5 @@ def test_bad_constructor_arguments(api, name, args, kwargs, error, match):
 
 @pytest.mark.parametrize("module", [pn.NoPosition(), pl.NoPosition()], ids=APIS)
 def test_no_position_says_so_in_its_repr(module):
-    assert "adds nothing" in repr(module) and repr(module).startswith("NoPosition(")
+    for text in (repr(module), str(module)):  # print() shows str
+        assert "adds nothing" in text and text.startswith("NoPosition(")
