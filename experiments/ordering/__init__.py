@@ -1,0 +1,1 @@
+"""Sequence-ordering experiments comparing positional encodings (run ``python -m experiments.ordering``)."""

@@ -1,0 +1,71 @@
+"""Statistics of the ordering experiment: t quantiles, confidence intervals, length bands."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from experiments.ordering import stats
+
+
+def _t_cdf(q: float, df: int) -> float:
+    """Student-t CDF by numerical integration of its density (float64 numpy, trapezoid on a fine grid)."""
+    x = np.linspace(0.0, q, 200_001)
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    density = np.exp(log_c - (df + 1) / 2 * np.log1p(x * x / df))
+    return 0.5 + float(np.sum((density[1:] + density[:-1]) / 2 * np.diff(x)))
+
+
+@pytest.mark.parametrize("df", [1, 2, 4, 10, 30])
+@pytest.mark.parametrize("confidence", [0.9, 0.95])
+def test_t_quantile_inverts_the_t_distribution(df, confidence):
+    q = stats.t_quantile(confidence, df)
+    assert _t_cdf(q, df) == pytest.approx(0.5 + confidence / 2, abs=1e-6)
+
+
+def test_summarize_is_the_t_interval_of_the_mean():
+    values = np.array([0.61, 0.74, 0.58, 0.9, 0.66])
+    s = stats.summarize(values)
+    sd = math.sqrt(sum((v - values.mean()) ** 2 for v in values) / 4)
+    assert s["mean"] == pytest.approx(values.mean())
+    assert s["ci"] == pytest.approx(stats.t_quantile(0.95, 4) * sd / math.sqrt(5))
+    assert (s["max"], s["min"], s["n"]) == (0.9, 0.58, 5)
+    # Coverage: about 95% of intervals from normal samples contain the true mean.
+    rng = np.random.default_rng(0)
+    hits = [abs((r := stats.summarize(rng.normal(1.0, 2.0, 3)))["mean"] - 1.0) <= r["ci"] for _ in range(4000)]
+    assert np.mean(hits) == pytest.approx(0.95, abs=0.015)
+
+
+def test_summarize_single_value_has_no_interval():
+    assert stats.summarize([0.3]) == {"mean": 0.3, "ci": None, "max": 0.3, "min": 0.3, "n": 1}
+
+
+def test_bands_start_right_after_the_training_lengths():
+    assert stats.bands(10, 40) == {
+        "in-distribution (1-10)": (1, 10),
+        "1-2x (11-20)": (11, 20),
+        "2-4x (21-40)": (21, 40),
+    }
+    assert stats.bands(4, 6) == {"in-distribution (1-4)": (1, 4), "1-2x (5-6)": (5, 6)}
+    assert stats.bands(3, 3) == {"in-distribution (1-3)": (1, 3)}
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: stats.t_quantile(1.0, 3), r"t_quantile\(confidence=1.0\): must be in \(0, 1\)"),
+        (lambda: stats.t_quantile(0.95, 0), r"t_quantile\(df=0\): df must be a positive integer"),
+        (lambda: stats.summarize([]), r"summarize\(values shape=\(0,\)\): values must be a non-empty 1-D"),
+        (lambda: stats.summarize([[1.0, 2.0]]), r"summarize\(values shape=\(1, 2\)\)"),
+        (
+            lambda: stats.summarize([1.0, float("nan")]),
+            r"summarize\(values=\[1.0, nan\]\): values must be finite",
+        ),
+        (lambda: stats.bands(5, 4), r"bands\(train_max_length=5, test_max_length=4\)"),
+    ],
+)
+def test_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -1,0 +1,216 @@
+"""Tasks, example generation, packing and randomized positions of the ordering experiment."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+from experiments.ordering import tasks
+
+
+def _reference_outputs(name: str, x: list[int]) -> list[int]:
+    """The tasks' definitions written out with Python lists."""
+    if name == "sort":
+        return sorted(x)
+    if name == "reverse":
+        return x[::-1]
+    if name == "duplicate":
+        return x + x
+    if name == "odds_first":  # 1-based odd indices first: x1 x3 x5 … then x2 x4 …
+        return x[0::2] + x[1::2]
+    if name == "majority":
+        counts = collections.Counter(x)
+        best = max(counts.values())
+        return [min(s for s, c in counts.items() if c == best)]
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", sorted(tasks.TASKS))
+def test_targets_match_the_definitions(name):
+    task = tasks.get_task(name)
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 13, size=200)
+    examples = tasks.make_examples(task, rng, lengths, 12)
+    assert examples.inputs.shape == (200, 12)
+    assert examples.targets.shape == (200, task.output_length(12))
+    for e in range(200):
+        n = int(lengths[e])
+        x = examples.inputs[e, :n].tolist()
+        assert set(x) <= set(range(task.alphabet_size))
+        assert not examples.inputs[e, n:].any()
+        expected = _reference_outputs(name, x)
+        m = int(examples.output_lengths[e])
+        assert m == len(expected) == task.output_length(n)
+        assert examples.targets[e, :m].tolist() == expected
+        assert not examples.targets[e, m:].any()
+
+
+def test_only_the_control_task_is_solvable_without_positions():
+    rng = np.random.default_rng(1)
+    for name, task in tasks.TASKS.items():
+        ex = tasks.make_examples(task, rng, np.full(300, 9), 9)
+        shuffled = rng.permuted(ex.inputs, axis=1)
+        order_matters = (task.targets(shuffled, ex.lengths) != ex.targets).any(axis=1).mean()
+        # Without positions an encoder can at best reach the ceiling (all outputs one symbol).
+        ceiling = tasks.analytic_ceiling(ex).mean()
+        if name in ("reverse", "duplicate", "odds_first"):
+            assert order_matters > 0.5, name
+        if name == "sort":  # order-free input, but its outputs differ by position
+            assert order_matters == 0.0 and ceiling < 0.6
+        if task.needs_position:
+            assert ceiling < 0.8, name
+        else:
+            assert order_matters == 0.0 and ceiling == 1.0, name
+
+
+@pytest.mark.parametrize("mode", tasks.MODES)
+@pytest.mark.parametrize("name", ["sort", "duplicate", "majority"])
+def test_packing_lays_out_each_example(mode, name):
+    task = tasks.get_task(name)
+    rng = np.random.default_rng(2)
+    lengths = tasks.training_lengths(rng, 16, 7)
+    ex = tasks.make_examples(task, rng, lengths, 7)
+    row_length = task.pair_length(7)
+    batch = tasks.pack_examples(task, ex, mode=mode, segments_per_row=2, row_length=row_length)
+    assert batch.tokens.shape == (16, row_length)
+    assert (batch.segment_ids > 0).all()  # complementary lengths fill every row exactly
+    for r in range(16):
+        start = 0
+        for s in range(2):
+            e = 2 * r + s
+            n, m = int(ex.lengths[e]), int(ex.output_lengths[e])
+            seg = slice(start, start + n + m)
+            assert (batch.segment_ids[r, seg] == s + 1).all()
+            assert (batch.example_ids[r, seg] == e).all()
+            assert batch.positions[r, seg].tolist() == list(range(n + m))
+            assert batch.tokens[r, start : start + n].tolist() == ex.inputs[e, :n].tolist()
+            outputs = batch.tokens[r, start + n : start + n + m].tolist()
+            if mode == "encoder":
+                assert outputs == [tasks.EMPTY] * m
+            else:
+                assert outputs == [tasks.SEP] + ex.targets[e, : m - 1].tolist()
+            assert batch.weights[r, seg].tolist() == [0.0] * n + [1.0] * m
+            assert batch.targets[r, start + n : start + n + m].tolist() == ex.targets[e, :m].tolist()
+            start += n + m
+
+
+def test_packing_with_explicit_positions_and_padding():
+    task = tasks.get_task("reverse")
+    rng = np.random.default_rng(3)
+    ex = tasks.make_examples(task, rng, np.array([2, 1, 3]), 3)
+    positions = np.arange(3 * 6).reshape(3, 6) * 10
+    batch = tasks.pack_examples(
+        task, ex, mode="encoder", segments_per_row=1, row_length=7, example_positions=positions
+    )
+    assert batch.positions[1].tolist() == [60, 70, 0, 0, 0, 0, 0]
+    assert batch.segment_ids[1].tolist() == [1, 1, 0, 0, 0, 0, 0]
+    assert batch.tokens[1, 2:].tolist() == [tasks.PAD] * 5
+    assert batch.example_ids[1, 2:].tolist() == [-1] * 5
+    padded = tasks.pad_rows(batch, 8)
+    assert padded.tokens.shape == (8, 7)
+    assert (padded.weights[3:] == 0).all() and (padded.example_ids[3:] == -1).all()
+    assert (padded.segment_ids[3:] == 0).all()
+
+
+def test_training_lengths_are_uniform_and_complementary():
+    lengths = tasks.training_lengths(np.random.default_rng(4), 20_000, 10).reshape(-1, 2)
+    assert (lengths.sum(1) == 11).all()
+    counts = np.bincount(lengths[:, 0], minlength=11)[1:]
+    assert counts.min() > 1800 and counts.max() < 2200  # 2000 expected per length
+
+
+def test_sorted_random_positions_are_uniform_subsets_per_example():
+    rng = np.random.default_rng(5)
+    lengths = np.full(4000, 6)
+    lengths[::2] = 3
+    p = tasks.sorted_random_positions(rng, lengths, 8, 20)
+    for row, n in zip(p[:50], lengths[:50], strict=True):
+        chosen = row[:n]
+        assert (np.diff(chosen) > 0).all() and chosen.min() >= 0 and chosen.max() < 20
+        assert (row[n:] == 20).all()
+    six = p[1::2, :6]
+    # Every position is included with probability 6/20; a fresh draw per example.
+    inclusion = np.bincount(six.reshape(-1), minlength=20) / six.shape[0]
+    np.testing.assert_allclose(inclusion, 6 / 20, atol=0.03)
+    assert len({tuple(r) for r in six[:200]}) > 190
+    # The smallest of 6 of 20: P(min >= k) = C(20-k, 6) / C(20, 6).
+    from math import comb
+
+    expected_mean_min = sum(comb(20 - k, 6) / comb(20, 6) for k in range(1, 20))
+    assert abs(six[:, 0].mean() - expected_mean_min) < 0.15
+
+
+def test_training_batch_randomized_positions_fill_the_range():
+    task = tasks.get_task("sort")
+    batch = tasks.training_batch(
+        task, np.random.default_rng(6), mode="encoder", rows=64, max_length=5, max_positions=40
+    )
+    assert batch.positions.max() >= 30  # positions far beyond the training lengths are seen
+    for r in range(64):
+        for s in (1, 2):
+            seg = batch.positions[r, batch.segment_ids[r] == s]
+            assert (np.diff(seg) > 0).all() and seg.max() < 40
+
+
+def test_evaluation_lengths():
+    paired = tasks.evaluation_lengths(5, 4, paired=True)
+    assert np.bincount(paired, minlength=6)[1:].tolist() == [4] * 5
+    assert (paired.reshape(-1, 2).sum(1) == 6).all()
+    assert tasks.evaluation_lengths(3, 2, paired=False).tolist() == [1, 1, 2, 2, 3, 3]
+
+
+def test_analytic_ceiling():
+    targets = np.array([[1, 1, 0, 2], [3, 0, 0, 0], [4, 4, 4, 4]])
+    ex = tasks.Examples(targets, np.array([4, 1, 3]), targets, np.array([4, 1, 3]))
+    np.testing.assert_allclose(tasks.analytic_ceiling(ex), [0.5, 1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: tasks.get_task("count"), r"get_task\(name='count'\): unknown task"),
+        (
+            lambda: tasks.make_examples(tasks.TASKS["sort"], np.random.default_rng(0), np.array([0]), 4),
+            r"make_examples\(lengths=.*\): lengths must be a 1-D array of values in 1 … 4",
+        ),
+        (
+            lambda: tasks.pack_examples(
+                tasks.TASKS["sort"], _examples(), mode="seq2seq", segments_per_row=1, row_length=8
+            ),
+            r"pack_examples\(mode='seq2seq'\): mode must be one of",
+        ),
+        (
+            lambda: tasks.pack_examples(
+                tasks.TASKS["sort"], _examples(), mode="encoder", segments_per_row=3, row_length=8
+            ),
+            r"pack_examples\(segments_per_row=3\): must be a positive divisor",
+        ),
+        (
+            lambda: tasks.pack_examples(
+                tasks.TASKS["sort"], _examples(), mode="encoder", segments_per_row=2, row_length=5
+            ),
+            r"pack_examples\(row_length=5\): a row needs 6 tokens",
+        ),
+        (
+            lambda: tasks.sorted_random_positions(np.random.default_rng(0), np.array([2]), 8, 4),
+            r"sorted_random_positions\(width=8, max_position=4\): width must not exceed max_position",
+        ),
+        (
+            lambda: tasks.sorted_random_positions(np.random.default_rng(0), np.array([5]), 4, 8),
+            r"sorted_random_positions\(lengths max=5, width=4\)",
+        ),
+        (
+            lambda: tasks.evaluation_lengths(5, 3, paired=True),
+            r"evaluation_lengths\(per_length=3\): must be even",
+        ),
+    ],
+)
+def test_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def _examples():
+    return tasks.make_examples(tasks.TASKS["sort"], np.random.default_rng(0), np.array([1, 2]), 2)
