@@ -8,6 +8,7 @@ interruption, determinism, the same run on one device, and bad configurations.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -172,6 +173,25 @@ def test_one_device_gives_the_eight_device_results(every_task):
     assert record["device_count"] == 1 and eight["device_count"] == 8
     np.testing.assert_allclose(record["curve"]["loss"], eight["curve"]["loss"], rtol=1e-3)
     np.testing.assert_allclose(record["test"]["token_accuracy"], eight["test"]["token_accuracy"], atol=0.1)
+
+
+def test_evaluation_in_blocks_gives_the_same_metrics(every_task):
+    config, workdir, _ = every_task
+    setup = train.setup_group(config, "reverse", "decoder", "rotary", train.make_mesh())
+    assert setup.test.block_rows == setup.test.batch.tokens.shape[0] == 16  # the whole set at once
+    blocked = dataclasses.replace(setup, test=dataclasses.replace(setup.test, block_rows=8))
+    record = train.train_group(blocked)
+    whole = json.loads((workdir / "groups" / "reverse-decoder-rotary.json").read_text())
+    assert record["test"] == whole["test"]
+
+
+def test_evaluation_block_rows_bound_memory():
+    full = config_lib.PRESETS["full"]
+    # 8 heads, 5 seeds, rows of 1002 tokens: a few rows per block, a multiple of the device count.
+    per_row = 5 * 8 * 1002**2
+    assert train.evaluation_block_rows(full, rows=2000, row_length=1002, devices=8) == 2**30 // per_row // 8 * 8
+    assert train.evaluation_block_rows(full, rows=2000, row_length=1002, devices=1) == 2**30 // per_row == 26
+    assert train.evaluation_block_rows(config_lib.PRESETS["quick"], rows=320, row_length=82, devices=2) == 320
 
 
 def test_command_line_overrides():

@@ -276,7 +276,7 @@ def write_figures(workdir: Path, config: ExperimentConfig, records: list[dict[st
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, fontsize=8, loc="center right")
         fig.suptitle(f"{task} ({mode}): mean over {len(config.seeds)} seeds, shaded 95% t-CI")
-        fig.tight_layout(rect=(0, 0, 0.88, 1))
+        fig.tight_layout(rect=(0, 0, 0.85, 1))
         name = f"accuracy_{task}_{mode}.png"
         fig.savefig(workdir / name, dpi=110)
         plt.close(fig)

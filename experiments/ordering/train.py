@@ -69,11 +69,22 @@ class EvaluationSet:
       examples: the `tasks.Examples`.
       batch: the `tasks.Batch` on the devices, rows sharded (padded to a multiple of the device count).
       output_lengths: `[examples]` int32 on the devices.
+      block_rows: rows evaluated at a time (the row count is a multiple of it, and it of the device count).
     """
 
     examples: tasks.Examples
     batch: tasks.Batch
     output_lengths: jax.Array
+    block_rows: int
+
+
+def evaluation_block_rows(config: ExperimentConfig, rows: int, row_length: int, devices: int) -> int:
+    """Rows evaluated at a time, so that one block's attention weights (all seeds) stay below 2**30 numbers
+    (4 GiB of float32): the whole set at once for the quick preset; blocks of a few dozen rows for the full
+    preset's rows of 1000-1500 tokens, which would otherwise need hundreds of gigabytes."""
+    per_row = len(config.seeds) * config.model.num_heads * row_length * row_length
+    block = max(devices, (2**30 // per_row) // devices * devices)
+    return min(block, -(-rows // devices) * devices)
 
 
 def evaluation_sets(
@@ -120,9 +131,11 @@ def evaluation_sets(
             example_positions=positions,
         )
         check_positions(batch.positions, max_positions, f"{task.name} evaluation set")
-        batch = jax.device_put(tasks.pad_rows(batch, mesh.size), _rows_sharding(mesh, 0))
+        block = evaluation_block_rows(config, batch.tokens.shape[0], int(row_length), mesh.size)
+        batch = jax.device_put(tasks.pad_rows(batch, block), _rows_sharding(mesh, 0))
         replicated = NamedSharding(mesh, P())
-        sets.append(EvaluationSet(examples, batch, jax.device_put(examples.output_lengths, replicated)))
+        output_lengths = jax.device_put(examples.output_lengths, replicated)
+        sets.append(EvaluationSet(examples, batch, output_lengths, block))
     return sets[0], sets[1]
 
 
@@ -259,7 +272,7 @@ def programs(model: Transformer, optimizer: optax.GradientTransformation, mesh: 
     """
     return (
         jax.jit(_train_chunk_fn(model, optimizer, mesh), donate_argnums=(0, 1)),
-        jax.jit(_test_fn(model)),
+        jax.jit(_test_fn(model, mesh), static_argnums=3),
     )
 
 
@@ -310,11 +323,12 @@ def _train_chunk_fn(model: Transformer, optimizer: optax.GradientTransformation,
     return chunk
 
 
-def _test_fn(model: Transformer):
+def _test_fn(model: Transformer, mesh: Mesh):
     """Per-seed, per-example test metrics: output tokens right (encoder: one pass; decoder: greedy
-    autoregressive decoding, plus teacher-forced tokens right)."""
+    autoregressive decoding, plus teacher-forced tokens right). Rows are evaluated ``block_rows`` at a time
+    (``lax.map``) to bound memory."""
 
-    def one(params, batch, input_lengths):
+    def block_metrics(params, batch, input_lengths):
         num = input_lengths.shape[0]
         logits = _forward(model, params, batch)
         forced = (jnp.argmax(logits, -1) == batch.targets).astype(jnp.int32)
@@ -341,9 +355,16 @@ def _test_fn(model: Transformer):
         greedy = (predictions.T == batch.targets).astype(jnp.int32)
         return {"correct": _per_example(greedy, batch, num), "teacher_forced_correct": forced}
 
-    return lambda params, batch, input_lengths: jax.vmap(one, in_axes=(0, None, None))(
-        params, batch, input_lengths
-    )
+    def one(params, blocks, input_lengths):
+        per_block = jax.lax.map(lambda block: block_metrics(params, block, input_lengths), blocks)
+        return jax.tree.map(lambda a: a.sum(0), per_block)
+
+    def test(params, batch, input_lengths, block_rows):
+        blocks = jax.tree.map(lambda a: a.reshape((-1, block_rows) + a.shape[1:]), batch)
+        blocks = jax.lax.with_sharding_constraint(blocks, _rows_sharding(mesh, 1))
+        return jax.vmap(one, in_axes=(0, None, None))(params, blocks, input_lengths)
+
+    return test
 
 
 def init_parameters(setup: GroupSetup, seeds: list[int]) -> tuple[Any, Any]:
@@ -434,7 +455,7 @@ def train_group(
 
     t0 = time.perf_counter()
     input_lengths = jax.device_put(test.examples.lengths, replicated)
-    test_fn = test_program.lower(params, test.batch, input_lengths).compile()
+    test_fn = test_program.lower(params, test.batch, input_lengths, test.block_rows).compile()
     timings["compile_seconds"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     metrics = {k: np.asarray(v) for k, v in test_fn(params, test.batch, input_lengths).items()}
