@@ -202,47 +202,38 @@ def test_pending_when_the_summary_is_missing(tmp_path):
     assert "python -m experiments.ordering" in result["sentence"]
 
 
-def test_reads_per_length_curves(tmp_path):
-    # Train lengths 1..2, test 1..8: in distribution = lengths 1-2, beyond = 3-8, per seed then averaged.
-    curves = {
-        "sinusoidal": [[1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], [1.0, 0.8, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]],
-        "rotary": [[1.0, 1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9], [1.0, 1.0, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]],
-    }
-    records = [
-        {
-            "task": "sort",
-            "mode": "encoder",
-            "scheme": s,
-            "test": {"lengths": list(range(1, 9)), "token_accuracy": a},
-        }
-        for s, a in curves.items()
+def _summary_rows(task, mode, scheme, bands, metric="token_accuracy"):
+    return [
+        {"task": task, "mode": mode, "scheme": scheme, "band": band, "metric": metric, "mean": mean}
+        for band, mean in bands.items()
     ]
-    (tmp_path / "summary.json").write_text(json.dumps({"groups": records}))
+
+
+def test_reads_the_experiment_summary(tmp_path):
+    # Train lengths 1..2, test 1..8: "beyond" is the mean over lengths 3-8, so the 1-2x band (2 lengths)
+    # and the 2-4x band (4 lengths) are weighted 2:4.
+    rows = _summary_rows("sort", "encoder", "sinusoidal", {"in-distribution (1-2)": 0.95, "1-2x (3-4)": 0.7, "2-4x (5-8)": 0.25})
+    rows += _summary_rows("sort", "encoder", "rotary", {"in-distribution (1-2)": 1.0, "1-2x (3-4)": 0.8, "2-4x (5-8)": 0.8})
+    rows += _summary_rows("sort", "encoder", "rotary", {"in-distribution (1-2)": 0.0, "1-2x (3-4)": 0.0, "2-4x (5-8)": 0.0}, metric="exact_match")
+    (tmp_path / "summary.json").write_text(json.dumps({"rows": rows}))
     (tmp_path / "config.json").write_text(json.dumps({"train_max_length": 2}))
     result = ordering.extrapolation(tmp_path / "summary.json")
     assert result["status"] == "found" and result["train_length"] == 2
-    rows = {r["scheme"]: r for r in result["rows"]}
-    assert rows["sinusoidal"]["in_distribution"] == pytest.approx(0.95)
-    assert rows["sinusoidal"]["beyond"] == pytest.approx(0.4)
-    assert rows["rotary"]["beyond"] == pytest.approx(0.8)
+    found = {r["scheme"]: r for r in result["rows"]}
+    assert found["sinusoidal"]["in_distribution"] == pytest.approx(0.95)
+    assert found["sinusoidal"]["beyond"] == pytest.approx((2 * 0.7 + 4 * 0.25) / 6)
+    assert found["rotary"]["beyond"] == pytest.approx(0.8)  # the exact-match rows are not mixed in
     assert "falls from 0.95 on lengths 1–2 to 0.40 on 3–8" in result["sentence"]
     assert "best beyond training: rotary (0.80)" in result["sentence"]
 
 
-def test_reads_bands(tmp_path):
-    rows = [
-        {
-            "task": "sort",
-            "mode": "decoder",
-            "scheme": "sinusoidal",
-            "bands": {"in_distribution": {"mean": 0.9}, "1-2x": {"mean": 0.88}, "2-4x": {"mean": 0.86}},
-        },
-    ]
+def test_holds_when_accuracy_stays(tmp_path):
+    rows = _summary_rows("sort", "decoder", "sinusoidal", {"in-distribution (1-10)": 0.9, "1-2x (11-20)": 0.88, "2-4x (21-40)": 0.88})
     path = tmp_path / "summary.json"
-    path.write_text(json.dumps(rows))
+    path.write_text(json.dumps({"rows": rows}))
     result = ordering.extrapolation(path)
     assert result["status"] == "found"
-    assert result["rows"][0]["beyond"] == pytest.approx(0.87)
+    assert result["rows"][0]["beyond"] == pytest.approx(0.88)
     assert "holds from 0.90" in result["sentence"]
 
 
@@ -288,28 +279,3 @@ def test_command_writes_every_output(tmp_path, capsys):
     assert f"**{report._fmt(numbers['similarity']['max_spread_at_equal_distance'])}**" in text
     assert numbers["extrapolation"]["status"] == "pending" and "Pending" in text
     assert "max residual" in capsys.readouterr().out
-
-
-def test_reads_bands_per_metric_with_other_spellings(tmp_path):
-    rows = [
-        {
-            "task": "reverse",
-            "mode": "encoder",
-            "scheme": "learned",
-            "bands": {
-                "exact_match": {"In distribution": 1.0, "1–2×": 0.0, "2–4×": 0.0},
-                "token_accuracy": {
-                    "In-Distribution": {"mean": 0.99},
-                    "1–2×": {"mean": 0.6},
-                    "2–4×": {"mean": 0.4},
-                },
-            },
-        },
-    ]
-    path = tmp_path / "summary.json"
-    path.write_text(json.dumps({"rows": rows}))
-    result = ordering.extrapolation(path)
-    assert result["rows"] == [
-        {"task": "reverse", "mode": "encoder", "scheme": "learned", "in_distribution": 0.99, "beyond": 0.5}
-    ]
-    assert "best beyond training: learned (0.50)" in result["sentence"]

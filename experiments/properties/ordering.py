@@ -1,119 +1,59 @@
 """Reads the length-generalization result of the ordering experiments for the extrapolation claim.
 
-The ordering experiments (``python -m experiments.ordering``) write ``summary.json``. Two layouts are read:
-
-* records with per-length test curves, as the training loop returns them: ``{"task", "mode", "scheme",
-  "test": {"lengths": [...], "token_accuracy": [[per length] per seed]}}``, with the training length ``N``
-  taken from the record, the summary (``"config"`` / ``"train_max_length"``) or ``config.json`` beside it.
-  "In distribution" is then the mean over lengths ``1 … N`` and "beyond" over ``N + 1 … 4N``, per seed, then
-  averaged over seeds;
-* rows that already hold the bands: ``{"task", "mode", "scheme", "bands": {"in_distribution": x,
-  "beyond": y}}`` (or ``"1-2x"`` / ``"2-4x"`` whose mean is "beyond"), each value a number or a dict with a
-  ``"mean"``; band names are compared without case or punctuation, and bands given per metric
-  (``{"token_accuracy": {...}}``) are read from the token accuracy.
-
-The greedy (autoregressive) accuracy is preferred to the teacher-forced one wherever both exist.
+``python -m experiments.ordering`` writes ``summary.json`` with one row per (task, mode, scheme, band,
+metric): ``{"task", "mode", "scheme", "band": "in-distribution (1-10)" | "1-2x (11-20)" | "2-4x (21-40)",
+"metric": "token_accuracy" | ..., "mean", ...}``, and ``config.json`` beside it with ``train_max_length``.
+The claim uses the per-token accuracy (greedy decoding in decoder mode, the headline metric): "in
+distribution" is the in-distribution band, "beyond" the mean over all test lengths past the training length
+(the bands weighted by the number of lengths each covers).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 __all__ = ["PENDING_COMMAND", "extrapolation"]
 
 PENDING_COMMAND = "python -m experiments.ordering"
+_BAND_RANGE = re.compile(r"\((\d+)-(\d+)\)")
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    """Every dict with a ``"scheme"`` key, anywhere in ``node``."""
-    if isinstance(node, dict):
-        if isinstance(node.get("scheme"), str):
-            yield node
-            return
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
+def _band_lengths(band: str) -> int | None:
+    """How many test lengths a band such as ``"2-4x (21-40)"`` covers (None if it names no range)."""
+    match = _BAND_RANGE.search(band)
+    return int(match.group(2)) - int(match.group(1)) + 1 if match else None
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, dict):
-        value = value.get("mean")
-    if isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value):
-        return float(value)
-    return None
-
-
-def _train_length(record: dict[str, Any], summary: Any, folder: Path) -> int | None:
-    sources: list[Any] = [record, record.get("config")]
-    if isinstance(summary, dict):
-        sources += [summary, summary.get("config")]
-    config_path = folder / "config.json"
-    if config_path.exists():
-        try:
-            sources.append(json.loads(config_path.read_text()))
-        except (OSError, json.JSONDecodeError):
-            pass
-    for source in sources:
-        if isinstance(source, dict) and isinstance(source.get("train_max_length"), int):
-            return source["train_max_length"]
-    return None
-
-
-def _from_curves(record: dict[str, Any], train_length: int | None) -> tuple[float, float] | None:
-    test = record.get("test", record)
-    if not isinstance(test, dict) or train_length is None:
-        return None
-    lengths = np.asarray(test.get("lengths", []))
-    accuracy = test.get("token_accuracy")
-    if isinstance(accuracy, dict):  # aggregated over seeds: {"mean": [per length], ...}
-        accuracy = accuracy.get("mean")
-    if accuracy is None or lengths.ndim != 1 or lengths.size == 0:
-        return None
-    try:
-        accuracy = np.atleast_2d(np.asarray(accuracy, dtype=float))  # [seeds, lengths]
-    except (TypeError, ValueError):
-        return None
-    if accuracy.ndim != 2 or accuracy.shape[-1] != lengths.size:
-        return None
-    inside = lengths <= train_length
-    beyond = (lengths > train_length) & (lengths <= 4 * train_length)
-    if not inside.any() or not beyond.any():
-        return None
-    return float(accuracy[:, inside].mean(axis=1).mean()), float(accuracy[:, beyond].mean(axis=1).mean())
-
-
-def _key(name: str) -> str:
-    """A name without case, spacing or punctuation: ``"In-distribution"`` -> ``"indistribution"``."""
-    return re.sub(r"[^a-z0-9]", "", name.lower().replace("×", "x"))
-
-
-def _from_bands(record: dict[str, Any]) -> tuple[float, float] | None:
-    bands = record.get("bands")
-    if not isinstance(bands, dict):
-        return None
-    bands = {_key(k): v for k, v in bands.items()}
-    for metric in ("tokenaccuracy", "accuracy"):  # bands per metric: the greedy token accuracy
-        if isinstance(bands.get(metric), dict):
-            bands = {_key(k): v for k, v in bands[metric].items()}
-            break
-    inside = next((_number(bands[k]) for k in ("indistribution", "indist") if k in bands), None)
-    beyond = next(
-        (_number(bands[k]) for k in ("beyond", "beyondtraining", "outofdistribution") if k in bands), None
-    )
-    if beyond is None:
-        parts = [_number(bands.get(name)) for name in ("12x", "24x")]
-        beyond = None if None in parts else float(np.mean(parts))
-    if inside is None or beyond is None:
-        return None
-    return inside, beyond
+def _rows(summary: Any) -> list[dict[str, Any]]:
+    """Per (task, mode, scheme): token accuracy in distribution and beyond the training length."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("rows"), list):
+        return []
+    inside: dict[tuple, float] = {}
+    beyond: dict[tuple, list[tuple[float, int]]] = {}
+    for row in summary["rows"]:
+        if not isinstance(row, dict) or row.get("metric") != "token_accuracy":
+            continue
+        key = (row.get("task"), row.get("mode"), row.get("scheme"))
+        band, mean = str(row.get("band", "")), row.get("mean")
+        if not isinstance(mean, int | float) or None in key:
+            continue
+        if band.startswith("in-distribution"):
+            inside[key] = float(mean)
+        elif (count := _band_lengths(band)) is not None:
+            beyond.setdefault(key, []).append((float(mean), count))
+    result = []
+    for key in inside:
+        if key in beyond:
+            total = sum(count for _, count in beyond[key])
+            value = sum(mean * count for mean, count in beyond[key]) / total
+            task, mode, scheme = key
+            result.append(
+                {"task": task, "mode": mode, "scheme": scheme, "in_distribution": inside[key], "beyond": value}
+            )
+    return result
 
 
 def extrapolation(path: str | Path) -> dict[str, Any]:
@@ -140,6 +80,8 @@ def extrapolation(path: str | Path) -> dict[str, Any]:
         return result
     try:
         summary = json.loads(path.read_text())
+        config_path = path.parent / "config.json"
+        config = json.loads(config_path.read_text()) if config_path.exists() else {}
     except (OSError, json.JSONDecodeError) as error:
         result["status"] = "unrecognised"
         result["sentence"] = (
@@ -147,21 +89,9 @@ def extrapolation(path: str | Path) -> dict[str, Any]:
             "see their report beside it."
         )
         return result
-    for record in _walk(summary):
-        train_length = _train_length(record, summary, path.parent)
-        bands = _from_curves(record, train_length) or _from_bands(record)
-        if bands is None:
-            continue
-        result["train_length"] = result["train_length"] or train_length
-        result["rows"].append(
-            {
-                "task": str(record.get("task", "?")),
-                "mode": str(record.get("mode", "?")),
-                "scheme": record["scheme"],
-                "in_distribution": bands[0],
-                "beyond": bands[1],
-            }
-        )
+    result["rows"] = _rows(summary)
+    train_length = config.get("train_max_length") if isinstance(config, dict) else None
+    result["train_length"] = train_length if isinstance(train_length, int) else None
     if not result["rows"]:
         result["status"] = "unrecognised"
         result["sentence"] = (
