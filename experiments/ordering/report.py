@@ -211,7 +211,8 @@ def format_table(
         any_scheme = next(iter(by_scheme))
         ceiling = [index[(task, mode, any_scheme, band, metric)].get("ceiling") for band in band_names]
         lines.append(["analytic ceiling without positions"] + [f"{c:.2f}" for c in ceiling] + [""])
-    lines.append([f"chance ({tasks.get_task(task).chance:.2f})"] + [""] * (len(header) - 1))
+    if metric.endswith("token_accuracy"):
+        lines.append([f"chance ({tasks.get_task(task).chance:.2f})"] + [""] * (len(header) - 1))
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(cells) + " |" for cells in lines]
