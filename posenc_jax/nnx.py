@@ -31,57 +31,13 @@ __all__ = ["ALiBi", "Learned", "NoPosition", "PositionalScheme", "Rotary", "Sinu
 DEFAULT_LEARNED_INIT = nnx.initializers.normal(stddev=0.02)
 
 
-class PositionalScheme(nnx.Module):
+class PositionalScheme(schemes.SchemeDefaults, nnx.Module):
     """The protocol every positional scheme implements; the defaults contribute nothing.
 
     Subclasses override the methods their scheme needs. Shapes: ``x`` ``[batch, length, dim]`` (or
     ``[length, dim]``), ``q`` / ``k`` ``[batch, length, heads, head_dim]``, positions ``[length]`` or
     ``[batch, length]`` (``None`` means ``0 … length-1``).
     """
-
-    def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Returns ``x`` plus the scheme's absolute encoding (here: ``x`` unchanged).
-
-        Args:
-          x: token embeddings ``[batch, length, dim]`` or ``[length, dim]``.
-          positions: ``[length]`` or ``[batch, length]``; ``None`` means ``0 … length-1``.
-
-        Returns:
-          An array of the shape of ``x``.
-        """
-        return schemes.identity_embed(x, positions, f"{type(self).__name__}.embed")
-
-    def rotate(
-        self,
-        q: jax.Array,
-        k: jax.Array,
-        q_positions: jax.Array | None = None,
-        k_positions: jax.Array | None = None,
-    ) -> tuple[jax.Array, jax.Array]:
-        """Returns queries and keys transformed by the scheme (here: unchanged).
-
-        Args:
-          q: queries ``[batch, q_len, heads, head_dim]``.
-          k: keys ``[batch, k_len, heads, head_dim]``.
-          q_positions: ``[q_len]`` or ``[batch, q_len]``; ``None`` means ``0 … q_len-1``.
-          k_positions: ``[k_len]`` or ``[batch, k_len]``; ``None`` means ``0 … k_len-1``.
-
-        Returns:
-          ``(q, k)`` with their input shapes.
-        """
-        return schemes.identity_rotate(q, k, q_positions, k_positions, f"{type(self).__name__}.rotate")
-
-    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array | None:
-        """Returns the bias to add to attention logits ``[batch or 1, heads, q_len, k_len]``, or ``None``.
-
-        Args:
-          q_positions: ``[q_len]`` or ``[batch, q_len]``.
-          k_positions: ``[k_len]`` or ``[batch, k_len]``.
-
-        Returns:
-          ``None`` here: the scheme adds no bias.
-        """
-        return None
 
 
 class NoPosition(PositionalScheme):

@@ -42,6 +42,7 @@ __all__ = [
     "learned_embed",
     "identity_embed",
     "identity_rotate",
+    "SchemeDefaults",
     "rotary_config",
     "rotary_rotate",
     "rotary_apply",
@@ -277,3 +278,55 @@ def alibi_config(num_heads, causal, caller: str) -> None:
 def alibi_attention_bias(q_positions, k_positions, num_heads, causal) -> jax.Array:
     """The ALiBi bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
     return alibi_bias(num_heads, q_positions, k_positions, causal=causal)
+
+
+class SchemeDefaults:
+    """The three protocol methods with the defaults of a scheme that contributes nothing.
+
+    Mixed into ``posenc_jax.nnx.PositionalScheme`` and ``posenc_jax.linen.PositionalScheme`` so both APIs
+    share one definition; each scheme overrides the methods it needs.
+    """
+
+    def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        """Returns ``x`` plus the scheme's absolute encoding (here: ``x`` unchanged).
+
+        Args:
+          x: token embeddings ``[batch, length, dim]`` or ``[length, dim]``.
+          positions: ``[length]`` or ``[batch, length]``; ``None`` means ``0 … length-1``.
+
+        Returns:
+          An array of the shape of ``x``.
+        """
+        return identity_embed(x, positions, f"{type(self).__name__}.embed")
+
+    def rotate(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        q_positions: jax.Array | None = None,
+        k_positions: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array]:
+        """Returns queries and keys transformed by the scheme (here: unchanged).
+
+        Args:
+          q: queries ``[batch, q_len, heads, head_dim]``.
+          k: keys ``[batch, k_len, heads, head_dim]``.
+          q_positions: ``[q_len]`` or ``[batch, q_len]``; ``None`` means ``0 … q_len-1``.
+          k_positions: ``[k_len]`` or ``[batch, k_len]``; ``None`` means ``0 … k_len-1``.
+
+        Returns:
+          ``(q, k)`` with their input shapes.
+        """
+        return identity_rotate(q, k, q_positions, k_positions, f"{type(self).__name__}.rotate")
+
+    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array | None:
+        """Returns the bias to add to attention logits ``[batch or 1, heads, q_len, k_len]``, or ``None``.
+
+        Args:
+          q_positions: ``[q_len]`` or ``[batch, q_len]``.
+          k_positions: ``[k_len]`` or ``[batch, k_len]``.
+
+        Returns:
+          ``None`` here: the scheme adds no bias.
+        """
+        return None
