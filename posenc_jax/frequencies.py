@@ -43,14 +43,20 @@ def check_dim(dim: object, caller: str, name: str = "dim") -> int:
     return dim
 
 
+def check_real_above(value: object, caller: str, name: str, bound: float) -> float:
+    """Returns ``value`` as a float if it is a finite real number > ``bound``, else raises naming ``caller``."""
+    message = f"{caller}({name}={value!r}): {name} must be a finite real number > {bound:g}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(message)
+    result = float(value)
+    if not math.isfinite(result) or result <= bound:
+        raise ValueError(message)
+    return result
+
+
 def check_base(base: object, caller: str, name: str = "base") -> float:
     """Returns ``base`` as a float if it is a finite real number > 1, else raises naming ``caller``."""
-    if isinstance(base, bool) or not isinstance(base, numbers.Real):
-        raise TypeError(f"{caller}({name}={base!r}): {name} must be a real number > 1")
-    value = float(base)
-    if not math.isfinite(value) or value <= 1.0:
-        raise ValueError(f"{caller}({name}={base!r}): {name} must be finite and > 1")
-    return value
+    return check_real_above(base, caller, name, 1.0)
 
 
 def paper_frequencies(dim: int, base: float = 10_000.0) -> np.ndarray:
@@ -91,12 +97,7 @@ def tensor2tensor_frequencies(
     caller = "tensor2tensor_frequencies"
     dim = check_dim(dim, caller)
     for name, value in (("min_timescale", min_timescale), ("max_timescale", max_timescale)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not (math.isfinite(float(value)) and float(value) > 0)
-        ):
-            raise ValueError(f"{caller}({name}={value!r}): {name} must be a finite number > 0")
+        check_real_above(value, caller, name, 0.0)
     if float(max_timescale) < float(min_timescale):
         raise ValueError(
             f"{caller}(min_timescale={min_timescale!r}, max_timescale={max_timescale!r}): "

@@ -18,7 +18,6 @@ weights between the two, so a checkpoint trained with one layout runs with the o
 from __future__ import annotations
 
 import functools
-import math
 import numbers
 
 import jax
@@ -26,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax.angles import check_positions, computed_once, sincos
-from posenc_jax.frequencies import resolve_frequencies
+from posenc_jax.frequencies import check_real_above, resolve_frequencies
 from posenc_jax.layouts import (
     Layout,
     check_layout,
@@ -42,15 +41,6 @@ __all__ = [
     "rotary_interleaved_to_split",
     "rotary_split_to_interleaved",
 ]
-
-
-def _check_scale(scale: object, caller: str) -> float:
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        raise TypeError(f"{caller}(scale={scale!r}): scale must be a finite real number > 0")
-    value = float(scale)
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{caller}(scale={scale!r}): scale must be a finite real number > 0")
-    return value
 
 
 def check_even(value: object, caller: str, name: str) -> int:
@@ -106,7 +96,7 @@ def rotary_frequencies(
     >>> rotary_frequencies(4, scale=2.0)
     array([0.5  , 0.005])
     """
-    scale = _check_scale(scale, caller)
+    scale = check_real_above(scale, caller, "scale", 0.0)
     w = resolve_frequencies(rotary_dim, base=base, frequencies=frequencies, caller=caller)
     return w / scale
 

@@ -14,7 +14,7 @@ BAD_INPUTS = [
     ("negative dim", lambda: sinusoidal(jnp.arange(4), -4), ValueError, r"dim=-4.*positive"),
     ("float dim", lambda: sinusoidal(jnp.arange(4), 8.0), TypeError, r"dim=8.0.*Python int"),
     ("bool dim", lambda: sinusoidal(jnp.arange(4), True), TypeError, r"dim=True"),
-    ("base 1", lambda: sinusoidal(jnp.arange(4), 8, base=1.0), ValueError, r"base=1.0.*finite and > 1"),
+    ("base 1", lambda: sinusoidal(jnp.arange(4), 8, base=1.0), ValueError, r"base=1.0.*finite real number > 1"),
     ("base inf", lambda: sinusoidal(jnp.arange(4), 8, base=float("inf")), ValueError, r"base=inf"),
     ("base nan", lambda: sinusoidal(jnp.arange(4), 8, base=float("nan")), ValueError, r"base=nan"),
     (

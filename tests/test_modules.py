@@ -446,7 +446,7 @@ def test_bad_call_input(api, name, call, error, match):
             ValueError,
             r"Sinusoidal\(layout='blocks'\): layout must be one of",
         ),
-        ("Sinusoidal", (8,), {"base": 0.5}, ValueError, r"Sinusoidal\(base=0.5\): base must be finite and > 1"),
+        ("Sinusoidal", (8,), {"base": 0.5}, ValueError, r"Sinusoidal\(base=0.5\): base must be a finite real number > 1"),
         (
             "Rotary",
             (7,),

@@ -232,7 +232,7 @@ X = jnp.zeros((2, 5, 3, 8))
         (dict(x=jnp.zeros((2, 5, 3, 8), jnp.int32)), TypeError, r"apply_rotary\(x dtype=int32\)"),
         (dict(scale=0.0), ValueError, r"apply_rotary\(scale=0.0\): scale must be a finite real number > 0"),
         (dict(scale=float("inf")), ValueError, r"apply_rotary\(scale=inf\)"),
-        (dict(base=1.0), ValueError, r"apply_rotary\(base=1.0\): base must be finite and > 1"),
+        (dict(base=1.0), ValueError, r"apply_rotary\(base=1.0\): base must be a finite real number > 1"),
         (dict(frequencies=[1.0, 0.1]), ValueError, r"apply_rotary\(frequencies shape=\(2,\), dim=8\)"),
     ],
 )
