@@ -154,7 +154,7 @@ def computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(result)
 
 
-def check_positions(positions: object, caller: str) -> jax.Array:
+def check_positions(positions: object, caller: str, name: str = "positions") -> jax.Array:
     """Validates positions and returns them as a jax array (int32 / float32, or 64-bit under x64).
 
     Host values (numpy arrays, Python numbers, lists) are checked *before* conversion, so an int64 value
@@ -175,12 +175,12 @@ def check_positions(positions: object, caller: str) -> jax.Array:
     floating = jnp.issubdtype(dtype, jnp.floating)
     if dtype == np.bool_ or not (floating or jnp.issubdtype(dtype, jnp.integer)):
         raise TypeError(
-            f"{caller}(positions dtype={dtype}): positions must be an integer or float32/float64 array "
+            f"{caller}({name} dtype={dtype}): {name} must be an integer or float32/float64 array "
             "(bool and complex are not positions)"
         )
     if floating and dtype.itemsize < 4:
         raise TypeError(
-            f"{caller}(positions dtype={dtype}): 16-bit floating positions are rejected: they cannot "
+            f"{caller}({name} dtype={dtype}): 16-bit floating {name} are rejected: they cannot "
             "represent every integer above 256 (bfloat16) or 2048 (float16). Pass int32 or float32 positions."
         )
     if host is not None:
@@ -188,7 +188,7 @@ def check_positions(positions: object, caller: str) -> jax.Array:
             if host.size and (host.min() < _INT32_MIN or host.max() >= _INT32_LIMIT):
                 bad = host.max() if host.max() >= _INT32_LIMIT else host.min()
                 raise ValueError(
-                    f"{caller}(positions contains {int(bad)}): integer positions must lie in "
+                    f"{caller}({name} contains {int(bad)}): integer {name} must lie in "
                     f"[-2**31, 2**31) = [{_INT32_MIN}, {_INT32_LIMIT - 1}]"
                 )
             host = host.astype(np.int32)
@@ -196,7 +196,7 @@ def check_positions(positions: object, caller: str) -> jax.Array:
             if host.size and not np.all(np.isfinite(host) & (np.abs(host) < _INT32_LIMIT)):
                 bad = host[~(np.isfinite(host) & (np.abs(host) < _INT32_LIMIT))].flat[0]
                 raise ValueError(
-                    f"{caller}(positions contains {bad}): floating positions must be finite with |pos| < 2**31"
+                    f"{caller}({name} contains {bad}): floating {name} must be finite with |pos| < 2**31"
                 )
         return jnp.asarray(host)
     return positions

@@ -197,7 +197,7 @@ def sinusoidal_table(
     w = resolve_frequencies(dim, base=base, frequencies=frequencies, caller=caller)
     check_layout(layout, caller)
     resolved = check_dtype(dtype, caller)
-    offset = check_positions(offset, caller)
+    offset = check_positions(offset, caller, "offset")
     if not jnp.issubdtype(offset.dtype, jnp.integer):
         raise TypeError(
             f"sinusoidal_table(offset dtype={offset.dtype}): offset must be an integer or integer array; "

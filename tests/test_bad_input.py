@@ -100,7 +100,7 @@ BAD_INPUTS = [
         "offset out of int32",
         lambda: sinusoidal_table(3, 8, offset=np.int64(2**31)),
         ValueError,
-        r"positions contains 2147483648",
+        r"sinusoidal_table\(offset contains 2147483648\): integer offset must lie in",
     ),
     ("t2t odd dim", lambda: tensor2tensor_frequencies(5), ValueError, r"tensor2tensor_frequencies\(dim=5\)"),
     (
