@@ -58,12 +58,9 @@ _RADIANS_PER_UNIT = float(2 * np.pi / 2.0**32)
 @functools.lru_cache(maxsize=256)
 def _phase_constants_cached(frequencies_bytes: bytes) -> tuple[np.ndarray, ...]:
     frequencies = np.frombuffer(frequencies_bytes, dtype=np.float64)
-    words = []
-    for w in frequencies.tolist():
-        words.append(round(Fraction(w) * _TWO_POW_64 / (2 * _PI)) % _TWO_POW_64)
-    words_arr = np.array(words, dtype=object)
-    high = np.array([int(v) >> 32 for v in words_arr], dtype=np.uint32)
-    low = np.array([int(v) & 0xFFFFFFFF for v in words_arr], dtype=np.uint32)
+    words = [round(Fraction(w) * _TWO_POW_64 / (2 * _PI)) % _TWO_POW_64 for w in frequencies.tolist()]
+    high = np.array([word >> 32 for word in words], dtype=np.uint32)
+    low = np.array([word & 0xFFFFFFFF for word in words], dtype=np.uint32)
     turns_f32 = (frequencies / (2 * np.pi)).astype(np.float32)
     return high, low, turns_f32, frequencies.astype(np.float32)
 

@@ -160,7 +160,7 @@ def apply_rotary(
     rotary_dim = _check_rotary_dim(rotary_dim, head_dim, caller)
     w = rotary_frequencies(rotary_dim, base=base, frequencies=frequencies, scale=scale, caller=caller)
     positions = check_positions(positions, caller)
-    _check_positions_shape(positions.shape, x_shape[:-2], caller)
+    check_positions_shape(positions.shape, x_shape[:-2], caller)
 
     return _rotate(x, positions, frequencies=tuple(w.tolist()), layout=layout, rotary_dim=rotary_dim)
 
@@ -181,10 +181,10 @@ def _rotate(x, positions, *, frequencies: tuple[float, ...], layout: Layout, rot
     return jnp.concatenate([rotated, x[..., rotary_dim:]], axis=-1)
 
 
-def _check_positions_shape(
+def check_positions_shape(
     positions_shape: tuple[int, ...], leading_shape: tuple[int, ...], caller: str
 ) -> None:
-    """Positions must end in the length axis and broadcast to ``x.shape[:-2]`` without growing it."""
+    """Positions must end in the length axis and broadcast to ``leading_shape`` without growing it."""
     length = leading_shape[-1]
     ok = len(positions_shape) >= 1 and positions_shape[-1] == length
     if ok:
@@ -194,9 +194,8 @@ def _check_positions_shape(
             ok = False
     if not ok:
         raise ValueError(
-            f"{caller}(positions shape={tuple(positions_shape)}): positions must have the length axis "
-            f"({length}) last and broadcast to x's leading axes {leading_shape}, e.g. ({length},) or "
-            f"{leading_shape}"
+            f"{caller}(positions shape={tuple(positions_shape)}): positions must broadcast to x's leading "
+            f"axes {leading_shape} with the length axis ({length}) last: use ({length},) or {leading_shape}"
         )
 
 

@@ -27,7 +27,7 @@ from posenc_jax.angles import check_positions
 from posenc_jax.frequencies import resolve_frequencies
 from posenc_jax.layouts import check_layout
 from posenc_jax.learned import check_max_length, check_out_of_range, lookup
-from posenc_jax.rotary import apply_rotary, check_even, rotary_frequencies
+from posenc_jax.rotary import apply_rotary, check_even, check_positions_shape, rotary_frequencies
 from posenc_jax.sinusoidal import check_dtype, sinusoidal, sinusoidal_table
 
 __all__ = [
@@ -71,22 +71,6 @@ def check_embed_input(x: object, caller: str, dim: int | None = None) -> None:
         )
 
 
-def _check_positions_shape(positions_shape: tuple[int, ...], leading: tuple[int, ...], caller: str) -> None:
-    """Positions ``[length]`` or ``[batch, length]`` that broadcast to ``leading`` (x's shape without dim)."""
-    length = leading[-1]
-    ok = 1 <= len(positions_shape) <= len(leading) and positions_shape[-1] == length
-    if ok:
-        try:
-            ok = np.broadcast_shapes(tuple(positions_shape), leading) == leading
-        except ValueError:
-            ok = False
-    if not ok:
-        raise ValueError(
-            f"{caller}(positions shape={tuple(positions_shape)}): positions must broadcast to x's leading "
-            f"axes {leading}: use ({length},) or {leading}"
-        )
-
-
 def embed_positions(x: jax.Array, positions: object, caller: str, *, integer: bool = False) -> jax.Array:
     """Validated positions for ``x``; ``None`` means ``0 … length-1`` along ``x``'s length axis."""
     leading = tuple(x.shape[:-1])
@@ -103,7 +87,7 @@ def embed_positions(x: jax.Array, positions: object, caller: str, *, integer: bo
         positions = jnp.asarray(positions) if not isinstance(positions, jax.Array) else positions
     else:
         positions = check_positions(positions, caller)
-    _check_positions_shape(tuple(positions.shape), leading, caller)
+    check_positions_shape(tuple(positions.shape), leading, caller)
     return positions
 
 

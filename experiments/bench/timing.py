@@ -25,19 +25,6 @@ def compile_seconds(fn: Callable, *args: Any) -> float:
     return time.perf_counter() - start
 
 
-def time_fn(fn: Callable, *args: Any, repeats: int = 10, warmup: int = 2) -> dict[str, float]:
-    """Compile time (when ``fn`` is jitted) and the median / min of ``repeats`` steady-state calls."""
-    compile_s = compile_seconds(fn, *args) if hasattr(fn, "lower") else float("nan")
-    for _ in range(warmup):
-        _block(fn(*args))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        _block(fn(*args))
-        samples.append(time.perf_counter() - start)
-    return {"compile_s": compile_s, "median_s": statistics.median(samples), "min_s": min(samples)}
-
-
 def compare(candidates: dict[str, tuple[Callable, tuple]], repeats: int = 10) -> dict[str, dict[str, float]]:
     """Times several functions round-robin (so drift in machine load hits all alike).
 
