@@ -13,13 +13,14 @@ token per row against a key/value cache, for greedy autoregressive decoding with
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ModelConfig", "Transformer", "attention_mask", "init_cache", "logit_bias"]
+__all__ = ["ModelConfig", "Transformer", "attend", "attention_mask", "init_cache", "logit_bias"]
 
 _MASKED = -1e30  # finite, so a row with every key masked (padding) stays finite
 
@@ -84,21 +85,61 @@ def init_cache(config: ModelConfig, batch: int, length: int, dtype=jnp.float32) 
     return tuple((jnp.zeros(k_shape, dtype), jnp.zeros(v_shape, dtype)) for _ in range(config.num_layers))
 
 
-def _attend(q, k, v, logit_bias):
-    """Softmax attention; ``logit_bias`` `[batch or 1, heads or 1, q_len, k_len]` holds the mask and bias.
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, logit_bias: jax.Array) -> jax.Array:
+    """Softmax attention of every query over every key.
 
-    The softmax is normalised after the value product: one pass less over the `[batch, heads, q, k]`
-    weights, which dominate the cost of small models on CPU.
+    Args:
+      q, k, v: `[batch, length, heads, head_dim]`.
+      logit_bias: `[batch or 1, heads or 1, q_len, k_len]` float32, the mask and the scheme's bias.
+
+    Returns:
+      `[batch, q_len, heads, head_dim]`.
+
+    The heads are moved next to the batch once, so that both products are plain batched matrix products,
+    and the gradient is written by hand (`_softmax_attention`): the products of the backward pass read their
+    operands in the layout the CPU kernels want, and nothing but the softmax weights is kept from the
+    forward pass.
     """
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q * (1.0 / jnp.sqrt(q.shape[-1])).astype(q.dtype), k)
-    logits = logits + logit_bias
-    unnormalised = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
-    out = jnp.einsum("bhqk,bkhd->bqhd", unnormalised, v)
-    return out / jnp.sum(unnormalised, axis=-1).transpose(0, 2, 1)[..., None]
+    scale = (1.0 / jnp.sqrt(q.shape[-1])).astype(q.dtype)
+    out = _softmax_attention(*(a.transpose(0, 2, 1, 3) for a in (q * scale, k, v)), logit_bias)
+    return out.transpose(0, 2, 1, 3)
+
+
+@jax.custom_vjp
+def _softmax_attention(q, k, v, logit_bias):
+    """``softmax(q kᵀ + logit_bias) v`` over `[batch, heads, length, head_dim]` operands."""
+    return _softmax_attention_forward(q, k, v, logit_bias)[0]
+
+
+def _softmax_attention_forward(q, k, v, logit_bias):
+    logits = jnp.einsum("bhqd,bhkd->bhqk", q, k) + logit_bias
+    unnormalised = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+    weights = unnormalised / jnp.sum(unnormalised, axis=-1, keepdims=True)
+    return jnp.einsum("bhqk,bhkd->bhqd", weights, v), (q, k, v, logit_bias, weights)
+
+
+def _softmax_attention_backward(residuals, d_out):
+    # With P the softmax weights and S the logits: dV = Pᵀ dO, dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P)),
+    # dQ = dS K, dK = dSᵀ Q. The transposed products are computed as (Qᵀ dS)ᵀ and (dOᵀ P)ᵀ: small
+    # transposes of `[…, length, head_dim]` operands instead of a transposed read of `[…, length, length]`.
+    q, k, v, logit_bias, weights = residuals
+    d_weights = jnp.einsum("bhqd,bhkd->bhqk", d_out, v)
+    d_logits = weights * (d_weights - jnp.sum(d_weights * weights, axis=-1, keepdims=True))
+    d_q = jnp.einsum("bhqk,bhkd->bhqd", d_logits, k)
+    d_k = jnp.einsum("bhdq,bhqk->bhdk", q.swapaxes(-1, -2), d_logits).swapaxes(-1, -2)
+    d_v = jnp.einsum("bhdq,bhqk->bhdk", d_out.swapaxes(-1, -2), weights).swapaxes(-1, -2)
+    # The bias's gradient sums over the axes it was broadcast along; when the bias is a constant of the data
+    # (the mask, ALiBi's fixed slopes) nothing reads it and the compiler removes it.
+    broadcast = tuple(i for i in range(4) if logit_bias.shape[i] == 1 and d_logits.shape[i] != 1)
+    d_bias = jnp.sum(d_logits, axis=broadcast, keepdims=True).astype(logit_bias.dtype)
+    return d_q, d_k, d_v, d_bias
+
+
+_softmax_attention.defvjp(_softmax_attention_forward, _softmax_attention_backward)
 
 
 def _attend_one(q, cache_k, cache_v, logit_bias):
-    """`_attend` for one query per row (``q`` `[batch, 1, heads, head_dim]`) against the whole cache.
+    """`attend` for one query per row (``q`` `[batch, 1, heads, head_dim]`) against the whole cache.
 
     The cache is laid out so that both products are plain batched matrix products over the leading
     `(batch, heads)` axes, contracting the minor axis (keys `[batch, heads, length, head_dim]`, values
@@ -128,9 +169,10 @@ def logit_bias(mask: jax.Array, bias: jax.Array | None) -> jax.Array:
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm attention + MLP block."""
+    """Pre-LayerNorm attention + MLP block (``attention``: see `Transformer`)."""
 
     config: ModelConfig
+    attention: Callable = attend
 
     def setup(self):
         c = self.config
@@ -148,7 +190,7 @@ class Block(nn.Module):
         qkv = self.qkv(self.attention_norm(x))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q, k = rotate(q, k, positions, positions)
-        return self._mlp(x + self.out(_attend(q, k, v, bias)))
+        return self._mlp(x + self.out(self.attention(q, k, v, bias)))
 
     def step(self, x, position, index, cache, bias, rotate):
         """One token per row: ``x`` `[batch, 1, width]`, written to the cache at ``index``."""
@@ -172,6 +214,8 @@ class Transformer(nn.Module):
       vocab_size: input vocabulary size.
       num_classes: output classes.
       causal: causal attention (decoder) or bidirectional (encoder).
+      attention: the attention function of the whole-batch pass, ``(q, k, v, logit_bias) -> out`` (see
+        `attend`); benchmarks swap in other implementations of the same function.
 
     >>> from posenc_jax.linen import Sinusoidal
     >>> model = Transformer(Sinusoidal(16), ModelConfig(1, 16, 2, 2), 8, 5, causal=False)
@@ -186,6 +230,7 @@ class Transformer(nn.Module):
     vocab_size: int
     num_classes: int
     causal: bool
+    attention: Callable = attend
 
     def setup(self):
         c = self.config
@@ -193,7 +238,7 @@ class Transformer(nn.Module):
         self.token_embedding = nn.Embed(
             self.vocab_size, c.width, embedding_init=nn.initializers.normal(stddev=1.0)
         )
-        self.blocks = [Block(c) for _ in range(c.num_layers)]
+        self.blocks = [Block(c, self.attention) for _ in range(c.num_layers)]
         self.final_norm = nn.LayerNorm()
         self.head = nn.Dense(self.num_classes)
 
