@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.ordering import tasks
+from experiments.ordering import data, tasks
 from experiments.ordering.config import SCHEMES
 from experiments.ordering.model import ModelConfig, Transformer, attention_mask, init_cache
 
@@ -24,11 +24,11 @@ def _model(base: str, mode: str, config: ModelConfig = CONFIG) -> Transformer:
     return Transformer(module, config, tasks.VOCAB_SIZE, tasks.NUM_CLASSES, causal=mode == "decoder")
 
 
-def _batch(mode: str, seed: int = 0) -> tasks.Batch:
+def _batch(mode: str, seed: int = 0) -> data.Batch:
     task = tasks.get_task("sort")
     rng = np.random.default_rng(seed)
-    ex = tasks.make_examples(task, rng, tasks.training_lengths(rng, 3, 6), 6)
-    return tasks.pack_examples(task, ex, mode=mode, segments_per_row=2, row_length=task.pair_length(6))
+    ex = data.make_examples(task, rng, data.training_lengths(rng, 3, 6), 6)
+    return data.pack_examples(task, ex, mode=mode, segments_per_row=2, row_length=task.pair_length(6))
 
 
 def _apply(model, params, batch, jit):
@@ -93,11 +93,11 @@ def test_cached_decoding_step_matches_the_full_causal_forward(scheme, jit):
     model = _model(spec.base, "decoder")
     task = tasks.get_task("reverse")
     rng = np.random.default_rng(2)
-    ex = tasks.make_examples(task, rng, np.array([1, 4, 7, 3]), 7)
+    ex = data.make_examples(task, rng, np.array([1, 4, 7, 3]), 7)
     positions = None
     if spec.randomized:
-        positions = tasks.sorted_random_positions(rng, ex.lengths + ex.output_lengths, 14, 32)
-    batch = tasks.pack_examples(
+        positions = data.sorted_random_positions(rng, ex.lengths + ex.output_lengths, 14, 32)
+    batch = data.pack_examples(
         task, ex, mode="decoder", segments_per_row=1, row_length=14, example_positions=positions
     )
     params = model.init(jax.random.key(2), batch.tokens, batch.positions, batch.segment_ids)

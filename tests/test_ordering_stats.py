@@ -39,7 +39,53 @@ def test_summarize_is_the_t_interval_of_the_mean():
 
 
 def test_summarize_single_value_has_no_interval():
-    assert stats.summarize([0.3]) == {"mean": 0.3, "ci": None, "max": 0.3, "min": 0.3, "n": 1}
+    assert stats.summarize([0.3]) == {
+        "mean": 0.3,
+        "ci": None,
+        "low": 0.3,
+        "high": 0.3,
+        "max": 0.3,
+        "min": 0.3,
+        "n": 1,
+    }
+
+
+def test_displayed_interval_is_clipped_to_the_unit_range():
+    s = stats.summarize([1.0, 1.0, 0.9])
+    assert s["high"] == 1.0 and s["mean"] + s["ci"] > 1.0
+    s = stats.summarize([0.0, 0.1, 0.0])
+    assert s["low"] == 0.0 and s["mean"] - s["ci"] < 0.0
+    assert stats.summarize([0.0, 2.0], bounds=None)["low"] < 0.0
+
+
+def test_paired_difference_against_a_hand_computed_case():
+    # Differences a - b per seed: 0.10, 0.20, 0.00, 0.30, 0.15 -> mean 0.15, sample sd sqrt(0.0125),
+    # t(0.975, 4) = 2.776445105 (tables), half-width 2.776445105 * sqrt(0.0125) / sqrt(5) = 0.138822.
+    a = [0.60, 0.75, 0.50, 0.90, 0.70]
+    b = [0.50, 0.55, 0.50, 0.60, 0.55]
+    d = stats.paired_difference(a, b)
+    assert d["mean"] == pytest.approx(0.15)
+    assert d["ci"] == pytest.approx(2.776445105 * math.sqrt(0.0125) / math.sqrt(5), rel=1e-8)
+    assert d["ci"] == pytest.approx(0.1388222553, rel=1e-8)
+    assert (d["low"], d["high"]) == (pytest.approx(0.0111777447), pytest.approx(0.2888222553))
+    assert d["separated"] and d["n"] == 5
+    # Unpaired, the same values' intervals overlap; paired, the shared seed effect cancels.
+    sa, sb = stats.summarize(a), stats.summarize(b)
+    assert sa["mean"] - sa["ci"] < sb["mean"] + sb["ci"]
+    # Reversed: the same interval, negated; an interval containing 0 is not separated.
+    r = stats.paired_difference(b, a)
+    assert (r["low"], r["high"]) == (pytest.approx(-d["high"]), pytest.approx(-d["low"]))
+    assert r["separated"]
+    assert not stats.paired_difference([0.5, 0.7, 0.6], [0.6, 0.5, 0.6])["separated"]
+    assert not stats.paired_difference([0.5], [0.1])["separated"]  # one seed: no interval
+
+
+def test_mean_interval_matches_summarize_per_column():
+    values = np.array([[0.1, 0.9], [0.3, 0.8], [0.2, 1.0], [0.6, 0.7]])
+    mean, half = stats.mean_interval(values)
+    for j in range(2):
+        s = stats.summarize(values[:, j])
+        assert (mean[j], half[j]) == (pytest.approx(s["mean"]), pytest.approx(s["ci"]))
 
 
 def test_bands_start_right_after_the_training_lengths():
@@ -50,6 +96,8 @@ def test_bands_start_right_after_the_training_lengths():
     }
     assert stats.bands(4, 6) == {"in-distribution (1-4)": (1, 4), "1-2x (5-6)": (5, 6)}
     assert stats.bands(3, 3) == {"in-distribution (1-3)": (1, 3)}
+    assert list(stats.bands(40, 500).values()) == [(1, 40), (41, 80), (81, 160), (161, 500)]
+    assert stats.beyond_training(40, 500) == (41, 500) and stats.beyond_training(5, 5) is None
 
 
 @pytest.mark.parametrize(
@@ -64,6 +112,11 @@ def test_bands_start_right_after_the_training_lengths():
             r"summarize\(values=\[1.0, nan\]\): values must be finite",
         ),
         (lambda: stats.bands(5, 4), r"bands\(train_max_length=5, test_max_length=4\)"),
+        (
+            lambda: stats.paired_difference([1.0, 2.0], [1.0]),
+            r"paired_difference\(a shape=\(2,\), b shape=\(1,\)\): one value per seed each",
+        ),
+        (lambda: stats.paired_difference([], []), r"paired_difference\(values shape=\(0,\)\)"),
     ],
 )
 def test_bad_input(call, message):

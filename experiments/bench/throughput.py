@@ -29,7 +29,7 @@ def _configs(quick: bool) -> dict[str, tuple[Any, str, str, str]]:
     from experiments.ordering import config as config_lib
 
     reference = config_lib.preset(
-        "full",
+        "long",
         runs=(("sort", "encoder"),),
         schemes=("sinusoidal",),
         seeds=(0,),
@@ -38,7 +38,7 @@ def _configs(quick: bool) -> dict[str, tuple[Any, str, str, str]]:
         test_per_length=2,
     )
     quick_preset = config_lib.PRESETS["quick"]
-    full_preset = config_lib.preset("full", validation_per_length=2, test_per_length=2)
+    full_preset = config_lib.preset("long", validation_per_length=2, test_per_length=2)
     return {
         "reference": (reference, "sort", "encoder", "sinusoidal"),
         "quick_preset": (quick_preset, "sort", "encoder", "sinusoidal"),
@@ -61,21 +61,23 @@ def measure(name: str, *, steps: int, repeats: int, quick: bool = False) -> dict
     import dataclasses
 
     import jax
+    import numpy as np
 
     from experiments.ordering import train
 
     config, task, mode, scheme = _configs(quick)[name]
-    config = dataclasses.replace(config, check_every=steps, max_steps=steps)
+    config = dataclasses.replace(config, check_every=steps, steps=steps, run_steps=())
     mesh = train.make_mesh()
-    setup = train.setup_group(config, task, mode, scheme, mesh)
+    group = next(g for g in config.groups() if (g.task, g.mode, g.scheme) == (task, mode, scheme))
+    setup = train.setup_group(config, group, mesh)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     params, opt_state = jax.device_put(train.init_parameters(setup, list(config.seeds)), replicated)
-    active = jax.device_put(jax.numpy.ones(len(config.seeds), bool), replicated)
+    seeds = jax.device_put(np.asarray(config.seeds, np.uint32), replicated)
     host_data = setup.training_data(0)
     real_tokens = int((host_data.segment_ids > 0).sum())
     all_tokens = int(host_data.segment_ids.size)
-    data = jax.device_put(host_data, train._rows_sharding(mesh, 2))
-    args = (active, setup.validation.batch, setup.validation.output_lengths)
+    data = jax.device_put(host_data, train.rows_sharding(mesh, 2))
+    args = (seeds, np.int32(0), setup.validation.batch, setup.validation.output_lengths)
 
     start = time.perf_counter()
     chunk = jax.jit(train._train_chunk_fn(setup.model, setup.optimizer, mesh))
