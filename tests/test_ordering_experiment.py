@@ -208,7 +208,20 @@ def test_evaluation_block_rows_bound_memory():
 
 def test_command_line_overrides():
     args = cli.parse_args(
-        ["--task", "reverse", "sort", "--mode", "decoder", "--steps", "30", "--seeds", "4", "5"]
+        [
+            "--task",
+            "reverse",
+            "sort",
+            "--mode",
+            "decoder",
+            "--steps",
+            "30",
+            "--warmup-steps",
+            "10",
+            "--seeds",
+            "4",
+            "5",
+        ]
     )
     config = cli.config_from_args(args)
     assert config.runs == (("reverse", "decoder"), ("sort", "decoder"))

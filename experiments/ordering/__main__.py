@@ -28,21 +28,20 @@ if __name__ == "__main__":  # before JAX initialises its backends
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from experiments.ordering import config as config_lib  # noqa: E402
-from experiments.ordering import tasks  # noqa: E402
+from experiments.ordering import runner, tasks  # noqa: E402
+from experiments.ordering.runner import run  # noqa: E402
 
-__all__ = ["main", "parse_args", "run", "config_from_args"]
+__all__ = ["main", "build_parser", "parse_args", "run", "config_from_args"]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser."""
     parser = argparse.ArgumentParser(
         prog="python -m experiments.ordering",
         description="Sequence-ordering tasks comparing positional encodings (several seeds, CIs, figures).",
@@ -71,6 +70,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--steps", type=int, help="training budget of every run (steps; replaces per-run budgets)"
     )
     parser.add_argument("--check-every", type=int, help="steps between validation checks")
+    parser.add_argument(
+        "--warmup-steps", type=int, help="steps of learning-rate warm-up (less than the budget)"
+    )
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--learning-rate", type=float, nargs="+", help="peak learning rate(s)")
     parser.add_argument("--position-range", type=int, help="randomized positions' range (default 2048)")
@@ -90,8 +92,48 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="persistent compilation cache (default: WORKDIR/.jax_cache); none: off",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser.parse_args(argv)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="K",
+        help="checkpoint each group's training state every K steps, so that a killed run loses at most K "
+        f"steps (a multiple of --check-every; 0: never; default: about {runner.DEFAULT_CHECKPOINT_STEPS})",
+    )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="time a few training steps of every group and print the projected hours; trains nothing",
+    )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="train only shard I of N (0 <= I < N; every N-th group from the I-th) into the shared work "
+        "directory, for array jobs; then --merge WORKDIR writes the summary",
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        metavar="WORKDIR",
+        help="write the summary and report of a sharded run from its finished groups (other options ignored)",
+    )
+    return parser
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """Parses ``I/N``."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N with integers, e.g. 0/4; got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"needs 0 <= I < N; got {text!r}")
+    return index, count
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> config_lib.ExperimentConfig:
@@ -113,6 +155,7 @@ def config_from_args(args: argparse.Namespace) -> config_lib.ExperimentConfig:
     for arg, field in (
         ("steps", "steps"),
         ("check_every", "check_every"),
+        ("warmup_steps", "warmup_steps"),
         ("batch_size", "batch_size"),
         ("position_range", "position_range"),
         ("position_draw", "position_draw"),
@@ -140,156 +183,45 @@ def config_from_args(args: argparse.Namespace) -> config_lib.ExperimentConfig:
     return config_lib.preset(args.preset, **overrides)
 
 
-def _group_path(workdir: Path, group: config_lib.Group) -> Path:
-    return workdir / "groups" / f"{group.name}.json"
-
-
-def run(
-    config: config_lib.ExperimentConfig,
-    workdir: Path,
-    *,
-    progress: bool = True,
-    compile_cache: Path | None = None,
-    command: str = "python -m experiments.ordering",
-    stop_after: int | None = None,
-) -> dict[str, Any]:
-    """Runs (or resumes) the experiment of ``config`` in ``workdir`` and writes every output.
-
-    Args:
-      config: the experiment.
-      workdir: output directory; finished groups found there are reused.
-      progress: show progress bars.
-      compile_cache: persistent compilation cache directory, or ``None``.
-      command: the command line, for the report.
-      stop_after: train at most this many new groups, then return without the final outputs (for tests
-        of resuming).
-
-    Returns:
-      ``{"records", "rows", "wall_seconds", "trained", "skipped"}``.
-
-    Raises:
-      ValueError: if ``workdir`` holds a run of another config, or a group trained on another device count.
-    """
-    import jax
-
-    from experiments.ordering import figures, report, summary, train
-
-    if compile_cache is not None:
-        jax.config.update("jax_compilation_cache_dir", str(compile_cache))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    config_path = workdir / "config.json"
-    config_json = config.to_json()
-    if config_path.exists():
-        previous = json.loads(config_path.read_text())
-        if previous != config_json:
-            raise ValueError(
-                f"run(workdir={str(workdir)!r}): the directory holds results of a different config; "
-                "rerun with the same options to resume, or choose another --workdir"
-            )
-    else:
-        summary.atomic_write(config_path, json.dumps(config_json, indent=1))
-
-    mesh = train.make_mesh()
-    started = time.perf_counter()
-    records, trained, skipped = [], 0, 0
-    groups = config.groups()
-    for number, group in enumerate(groups, 1):
-        path = _group_path(workdir, group)
-        fingerprint = config.group_fingerprint(group, mesh.size)
-        if path.exists():
-            record = json.loads(path.read_text())
-            if record.get("fingerprint") != fingerprint:
-                raise ValueError(
-                    f"run(workdir={str(workdir)!r}): group {path.name} was trained with another config or "
-                    f"device count (now {mesh.size}); choose another --workdir"
-                )
-            records.append(record)
-            skipped += 1
-            continue
-        if stop_after is not None and trained >= stop_after:
-            return {
-                "records": records,
-                "rows": None,
-                "summary": None,
-                "wall_seconds": None,
-                "trained": trained,
-                "skipped": skipped,
-            }
-        setup = train.setup_group(config, group, mesh)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=setup.steps,
-                desc=f"[{number}/{len(groups)}] {group.name}",
-                file=sys.stderr,
-                leave=True,
-                dynamic_ncols=True,
-            )
-
-        def show(step, losses, accuracies, bar=bar):
-            if bar is not None:
-                bar.update(step - bar.n)
-                bar.set_postfix(loss=f"{losses.mean():.3f}", acc=f"{accuracies.mean():.3f}")
-
-        record = train.train_group(setup, progress=show)
-        if bar is not None:
-            bar.close()
-        record["fingerprint"] = fingerprint
-        summary.atomic_write(path, json.dumps(record))
-        records.append(record)
-        trained += 1
-
-    wall = time.perf_counter() - started
-    # Wall time of the whole run, resumed parts included (each group's own time is in its record).
-    total = sum(r["compile_seconds"] + r["train_seconds"] + r["test_seconds"] for r in records)
-    device = jax.devices()[0]
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    extra = {
-        "command": command,
-        "wall_seconds_this_invocation": wall,
-        "wall_seconds": wall if skipped == 0 else total,
-        "group_seconds_total": total,
-        "device": f"{device.platform} ({getattr(device, 'device_kind', '')}; host {cpu}, "
-        f"{os.cpu_count()} cores)",
-        "device_count": mesh.size,
-        "groups_trained_now": trained,
-        "groups_resumed": skipped,
-        "jax_version": jax.__version__,
-    }
-    summary.write_metrics(workdir, records)
-    result = summary.write_summary(workdir, config, records, extra)
-    names = figures.write_figures(workdir, config, records)
-    report.write_report(workdir, config, records, result, names)
-    return {
-        "records": records,
-        "rows": result["rows"],
-        "summary": result,
-        "wall_seconds": wall,
-        "trained": trained,
-        "skipped": skipped,
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    config = config_from_args(args)
-    workdir = args.workdir or Path("runs") / f"ordering-{config.preset}"
-    cache = args.compile_cache
-    if cache is None:
-        cache = workdir / ".jax_cache"
-    elif str(cache) == "none":
-        cache = None
+    parser = build_parser()
+    args = parser.parse_args(argv)
     command = " ".join(["python -m experiments.ordering"] + list(sys.argv[1:] if argv is None else argv))
-    result = run(config, workdir, progress=not args.no_progress, compile_cache=cache, command=command)
+    # A setting that cannot run is a usage error (message and exit code 2), found before anything is written.
+    try:
+        if args.merge is not None:
+            result = runner.merge(args.merge, command=command)
+            config, workdir = result["config"], args.merge
+        else:
+            config = config_from_args(args)
+            if args.estimate:
+                from experiments.ordering import estimate
+
+                print(estimate.format_estimate(estimate.estimate(config)))
+                return 0
+            workdir = args.workdir or Path("runs") / f"ordering-{config.preset}"
+            cache = args.compile_cache
+            if cache is None:
+                cache = workdir / ".jax_cache"
+            elif str(cache) == "none":
+                cache = None
+            result = run(
+                config,
+                workdir,
+                progress=not args.no_progress,
+                compile_cache=cache,
+                command=command,
+                shard=args.shard,
+                checkpoint_steps=args.checkpoint_every,
+            )
+    except ValueError as error:
+        parser.error(str(error))
+    if result["rows"] is None:
+        print(
+            f"shard {args.shard[0]}/{args.shard[1]}: {result['trained']} group(s) trained, {result['skipped']} "
+            f"already there; once every shard is done: python -m experiments.ordering --merge {workdir}"
+        )
+        return 0
     from experiments.ordering import report
 
     for task, mode in config.runs:
@@ -307,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(table)
     print("\nWhat it shows:")
     print("\n".join(report.findings(config, result["records"], result["summary"]["comparisons"])))
-    print(f"\nwall time {result['wall_seconds']:.0f} s; outputs in {workdir}/ (report.md, summary.json, …)")
+    wall = "" if result.get("wall_seconds") is None else f"wall time {result['wall_seconds']:.0f} s; "
+    print(f"\n{wall}outputs in {workdir}/ (report.md, summary.json, …)")
     return 0
 
 

@@ -10,8 +10,10 @@ leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +39,25 @@ def json_safe(value: Any) -> Any:
 
 
 class GroupCheckpoints:
-    """The checkpoints of one group in ``directory`` (only the latest is kept).
+    """The training log and checkpoints of one group.
+
+    Every chunk appends one JSON line (step, per-seed loss, accuracy and validation exact match) to
+    ``log_path``, so that a reader can follow a long run; every ``every`` steps the training state is saved
+    to ``directory`` (only the latest checkpoint is kept). After a kill, `resume` restores the latest
+    checkpoint and rewrites the log up to it: at most ``every`` steps are lost.
 
     Args:
-      directory: where the group's checkpoints live (created on the first save).
+      directory: the group's checkpoint directory (created on the first save).
       fingerprint: the group's fingerprint; a checkpoint of another fingerprint is never restored.
+      every: steps between checkpoints (a multiple of the check interval; 0: no checkpoints).
+      log_path: the group's training log (JSON lines), or ``None``.
     """
 
-    def __init__(self, directory: Path, fingerprint: str):
+    def __init__(self, directory: Path, fingerprint: str, *, every: int, log_path: Path | None = None):
         self.directory = Path(directory)
         self.fingerprint = fingerprint
+        self.every = every
+        self.log_path = None if log_path is None else Path(log_path)
         self._manager = None
 
     def _open(self):
@@ -61,6 +72,28 @@ class GroupCheckpoints:
             )
         return self._manager
 
+    def _write_log(self, curve: dict[str, list], rows: range, mode: str) -> None:
+        if self.log_path is None:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, mode) as f:
+            for i in rows:
+                f.write(json.dumps(json_safe({name: values[i] for name, values in curve.items()})) + "\n")
+
+    def after_chunk(self, step: int, state: Any, record: dict[str, Any], *, final: bool) -> None:
+        """Logs the chunk that ended at ``step`` and saves a checkpoint if one is due.
+
+        Args:
+          step: steps done.
+          state: the training state (a pytree of arrays).
+          record: the host-side state, JSON-ready, with the curve so far under ``"curve"``.
+          final: the group's last chunk (its results are written next: no checkpoint).
+        """
+        curve = record["curve"]
+        self._write_log(curve, range(len(curve["step"]) - 1, len(curve["step"])), "a")
+        if self.every and not final and step % self.every == 0:
+            self.save(step, state, record)
+
     def save(self, step: int, state: Any, record: dict[str, Any]) -> None:
         """Saves ``state`` (a pytree of arrays) and ``record`` (JSON-ready) as the checkpoint of ``step``."""
         import orbax.checkpoint as ocp
@@ -72,8 +105,8 @@ class GroupCheckpoints:
             force=True,
         )
 
-    def restore(self, like: Any) -> tuple[int, Any, dict[str, Any]] | None:
-        """The latest checkpoint as ``(step, state, record)``, or ``None`` if there is none.
+    def resume(self, like: Any) -> tuple[int, Any, dict[str, Any]] | None:
+        """The latest checkpoint as ``(step, state, record)``, or ``None`` (and an empty log) if there is none.
 
         Args:
           like: a pytree with the structure, shapes, dtypes and shardings of the state (e.g. the initial
@@ -83,34 +116,39 @@ class GroupCheckpoints:
           ValueError: if the checkpoint was written for another fingerprint (another config), or cannot be
             read; the message names the directory.
         """
-        if not self.directory.exists():
-            return None
+        restored = self._restore(like) if self.directory.exists() else None
+        if restored is None:
+            self._write_log({"step": []}, range(0), "w")
+        else:
+            curve = restored[2]["curve"]
+            self._write_log(curve, range(len(curve["step"])), "w")
+        return restored
+
+    def _restore(self, like: Any) -> tuple[int, Any, dict[str, Any]] | None:
         import orbax.checkpoint as ocp
 
         manager = self._open()
         step = manager.latest_step()
         if step is None:
             return None
+        where = self.directory / str(step)
         try:
             meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            if meta.get("fingerprint") != self.fingerprint:
+                raise ValueError(
+                    f"checkpoint {where} belongs to another config (fingerprint {meta.get('fingerprint')!r}, "
+                    f"expected {self.fingerprint!r}); delete it or choose another --workdir"
+                )
+            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+            state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+        except ValueError:
+            raise
         except Exception as error:  # Orbax raises several types for a damaged directory
-            raise ValueError(f"checkpoint {self.directory / str(step)} cannot be read: {error}") from error
-        if meta.get("fingerprint") != self.fingerprint:
-            raise ValueError(
-                f"checkpoint {self.directory / str(step)} belongs to another config (fingerprint "
-                f"{meta.get('fingerprint')!r}, expected {self.fingerprint!r})"
-            )
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        try:
-            restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-        except Exception as error:
-            raise ValueError(f"checkpoint {self.directory / str(step)} cannot be read: {error}") from error
-        return step, restored["state"], meta
+            raise ValueError(f"checkpoint {where} cannot be read ({error}); delete it to retrain") from error
+        return step, state["state"], meta
 
     def remove(self) -> None:
-        """Deletes every checkpoint of the group (once its results are written)."""
-        import shutil
-
+        """Deletes the group's checkpoints (once its results are written)."""
         if self._manager is not None:
             self._manager.close()
             self._manager = None

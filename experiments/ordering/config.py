@@ -251,6 +251,13 @@ class ExperimentConfig:
                 fail("learning_rates", lr, "each learning rate must be a positive finite number")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             fail("warmup_steps", self.warmup_steps, "must be a non-negative integer")
+        for task, mode in self.runs:
+            if self.steps_for(task, mode) <= self.warmup_steps:
+                fail(
+                    "warmup_steps",
+                    self.warmup_steps,
+                    f"must be less than the budget of {task} ({mode}), {self.steps_for(task, mode)} steps",
+                )
         if not 0.0 < self.grad_clip < float("inf"):
             fail("grad_clip", self.grad_clip, "must be a positive finite number")
         if self.position_draw not in POSITION_DRAWS:

@@ -87,7 +87,7 @@ def write_figures(workdir: Path, config: ExperimentConfig, records: list[dict[st
 
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for r in group:
-            losses = np.asarray(r["curve"]["loss"])
+            losses = np.asarray(r["curve"]["loss"], dtype=float)  # null (not a number) -> NaN
             ax.plot(
                 r["curve"]["step"],
                 losses.mean(1),

@@ -30,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from experiments.ordering import data, evaluate, tasks
+from experiments.ordering.checkpoint import GroupCheckpoints
 from experiments.ordering.config import ExperimentConfig, Group, SchemeSpec, check_positions, scheme_spec
 from experiments.ordering.evaluate import EvaluationSet, exact_match, forward, make_mesh, rows_sharding
 from experiments.ordering.model import Transformer
@@ -37,6 +38,7 @@ from experiments.ordering.model import Transformer
 __all__ = [
     "make_mesh",
     "GroupSetup",
+    "check_devices",
     "setup_group",
     "make_optimizer",
     "learning_rate_schedule",
@@ -102,6 +104,16 @@ class GroupSetup:
         return batch
 
 
+def check_devices(config: ExperimentConfig, device_count: int) -> None:
+    """Raises ``ValueError`` if the rows of a batch cannot be split evenly over ``device_count`` devices."""
+    rows = config.batch_size // 2
+    if rows % device_count:
+        raise ValueError(
+            f"setup_group(batch_size={config.batch_size}): the {rows} rows of a batch (two examples per "
+            f"row) must be divisible by the number of devices ({device_count})"
+        )
+
+
 def setup_group(config: ExperimentConfig, group: Group, mesh: Mesh) -> GroupSetup:
     """Builds the model, optimizer and fixed evaluation sets of one group.
 
@@ -110,12 +122,7 @@ def setup_group(config: ExperimentConfig, group: Group, mesh: Mesh) -> GroupSetu
     """
     task = tasks.get_task(group.task)
     spec = scheme_spec(group.scheme)
-    rows = config.batch_size // 2
-    if rows % mesh.size:
-        raise ValueError(
-            f"setup_group(batch_size={config.batch_size}): the {rows} rows of a batch (two examples per "
-            f"row) must be divisible by the number of devices ({mesh.size})"
-        )
+    check_devices(config, mesh.size)
     module = spec.module(
         config.model, mode=group.mode, max_positions=config.table_rows(task.name, spec.randomized)
     )
@@ -230,12 +237,15 @@ def train_group(
     setup: GroupSetup,
     *,
     progress: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    checkpoints: GroupCheckpoints | None = None,
 ) -> dict[str, Any]:
     """Trains every seed of a group for the run's budget, then evaluates the final model on the test set.
 
     Args:
       setup: from `setup_group`.
       progress: called after every chunk with ``(steps_done, mean losses [seeds], mean accuracies [seeds])``.
+      checkpoints: where to log every chunk and checkpoint the training state; training resumes from its
+        latest checkpoint, if any, and continues exactly as the uninterrupted run did.
 
     Returns:
       A JSON-ready record: the budget, per-seed steps to criterion (``None``: not reached), training curves,
@@ -259,6 +269,15 @@ def train_group(
     steps_to_criterion: list[int | None] = [None] * len(seeds)
     curve: dict[str, list] = {"step": [], "loss": [], "accuracy": [], "validation_exact_match": []}
     step, index = 0, 0
+    resumed = checkpoints.resume((params, opt_state)) if checkpoints is not None else None
+    if resumed is not None:
+        step, (params, opt_state), saved = resumed
+        curve, steps_to_criterion, index = (
+            saved["curve"],
+            saved["steps_to_criterion"],
+            step // config.check_every,
+        )
+        batches = jax.device_put(setup.training_data(index), data_sharding)
     t0 = time.perf_counter()
     while step < setup.steps:
         outputs = chunk(params, opt_state, batches, seed_array, np.int32(step), *args[2:])
@@ -274,6 +293,9 @@ def train_group(
         curve["step"].append(step)
         for name, values in (("loss", losses), ("accuracy", accuracies), ("validation_exact_match", exact)):
             curve[name].append([float(v) for v in values])
+        if checkpoints is not None:
+            state = {"curve": curve, "steps_to_criterion": steps_to_criterion}
+            checkpoints.after_chunk(step, (params, opt_state), state, final=step >= setup.steps)
         if progress is not None:
             progress(step, losses, accuracies)
     jax.block_until_ready(params)
