@@ -332,6 +332,16 @@ def test_attention_factor_leaves_pass_through_features_alone():
             ValueError,
             r"LongRoPE has 1 factors per set, rotary_dim=8 needs 4",
         ),
+        (
+            lambda: rope_frequencies(8, scaling=Linear(1e-310)),
+            ValueError,
+            r"rope_frequencies\(scaling=Linear\(factor=1e-310\), base=10000.0\): the scaled frequencies must",
+        ),
+        (
+            lambda: apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scaling=NTK(1e300)),
+            ValueError,
+            r"apply_rotary\(scaling=NTK\(factor=1e\+300\), base=10000.0\): the scaled frequencies must",
+        ),
         (lambda: rope_attention_factor(2.0), TypeError, r"rope_attention_factor\(scaling=2.0\)"),
         (
             lambda: apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scaling=Linear(2.0), scale=2.0),
