@@ -260,12 +260,14 @@ class KVCache:
         if new > capacity:
             raise ValueError(f"{caller}(k shape={_shape(k)}): {new} new entries exceed the capacity {capacity}")
         check_positions_shape(_shape(positions), (batch, new), f"{caller}(positions)")
-        positions = check_positions(positions, caller)
-        if jnp.issubdtype(positions.dtype, jnp.floating) and jnp.issubdtype(self.positions.dtype, jnp.integer):
+        dtype = getattr(positions, "dtype", None)  # before any conversion
+        dtype = np.asarray(positions).dtype if dtype is None else dtype
+        if jnp.issubdtype(dtype, jnp.floating) and jnp.issubdtype(self.positions.dtype, jnp.integer):
             raise TypeError(
-                f"{caller}(positions dtype={positions.dtype}): this cache stores integer positions; create it "
+                f"{caller}(positions dtype={dtype}): this cache stores integer positions; create it "
                 "with position_dtype=jnp.float32 for fractional positions"
             )
+        positions = check_positions(positions, caller)
         slots = self.length[:, None] + jnp.arange(new, dtype=jnp.int32)  # [batch, new]
         rows = jnp.arange(batch)[:, None]
         return KVCache(
