@@ -51,11 +51,11 @@ __all__ = ["main", "evaluate_goals", "STEPS"]
 # every step is expected to take well under its limit, and the whole suite under the default budget.
 STEPS: dict[str, tuple[float, float]] = {
     "environment": (60, 60),
-    **{f"bench_{name}": (120 if name == "throughput" else 75, 180) for name in SECTIONS},
+    **{f"bench_{name}": (150 if name == "throughput" else 75, 240) for name in SECTIONS},
     "same_numbers": (90, 60),
-    "preset_estimates": (60, 60),
+    "preset_estimates": (120, 60),
     "accuracy": (60, 120),
-    "pytest": (150, 60),
+    "pytest": (180, 60),
 }
 _MIN_STEP_SECONDS = 15.0
 # Tests that assert 8 host devices as the default backend: they run on CPU, not with an accelerator default.
@@ -100,7 +100,12 @@ def _preset_estimates(workdir: Path, throughput: dict[str, Any] | None, limit: f
     if "--estimate" in usage:
         out["source"] = "python -m experiments.ordering --preset P --estimate"
         deadline = time.monotonic() + limit - 5
-        for name in sorted(config_lib.PRESETS):
+
+        def size(name: str) -> int:
+            config = config_lib.PRESETS[name]
+            return config.max_steps * len(config.runs) * len(config.schemes) * len(config.seeds)
+
+        for name in sorted(config_lib.PRESETS, key=size, reverse=True):  # the longest first
             argv = [*command, "--preset", name, "--estimate", "--workdir", str(workdir / f"estimate-{name}")]
             left = deadline - time.monotonic()
             if left < 5:
@@ -108,7 +113,12 @@ def _preset_estimates(workdir: Path, throughput: dict[str, Any] | None, limit: f
                 continue
             try:
                 done = subprocess.run(argv, capture_output=True, text=True, timeout=left)
-                out[name] = {"returncode": done.returncode, "output": (done.stdout + done.stderr)[-3000:]}
+                text = done.stdout + done.stderr
+                hours = re.findall(r"(\d+(?:\.\d+)?)\s*(?:h\b|hours?\b)", text)
+                out[name] = {"returncode": done.returncode, "output": text[-3000:]}
+                if hours:
+                    out[name]["projected_hours"] = float(hours[-1])
+                    out[name]["projected_hours_from"] = "the last number followed by h/hours in the output"
             except subprocess.TimeoutExpired:
                 out[name] = {"status": "timeout", "seconds": left}
         return out
@@ -160,6 +170,10 @@ def _accuracy(out_dir: Path, platform: str) -> dict[str, Any]:
 def _pytest(platform: str, limit: float, extra: list[str], output_file: Path) -> dict[str, Any]:
     """The test suite with this backend as the default, its output kept in ``output_file`` even if stopped."""
     env = dict(os.environ)
+    if not extra:  # the library's tests first, then its doctests, then the experiments' tests
+        tests = sorted(str(path) for path in Path("tests").glob("test_*.py"))
+        library = [t for t in tests if not any(w in t for w in ("ordering", "properties", "device", "bench"))]
+        extra = [*library, "posenc_jax", *(t for t in tests if t not in library)]
     argv = [sys.executable, "-m", "pytest", "-rfE", "-p", "no:cacheprovider", *extra]
     if platform != "cpu":
         env["JAX_PLATFORMS"] = f"{'cuda' if platform == 'gpu' else platform},cpu"
@@ -178,6 +192,14 @@ def _pytest(platform: str, limit: float, extra: list[str], output_file: Path) ->
         "left_out": list(_HOST_DEVICE_TESTS) if platform != "cpu" else [],
         "pytest_status": status,
         "tally": {kind: int(count) for count, kind in re.findall(r"(\d+) ([a-z]+)", last)},
+        "progress": {  # outcomes printed so far (the only tally when the run was stopped)
+            mark: sum(
+                line.split("[")[0].count(mark)
+                for line in lines
+                if re.fullmatch(r"[.FEsxX]+ *(\[ *\d+%\])?", line)
+            )
+            for mark in ".FEsxX"
+        },
         "failures": [line for line in lines if line.startswith(("FAILED", "ERROR"))][:50],
         "output_tail": "\n".join(lines[-30:]),
     }
