@@ -70,4 +70,6 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "jax": jax.__version__,
+        # Other processes' load when the section started: on a shared machine it explains noisy timings.
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
