@@ -1,6 +1,7 @@
 """Runs the benchmark sections and writes their merged results to one JSON file.
 
-Usage: ``python -m experiments.bench [--quick | --accelerator] [--sections a,b] [--out PATH]``.
+Usage: ``python -m experiments.bench [--quick | --accelerator] [--sections a,b] [--out PATH]``; sections:
+sinusoidal, rotary, rotary_nd, compute_once, throughput (all by default).
 Every speed figure is a ratio against a baseline timed in the same run, on the same machine. On an
 accelerator, ``python -m experiments.bench.device`` runs every section (and more) in one time-boxed call.
 """
@@ -17,7 +18,7 @@ import sys
 
 from experiments.bench.timing import machine
 
-SECTIONS = ("sinusoidal", "rotary", "compute_once", "throughput")
+SECTIONS = ("sinusoidal", "rotary", "rotary_nd", "compute_once", "throughput")
 
 
 def main(argv: list[str] | None = None) -> int:
