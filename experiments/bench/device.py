@@ -191,13 +191,12 @@ def _pytest(platform: str, limit: float, extra: list[str], output_file: Path) ->
     argv = [sys.executable, "-m", "pytest", "-rfE", "-p", "no:cacheprovider", *extra]
     if platform != "cpu":
         env["JAX_PLATFORMS"] = f"{'cuda' if platform == 'gpu' else platform},cpu"
+        # Memory on demand: some tests start processes of their own that need the same device.
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
         argv += [f"--ignore={path}" for path in _HOST_DEVICE_TESTS]
     with open(output_file, "w") as stream:
-        try:
-            done = subprocess.run(argv, stdout=stream, stderr=subprocess.STDOUT, timeout=limit, env=env)
-            status = "passed" if done.returncode == 0 else f"exit {done.returncode}"
-        except subprocess.TimeoutExpired:
-            status = f"stopped after {limit:.0f} s"
+        code = _run_group(argv, limit, stdout=stream, stderr=subprocess.STDOUT, env=env)
+    status = f"stopped after {limit:.0f} s" if code is None else ("passed" if code == 0 else f"exit {code}")
     lines = output_file.read_text().splitlines()
     last = next((line for line in reversed(lines) if line.strip()), "")
     return {
@@ -315,6 +314,21 @@ def evaluate_goals(steps: dict[str, Any]) -> dict[str, Any]:
     return goals
 
 
+def _run_group(argv: list[str], limit: float, **kwargs: Any) -> int | None:
+    """Runs ``argv`` in a session of its own; returns its exit code, or None if it was stopped at ``limit``.
+
+    Stopping kills the whole process group, so that a stopped process takes its own subprocesses (and the
+    device memory they hold) with it.
+    """
+    child = subprocess.Popen(argv, start_new_session=True, **kwargs)
+    try:
+        return child.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        return None
+
+
 def _run_child(name: str, args: argparse.Namespace, limit: float, log: Path) -> dict[str, Any]:
     out = Path(args.workdir) / f"{name}.json"
     out.unlink(missing_ok=True)
@@ -325,15 +339,11 @@ def _run_child(name: str, args: argparse.Namespace, limit: float, log: Path) -> 
     with open(log, "a") as stream:
         stream.write(f"\n=== {name} (limit {limit:.0f} s)\n")
         stream.flush()
-        # A session of its own, so that a step stopped at its limit takes its own subprocesses with it.
-        child = subprocess.Popen(argv, stdout=stream, stderr=stream, start_new_session=True)
-        try:
-            code = child.wait(timeout=limit)
-            status = "ok" if code == 0 and out.exists() else f"failed (exit {code})"
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-            status = f"timeout (stopped after {limit:.0f} s)"
+        code = _run_group(argv, limit, stdout=stream, stderr=stream)
+    if code is None:
+        status = f"timeout (stopped after {limit:.0f} s)"
+    else:
+        status = "ok" if code == 0 and out.exists() else f"failed (exit {code})"
     record: dict[str, Any] = {"status": status, "seconds": round(time.monotonic() - start, 1)}
     if out.exists():
         record["result"] = json.loads(out.read_text())
