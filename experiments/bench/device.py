@@ -421,7 +421,15 @@ def main(argv: list[str] | None = None) -> int:
         "budget_s": budget,
         "wall_s": round(time.monotonic() - clock, 1),
         "environment": environment,
+        "goals_apply": "no: CPU-sized shapes show that the goals are evaluated, not whether they are met"
+        if args.small
+        else "yes: measured at the goals' shapes",
         "goals": evaluate_goals(steps),
+        "preset_projected_hours": {
+            name: estimate.get("projected_hours")
+            for name, estimate in (_get(steps, "preset_estimates", "result") or {}).items()
+            if isinstance(estimate, dict)
+        },
         "steps": steps,
     }
     out = Path(args.out)
