@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from experiments.bench.__main__ import SECTIONS
 
 __all__ = ["main", "evaluate_goals", "STEPS"]
@@ -94,18 +96,19 @@ def _preset_estimates(workdir: Path, throughput: dict[str, Any] | None, limit: f
     """Projected wall time of each preset: the experiment's own ``--estimate``, else from timed steps."""
     from experiments.ordering import config as config_lib
 
+    def size(name: str) -> tuple[int, int, int]:  # steps per group, groups, seeds per group
+        config = config_lib.PRESETS[name]
+        groups = len(getattr(config, "runs", ())) * len(getattr(config, "schemes", ()))
+        return int(getattr(config, "max_steps", 0)), groups, len(getattr(config, "seeds", ()))
+
     command = [sys.executable, "-m", "experiments.ordering"]
     usage = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60).stdout
     out: dict[str, Any] = {}
     if "--estimate" in usage:
         out["source"] = "python -m experiments.ordering --preset P --estimate"
         deadline = time.monotonic() + limit - 5
-
-        def size(name: str) -> int:
-            config = config_lib.PRESETS[name]
-            return config.max_steps * len(config.runs) * len(config.schemes) * len(config.seeds)
-
-        for name in sorted(config_lib.PRESETS, key=size, reverse=True):  # the longest first
+        by_cost = sorted(config_lib.PRESETS, key=lambda name: int(np.prod(size(name))), reverse=True)
+        for name in by_cost:  # the longest first
             argv = [*command, "--preset", name, "--estimate", "--workdir", str(workdir / f"estimate-{name}")]
             left = deadline - time.monotonic()
             if left < 5:
@@ -129,21 +132,19 @@ def _preset_estimates(workdir: Path, throughput: dict[str, Any] | None, limit: f
         "every group assumed to cost what the measured sort/encoder group costs"
     )
     if not throughput:
-        out["status"] = "not measured: the throughput section did not finish"
+        out["status"] = "not measured: no throughput section result in this run"
         return out
     for key, measured in throughput.items():
         preset = key.removesuffix("_preset")
         if not key.endswith("_preset") or preset not in config_lib.PRESETS or "step_ms" not in measured:
             continue
-        config = config_lib.PRESETS[preset]
-        groups = len(config.runs) * len(config.schemes)
-        seconds = measured["step_ms"] / 1e3 * config.max_steps * groups
+        steps, groups, seeds = size(preset)
         out[preset] = {
             "step_ms": measured["step_ms"],
-            "max_steps": config.max_steps,
+            "max_steps": steps,
             "groups": groups,
-            "seeds_per_group": len(config.seeds),
-            "projected_hours": seconds / 3600,
+            "seeds_per_group": seeds,
+            "projected_hours": measured["step_ms"] / 1e3 * steps * groups / 3600,
         }
     return out
 
