@@ -274,21 +274,24 @@ def sincos(
 
 
 def _floating_sincos(
-    positions: jax.Array, frequencies: np.ndarray, quarters: np.ndarray | None
+    positions: jax.Array, frequencies: np.ndarray | tuple, quarters: np.ndarray | None
 ) -> tuple[jax.Array, jax.Array]:
-    _, _, _, w32 = _constants(frequencies)
+    # Traced phase constants are arguments of the custom_jvp function (it cannot close over tracers);
+    # concrete frequencies stay closed over, so their constants remain compile-time constants.
+    traced = isinstance(frequencies, tuple)
 
     @jax.custom_jvp
-    def kernel(p):
-        phase, invalid = _floating_turns(p, frequencies)
+    def kernel(p, *constants):
+        phase, invalid = _floating_turns(p, constants if traced else frequencies)
         sin, cos = sincos_of_turns(phase + quarter_turns(quarters))
         return _nan_rows(sin, invalid), _nan_rows(cos, invalid)
 
     @kernel.defjvp
     def kernel_jvp(primals, tangents):
-        (p,), (dp,) = primals, tangents
-        sin, cos = kernel(p)
+        (p, *constants), dp = primals, tangents[0]
+        sin, cos = kernel(p, *constants)
+        w32 = constants[3] if traced else _constants(frequencies)[3]
         angle_rate = dp.astype(jnp.float32)[..., None] * jnp.asarray(w32)
         return (sin, cos), (cos * angle_rate, -sin * angle_rate)
 
-    return kernel(positions)
+    return kernel(positions, *(frequencies if traced else ()))

@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_sections", "grid_positions"]
+__all__ = ["grid_positions"]
 
 
 def check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...]:

@@ -131,7 +131,7 @@ class NTK:
         object.__setattr__(self, "factor", _real_at_least(self.factor, "NTK", "factor", 1.0))
 
     def _frequencies(self, d: int, base: float, length: int | None) -> np.ndarray:
-        return _geometric(d, base * self.factor ** _ntk_exponent(d, "rope_frequencies"))
+        return _geometric(d, base * np.float64(self.factor) ** _ntk_exponent(d, "rope_frequencies"))
 
     def _attention_factor(self) -> float:
         return 1.0
@@ -169,7 +169,7 @@ class DynamicNTK:
 
     def _frequencies(self, d: int, base: float, length: int | None) -> np.ndarray:
         window = self.original_max_position
-        growth = self.factor * max(length, window) / window - (self.factor - 1.0)
+        growth = np.float64(self.factor * max(length, window) / window - (self.factor - 1.0))
         return _geometric(d, base * growth ** _ntk_exponent(d, "rope_frequencies"))
 
     def _attention_factor(self) -> float:
@@ -449,7 +449,8 @@ def rope_frequencies(
     Raises:
       TypeError: a non-int ``head_dim`` / ``rotary_dim`` / ``length``, or an unknown ``scaling``.
       ValueError: odd or non-positive dims, ``rotary_dim > head_dim``, ``base <= 1``, a length-dependent
-        scaling without ``length``, NTK scalings with ``d < 4``, LongRoPE factors not of length ``d / 2``.
+        scaling without ``length``, NTK scalings with ``d < 4``, LongRoPE factors not of length ``d / 2``,
+        or factors so extreme that a frequency overflows or underflows.
 
     >>> rope_frequencies(4)
     array([1.  , 0.01])
@@ -472,7 +473,14 @@ def rope_frequencies(
                 "depend on the sequence length; pass length="
             )
         length = check_length(length, caller)
-    return scaling._frequencies(d, base, length)
+    with np.errstate(over="ignore", under="ignore"):
+        w = scaling._frequencies(d, base, length)
+    if not np.all(np.isfinite(w) & (w > 0)):
+        raise ValueError(
+            f"{caller}(scaling={scaling!r}, base={base!r}): the scaled frequencies must be finite and > 0, got "
+            f"{w.tolist()}; the factors are out of range for this base"
+        )
+    return w
 
 
 def rope_attention_factor(scaling: Scaling | None) -> float:

@@ -131,16 +131,6 @@ def test_grid_positions():
     assert video.shape == (14, 3) and video.tolist() == want
 
 
-def test_image_example():
-    """A 4 x 4 patch grid with a class token, rotated with two axes (the README example)."""
-    height, width, heads, head_dim = 4, 4, 2, 16
-    coords = grid_positions(height, width, class_tokens=1)  # [17, 2]
-    q = jnp.ones((1, 1 + height * width, heads, head_dim))
-    q = apply_rotary(q, coords, sections=2)
-    assert q.shape == (1, 17, 2, 16)
-    np.testing.assert_array_equal(np.asarray(q[0, 0]), np.ones((2, 16)))  # the class token sits at (0, 0)
-
-
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
@@ -183,3 +173,13 @@ def test_bad_nd_positions_shape():
 def test_bad_grid(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         grid_positions(*args, **kwargs)
+
+
+def test_readme_examples_run():
+    """The README's ``>>>`` examples (the images and video example) run and print what they show."""
+    import doctest
+    import pathlib
+
+    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    result = doctest.testfile(str(readme), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 4 and result.failed == 0

@@ -332,6 +332,16 @@ def test_attention_factor_leaves_pass_through_features_alone():
             ValueError,
             r"LongRoPE has 1 factors per set, rotary_dim=8 needs 4",
         ),
+        (
+            lambda: rope_frequencies(8, scaling=Linear(1e-310)),
+            ValueError,
+            r"rope_frequencies\(scaling=Linear\(factor=1e-310\), base=10000.0\): the scaled frequencies must",
+        ),
+        (
+            lambda: apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scaling=NTK(1e300)),
+            ValueError,
+            r"apply_rotary\(scaling=NTK\(factor=1e\+300\), base=10000.0\): the scaled frequencies must",
+        ),
         (lambda: rope_attention_factor(2.0), TypeError, r"rope_attention_factor\(scaling=2.0\)"),
         (
             lambda: apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scaling=Linear(2.0), scale=2.0),
@@ -367,3 +377,25 @@ def test_attention_factor_leaves_pass_through_features_alone():
 def test_bad_input(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_traced_length_with_float_positions_gradients_and_sections():
+    """Traced DynamicNTK constants also serve floating positions (with analytic gradients) and N-D rotary."""
+    scaling = DynamicNTK(4.0, 16)
+    x = jnp.ones((3, 1, 8), jnp.float32)  # unit pairs (1, 1): outputs cos - sin, cos + sin
+    p = jnp.asarray([0.5, 100.25, 5000.0], jnp.float32)
+    w = rope_frequencies(8, scaling=scaling, length=6000)
+    theta = np.asarray(p, np.float64)[:, None] * w
+
+    def total(p, length):
+        return apply_rotary(x, p, scaling=scaling, length=length).sum()
+
+    got = jax.jit(jax.grad(total))(p, jnp.int32(6000))
+    np.testing.assert_allclose(np.asarray(got), (-2 * w * np.sin(theta)).sum(1), rtol=1e-5, atol=1e-5)
+    coords = jnp.stack([p, p + 7.0], -1)
+    got = jax.jit(lambda c: apply_rotary(x, c, scaling=scaling, sections=(2, 2), length=jnp.int32(6000)))(
+        coords
+    )
+    theta = np.concatenate([theta[:, :2], (np.asarray(p, np.float64)[:, None] + 7.0) * w[2:]], -1)
+    np.testing.assert_allclose(np.asarray(got)[:, 0, 0::2], np.cos(theta) - np.sin(theta), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(np.asarray(got)[:, 0, 1::2], np.cos(theta) + np.sin(theta), atol=1e-6, rtol=0)
