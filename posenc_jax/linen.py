@@ -126,6 +126,8 @@ class Rotary(_Scheme):
       scale: position interpolation factor (positions divided by ``scale``).
       rotary_dim: rotate only the first ``rotary_dim`` features of each head (default: all).
       frequencies: optional explicit ``[rotary_dim // 2]`` frequencies (a tuple keeps it hashable).
+      scaling: a long-context RoPE scaling (:class:`posenc_jax.YaRN`, …) or None; its attention factor
+        multiplies the rotated features of queries and keys (see :class:`posenc_jax.schemes.Rotary`).
 
     >>> q = k = jnp.ones((1, 3, 2, 8))
     >>> [a.shape for a in Rotary(8).apply({}, q, k, method="rotate")]
@@ -139,6 +141,7 @@ class Rotary(_Scheme):
     scale: float = 1.0
     rotary_dim: int | None = None
     frequencies: Any = None
+    scaling: Any = None
 
 
 class ALiBi(_Scheme):

@@ -26,6 +26,7 @@ from flax import nnx
 
 from posenc_jax import schemes
 from posenc_jax.layouts import Layout
+from posenc_jax.scaling import Scaling
 
 __all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal"]
 
@@ -155,10 +156,12 @@ class Rotary(_Scheme):
       scale: position interpolation factor (positions divided by ``scale``).
       rotary_dim: rotate only the first ``rotary_dim`` features of each head (default: all).
       frequencies: optional explicit ``[rotary_dim // 2]`` frequencies.
+      scaling: a long-context RoPE scaling (:class:`posenc_jax.YaRN`, …) or None; its attention factor
+        multiplies the rotated features of queries and keys (see :class:`posenc_jax.schemes.Rotary`).
 
     Raises:
-      ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``scale`` or
-        ``frequencies``.
+      ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``scale``,
+        ``frequencies`` or ``scaling``.
 
     >>> q = k = jnp.ones((1, 3, 2, 8))
     >>> [a.shape for a in Rotary(8).rotate(q, k)]
@@ -174,9 +177,16 @@ class Rotary(_Scheme):
         scale: float = 1.0,
         rotary_dim: int | None = None,
         frequencies: Any = None,
+        scaling: Scaling | None = None,
     ):
         self.scheme = schemes.Rotary(
-            head_dim, base=base, layout=layout, scale=scale, rotary_dim=rotary_dim, frequencies=frequencies
+            head_dim,
+            base=base,
+            layout=layout,
+            scale=scale,
+            rotary_dim=rotary_dim,
+            frequencies=frequencies,
+            scaling=scaling,
         )
 
 

@@ -467,6 +467,8 @@ def rope_frequencies(
     scaling = check_scaling(scaling, caller)
     if scaling is None:
         return _geometric(d, base)
+    if isinstance(scaling, NTK | DynamicNTK):
+        _ntk_exponent(d, caller)
     if depends_on_length(scaling):
         if length is None:
             raise ValueError(
