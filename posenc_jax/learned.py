@@ -22,6 +22,7 @@ the last position). :func:`lookup` never maps a bad position to a valid row unle
 from __future__ import annotations
 
 import functools
+import logging
 import numbers
 
 import jax
@@ -53,9 +54,22 @@ def _out_of_range_message(caller: str, max_length: int, low: int, high: int) -> 
     )
 
 
+class _OutOfRange(ValueError):
+    """Raised by the run-time check; a ``ValueError`` for the caller."""
+
+
+def _not_our_error(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], _OutOfRange))
+
+
+# JAX logs every exception raised inside a callback with its traceback before re-raising it; the error the
+# caller receives already says everything, so the run-time check's own error is not logged a second time.
+logging.getLogger("jax._src.debugging").addFilter(_not_our_error)
+
+
 def _raise_if_bad(bad, low, high, *, caller: str, max_length: int) -> None:
     if bool(np.any(bad)):
-        raise ValueError(_out_of_range_message(caller, max_length, int(low), int(high)))
+        raise _OutOfRange(_out_of_range_message(caller, max_length, int(low), int(high)))
 
 
 def _check_at_run_time(positions: jax.Array, max_length: int, caller: str) -> None:
