@@ -19,7 +19,7 @@ construction) and delegates to it. Use them as submodules of a Linen model, or d
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -33,7 +33,7 @@ __all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal"]
 class _Scheme(schemes._Delegating, nn.Module):
     """A Linen module whose fields build a scheme value (class attribute ``scheme_type``) at construction."""
 
-    scheme_type = schemes.NoPosition
+    scheme_type: ClassVar[type[Any]] = schemes.NoPosition
 
     def __post_init__(self):
         fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self.scheme_type)}
