@@ -22,8 +22,9 @@ import numbers
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.sharding import PartitionSpec
+
+from posenc_jax import _checks
 
 __all__ = ["OUT_OF_RANGE_POLICIES", "check_out_of_range", "lookup"]
 
@@ -47,19 +48,12 @@ def _out_of_range_message(caller: str, max_length: int, low: int, high: int) -> 
     )
 
 
-def _raise_if_bad(bad, low, high, *, caller: str, max_length: int) -> None:
-    if bool(np.any(bad)):
-        raise ValueError(_out_of_range_message(caller, max_length, int(low), int(high)))
-
-
 def _check_at_run_time(positions: jax.Array, max_length: int, caller: str) -> None:
     bad = jnp.any((positions < 0) | (positions >= max_length))
     low = jnp.min(positions).astype(jnp.int32)
     high = jnp.max(positions).astype(jnp.int32)
-    callback = functools.partial(_raise_if_bad, caller=caller, max_length=max_length)
-    # The cond skips the host round trip when all positions are valid (under vmap it becomes a select and
-    # the callback runs for every example, checking `bad` itself).
-    lax.cond(bad, lambda: jax.debug.callback(callback, bad, low, high), lambda: None)
+    message = functools.partial(_out_of_range_message, caller, max_length)
+    _checks.error_if(bad, lambda low, high: message(int(low), int(high)), low, high)
 
 
 def lookup(

@@ -22,13 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from posenc_jax import _checks
 from posenc_jax.alibi import alibi_bias
-from posenc_jax.angles import check_positions
-from posenc_jax.frequencies import resolve_frequencies
-from posenc_jax.layouts import check_layout
+from posenc_jax.frequencies import _resolve_frequencies
+from posenc_jax.layouts import _check_layout
 from posenc_jax.learned import check_max_length, check_out_of_range, lookup
-from posenc_jax.rotary import apply_rotary, check_even, check_positions_shape, rotary_frequencies
-from posenc_jax.sinusoidal import check_dtype, sinusoidal, sinusoidal_table
+from posenc_jax.rotary import _PAIRS, _rotary_frequencies, apply_rotary
+from posenc_jax.sinusoidal import sinusoidal, sinusoidal_table
 
 __all__ = [
     "check_embed_input",
@@ -86,8 +86,8 @@ def embed_positions(x: jax.Array, positions: object, caller: str, *, integer: bo
             )
         positions = jnp.asarray(positions) if not isinstance(positions, jax.Array) else positions
     else:
-        positions = check_positions(positions, caller)
-    check_positions_shape(tuple(positions.shape), leading, caller)
+        positions = _checks.positions(caller, positions)
+    _checks.positions_shape(caller, positions, leading)
     return positions
 
 
@@ -125,7 +125,7 @@ def identity_rotate(q, k, q_positions, k_positions, caller: str):
 
 
 def _check_dtype_or_none(dtype: object, caller: str) -> np.dtype | None:
-    return None if dtype is None else check_dtype(dtype, caller)
+    return None if dtype is None else _checks.floating_dtype(caller, dtype)
 
 
 # ------------------------------------------------------------------------------------------ sinusoidal
@@ -133,8 +133,8 @@ def _check_dtype_or_none(dtype: object, caller: str) -> np.dtype | None:
 
 def sinusoidal_config(dim, base, layout, frequencies, dtype, caller: str):
     """Validates the sinusoidal module's fields; returns ``frequencies`` as a static tuple (or None)."""
-    resolved = resolve_frequencies(dim, base=base, frequencies=frequencies, caller=caller)
-    check_layout(layout, caller)
+    resolved = _resolve_frequencies(dim, base=base, frequencies=frequencies, caller=caller)
+    _check_layout(caller, layout)
     _check_dtype_or_none(dtype, caller)
     return None if frequencies is None else tuple(resolved.tolist())
 
@@ -175,7 +175,7 @@ def learned_config(max_length, dim, dtype, param_dtype, out_of_range, caller: st
     if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or int(dim) <= 0:
         raise ValueError(f"{caller}(dim={dim!r}): dim must be a positive integer")
     _check_dtype_or_none(dtype, caller)
-    check_dtype(param_dtype, f"{caller}(param_dtype)")
+    _checks.floating_dtype(caller, param_dtype, "param_dtype")
     check_out_of_range(out_of_range, caller)
 
 
@@ -204,12 +204,12 @@ def learned_embed(x, positions, table, dtype, out_of_range, caller: str) -> jax.
 
 def rotary_config(head_dim, base, layout, scale, rotary_dim, frequencies, caller: str):
     """Validates the rotary module's fields; returns ``frequencies`` as a static tuple (or None)."""
-    head_dim = check_even(head_dim, caller, "head_dim")
-    dim = head_dim if rotary_dim is None else check_even(rotary_dim, caller, "rotary_dim")
+    head_dim = _checks.even(caller, "head_dim", head_dim, _PAIRS)
+    dim = head_dim if rotary_dim is None else _checks.even(caller, "rotary_dim", rotary_dim, _PAIRS)
     if dim > head_dim:
         raise ValueError(f"{caller}(rotary_dim={rotary_dim}): rotary_dim must be <= head_dim={head_dim}")
-    check_layout(layout, caller)
-    rotary_frequencies(dim, base=base, frequencies=frequencies, scale=scale, caller=caller)
+    _check_layout(caller, layout)
+    _rotary_frequencies(caller, dim, base, frequencies, scale)
     if frequencies is None:
         return None
     return tuple(np.asarray(frequencies, dtype=np.float64).tolist())
