@@ -269,9 +269,14 @@ def positions(
     return jnp.asarray(host)
 
 
-def positions_shape(call: str, value: Any, leading: tuple[int, ...], argument: str = "positions") -> None:
-    """Positions must end in the length axis and broadcast to ``leading`` (x's leading axes) without growing."""
-    shape = tuple(value.shape)
+def positions_shape(
+    call: str, value: Any, leading: tuple[int, ...], argument: str = "positions", coordinates: bool = False
+) -> None:
+    """Positions must end in the length axis and broadcast to ``leading`` (x's leading axes) without growing.
+
+    With ``coordinates``, ``value`` has one more trailing axis (N-D coordinates) that is not checked here.
+    """
+    shape = tuple(value.shape)[:-1] if coordinates else tuple(value.shape)
     length = leading[-1]
     ok = len(shape) >= 1 and shape[-1] == length
     if ok:

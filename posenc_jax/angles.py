@@ -74,6 +74,14 @@ def _phase_constants(
     return _phase_constants_cached(frequencies.tobytes())
 
 
+def _constants(frequencies) -> tuple:
+    """Phase constants of concrete frequencies, or the given ``(high, low, turns32, w32)`` arrays as they are
+    (traced constants, e.g. frequencies that depend on a traced sequence length)."""
+    if isinstance(frequencies, tuple):
+        return frequencies
+    return _phase_constants(frequencies)
+
+
 def _mulhi_u32(a: jax.Array, b: np.ndarray) -> jax.Array:
     """The upper 32 bits of the 64-bit product of uint32 ``a`` and constant uint32 ``b``, in uint32 ops."""
     a0, a1 = a & 0xFFFF, a >> 16
@@ -98,12 +106,13 @@ def _turns(positions: jax.Array, frequencies: np.ndarray) -> jax.Array:
 
     Args:
       positions: int32 array ``[...]`` (any int32 value is exact).
-      frequencies: concrete float64 ``[n]``.
+      frequencies: concrete float64 ``[n]``, or the tuple of (possibly traced) arrays that
+        :func:`_phase_constants` returns for them.
 
     Returns:
       uint32 array ``[..., n]``. Adding two such phases (wrapping) adds the angles exactly.
     """
-    high, low, _, _ = _phase_constants(frequencies)
+    high, low, _, _ = _constants(frequencies)
     p = positions.astype(jnp.int32)[..., None]
     unsigned = lax.bitcast_convert_type(p, jnp.uint32)
     # For a negative p the uint32 view is p + 2**32; the extra 2**32 * F contributes F_low to the top word.
@@ -160,7 +169,7 @@ def _integer_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.A
 
 def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: np.ndarray) -> jax.Array:
     """Phases of ``whole + fraction`` for int32 ``whole`` and float32 ``|fraction| <= 1/2``."""
-    _, _, turns32, _ = _phase_constants(frequencies)
+    _, _, turns32, _ = _constants(frequencies)
     fractional_turns = fraction[..., None] * jnp.asarray(turns32)
     fractional_turns = fractional_turns - jnp.round(fractional_turns)  # only matters for w_i > π
     fixed = jnp.round(fractional_turns * jnp.float32(2.0**32)).astype(jnp.int32)
@@ -225,14 +234,16 @@ def _sincos(
       positions: integer or floating array ``[...]`` (or host float64 positions split exactly), already
         validated by ``posenc_jax._checks.positions``. Traced values that cannot be encoded (non-finite
         floats, ``|pos| >= 2**31``, floats that do not round to an int32) give NaN rows.
-      frequencies: concrete float64 ``[n]`` angular frequencies.
+      frequencies: concrete float64 ``[n]`` angular frequencies, or the tuple of (possibly traced) arrays
+        that :func:`_phase_constants` returns for them.
       quarters: optional concrete integers ``[n]``: exact phase offsets in quarter turns (``q_i = 1`` turns
         a sine into a cosine). None means no offset: plain ``sin(pos * w_i)``, ``cos(pos * w_i)``.
 
     Returns:
       ``(sin, cos)``, float32 arrays of shape ``[..., n]``.
     """
-    frequencies = np.asarray(frequencies, dtype=np.float64)
+    if not isinstance(frequencies, tuple):
+        frequencies = np.asarray(frequencies, dtype=np.float64)
     if isinstance(positions, _SplitPositions):
         return _sincos_of_turns(
             _split_turns(positions.whole, positions.fraction, frequencies) + _quarter_turns(quarters)
@@ -246,21 +257,24 @@ def _sincos(
 
 
 def _floating_sincos(
-    positions: jax.Array, frequencies: np.ndarray, quarters: np.ndarray | None
+    positions: jax.Array, frequencies: np.ndarray | tuple, quarters: np.ndarray | None
 ) -> tuple[jax.Array, jax.Array]:
-    _, _, _, w32 = _phase_constants(frequencies)
+    # Traced phase constants are arguments of the custom_jvp function (it cannot close over tracers);
+    # concrete frequencies stay closed over, so their constants remain compile-time constants.
+    traced = isinstance(frequencies, tuple)
 
     @jax.custom_jvp
-    def kernel(p):
-        phase, invalid = _floating_turns(p, frequencies)
+    def kernel(p, *constants):
+        phase, invalid = _floating_turns(p, constants if traced else frequencies)
         sin, cos = _sincos_of_turns(phase + _quarter_turns(quarters))
         return _nan_rows(sin, invalid), _nan_rows(cos, invalid)
 
     @kernel.defjvp
     def kernel_jvp(primals, tangents):
-        (p,), (dp,) = primals, tangents
-        sin, cos = kernel(p)
+        (p, *constants), dp = primals, tangents[0]
+        sin, cos = kernel(p, *constants)
+        w32 = constants[3] if traced else _constants(frequencies)[3]
         angle_rate = dp.astype(jnp.float32)[..., None] * jnp.asarray(w32)
         return (sin, cos), (cos * angle_rate, -sin * angle_rate)
 
-    return kernel(positions)
+    return kernel(positions, *(frequencies if traced else ()))

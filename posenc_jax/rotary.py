@@ -18,6 +18,7 @@ weights between the two, so a checkpoint trained with one layout runs with the o
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any
 
 import jax
@@ -25,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax import _checks
-from posenc_jax.angles import _computed_once, _sincos
+from posenc_jax.angles import _computed_once, _sincos, _SplitPositions
 from posenc_jax.frequencies import _resolve_frequencies
+from posenc_jax.grids import check_sections
 from posenc_jax.layouts import (
     Layout,
     _check_layout,
@@ -34,6 +36,14 @@ from posenc_jax.layouts import (
     _merge_pairs,
     _split_permutation,
     _unmerge_pairs,
+)
+from posenc_jax.scaling import (
+    Scaling,
+    check_scaling,
+    depends_on_length,
+    rope_attention_factor,
+    rope_frequencies,
+    traced_phase_constants,
 )
 
 __all__ = [
@@ -118,33 +128,57 @@ def apply_rotary(
     frequencies: object = None,
     scale: float = 1.0,
     rotary_dim: int | None = None,
+    scaling: Scaling | None = None,
+    length: int | jax.Array | None = None,
+    sections: int | tuple[int, ...] | None = None,
 ) -> jax.Array:
-    """Rotates the feature pairs of ``x`` by the angles ``positions * w_i / scale``.
+    """Rotates the feature pairs of ``x`` by the angles ``positions * w_i``.
 
     For pair ``i`` with members ``(a, b)`` (dims ``(2i, 2i+1)`` interleaved, ``(i, i + r/2)`` split) at
     position ``p``: ``a' = a cos(p w_i) - b sin(p w_i)``, ``b' = b cos(p w_i) + a sin(p w_i)``.
+
+    With ``sections`` (N-D rotary, see :mod:`posenc_jax.grids`), ``positions`` carries one coordinate per
+    axis in a trailing axis, and pair ``i`` turns by ``p_a * w_i`` with ``a`` the axis that owns pair ``i``.
+
+    With a long-context ``scaling`` (see :mod:`posenc_jax.scaling`) the frequencies are
+    :func:`posenc_jax.rope_frequencies`, and the rotated features are multiplied by
+    :func:`posenc_jax.rope_attention_factor` (queries and keys each, so logits by its square), as in the
+    reference implementations; features beyond ``rotary_dim`` are never scaled.
 
     Args:
       x: floating array ``[..., length, heads, head_dim]`` (the heads axis is required; use a size-1 axis for
         a single head).
       positions: integer or float32 array broadcastable to ``x.shape[:-2]`` whose last axis is ``length``,
-        e.g. ``[length]`` or ``[batch, length]``.
+        e.g. ``[length]`` or ``[batch, length]``; with ``sections``, the same followed by an axis of
+        ``n_axes`` coordinates, e.g. ``[length, n_axes]``.
       base: ``theta`` of the geometric frequencies ``w_i = base ** (-2i / rotary_dim)``.
       layout: ``"interleaved"`` or ``"split"`` pairing of the rotated features.
       frequencies: explicit ``[rotary_dim // 2]`` frequencies (concrete), replacing ``base``.
-      scale: position interpolation factor: positions are divided by ``scale`` (``> 0``).
+      scale: position interpolation factor: positions are divided by ``scale`` (``> 0``); the same as
+        ``scaling=Linear(scale)``.
       rotary_dim: rotate only the first ``rotary_dim`` features (even, ``<= head_dim``); the others pass
         through unchanged. Defaults to ``head_dim``.
+      scaling: a RoPE scaling (:class:`~posenc_jax.Linear`, :class:`~posenc_jax.NTK`,
+        :class:`~posenc_jax.DynamicNTK`, :class:`~posenc_jax.YaRN`, :class:`~posenc_jax.Llama3`,
+        :class:`~posenc_jax.LongRoPE`) of the geometric frequencies, or None.
+      length: the current sequence length for length-dependent scalings (DynamicNTK, LongRoPE). A Python
+        int gives exact float64 frequencies (one compilation per value); a jax integer scalar, or None
+        (``max(positions) + 1``, computed in the graph), gives frequencies computed in the graph, one
+        compilation for every length (see :mod:`posenc_jax.scaling` for their accuracy). Ignored by the
+        other scalings.
+      sections: None for 1-D positions; for N-D positions the number of axes (pairs split equally) or the
+        pair count of each axis (summing to ``rotary_dim // 2``).
 
     Returns:
       Array of the shape and dtype of ``x``. The angles are computed in float32 at the shape of
       ``positions`` and cast to ``x.dtype`` for the final multiply-add.
 
     Raises:
-      TypeError: non-floating ``x``; boolean, complex or 16-bit floating positions; a non-numeric ``scale``.
+      TypeError: non-floating ``x``; boolean, complex or 16-bit floating positions; a non-numeric ``scale``;
+        an unknown ``scaling``; bad ``sections`` or ``length`` types.
       ValueError: ``x`` of rank < 3, odd ``head_dim`` or ``rotary_dim``, ``rotary_dim > head_dim``, unknown
-        ``layout``, ``positions`` whose shape does not match ``x``'s leading axes, bad ``base``,
-        ``frequencies`` or ``scale``.
+        ``layout``, ``positions`` whose shape does not match ``x``'s leading axes (and ``sections``), bad
+        ``base``, ``frequencies`` or ``scale``, ``scaling`` combined with ``scale`` or ``frequencies``.
 
     >>> q = jnp.ones((2, 4, 1, 8))  # [batch, length, heads, head_dim]
     >>> apply_rotary(q, jnp.arange(4)).shape
@@ -171,16 +205,117 @@ def apply_rotary(
             call, "x", x, f"x's last axis (head_dim) must be positive and even, got {head_dim}", _PAIRS
         )
     rotary_dim = _check_rotary_dim(call, rotary_dim, head_dim)
+    scaling = check_scaling(scaling, call)
     w = _rotary_frequencies(call, rotary_dim, base, frequencies, scale)
+    if scaling is not None and (frequencies is not None or scale != 1.0):
+        raise _checks.value_error(
+            call,
+            "scaling",
+            scaling,
+            "scaling applies to the geometric frequencies of base; it cannot be combined with frequencies= or "
+            "scale=",
+            "use scaling=Linear(scale) for position interpolation",
+        )
+    traced_length = None
+    if scaling is not None:
+        base = _checks.real_above(call, "base", base, 1.0)
+        if depends_on_length(scaling) and not isinstance(length, numbers.Integral):
+            traced_length = _traced_length(length, call)
+            w = None
+        else:
+            w = rope_frequencies(rotary_dim, base=base, scaling=scaling, length=length, caller=call)
     positions = _checks.positions(call, positions)
-    _checks.positions_shape(call, positions, x_shape[:-2])
+    if sections is None:
+        _checks.positions_shape(call, positions, x_shape[:-2])
+    else:
+        sections = check_sections(sections, rotary_dim // 2, call)
+        if positions.ndim < 2 or positions.shape[-1] != len(sections):
+            raise _checks.value_error(
+                call,
+                "positions",
+                positions,
+                f"N-D positions must end in an axis of {len(sections)} coordinates, one per section "
+                f"(sections={sections})",
+            )
+        _checks.positions_shape(call, positions, x_shape[:-2], coordinates=True)
+    return _rotate(
+        x,
+        positions,
+        traced_length,
+        frequencies=None if w is None else tuple(w.tolist()),
+        scaling=scaling if w is None else None,
+        base=float(base),
+        layout=layout,
+        rotary_dim=rotary_dim,
+        sections=sections,
+        factor=rope_attention_factor(scaling),
+    )
 
-    return _rotate(x, positions, frequencies=tuple(w.tolist()), layout=layout, rotary_dim=rotary_dim)
+
+def _traced_length(length: object, call: str) -> jax.Array | None:
+    """None (derive it from the positions in the graph) or a checked integer scalar array."""
+    if length is None:
+        return None
+    dtype = getattr(length, "dtype", None)
+    shape = getattr(length, "shape", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.integer) or shape != ():
+        raise _checks.type_error(
+            call, "length", length, "length must be a Python int, an integer scalar array, or None"
+        )
+    return jnp.asarray(length)
 
 
-@functools.partial(jax.jit, static_argnames=("frequencies", "layout", "rotary_dim"))
-def _rotate(x, positions, *, frequencies: tuple[float, ...], layout: Layout, rotary_dim: int):
-    sin, cos = _sincos(positions, np.array(frequencies, dtype=np.float64))  # [..., length, r/2] float32
+def _index_last(positions, index: int):
+    """``positions[..., index]`` for an array or exactly split host positions."""
+    return jax.tree_util.tree_map(lambda a: a[..., index], positions)
+
+
+def _floor_max(positions) -> jax.Array:
+    """``floor(max(positions))`` as int32, also for exactly split host positions."""
+    if isinstance(positions, _SplitPositions):
+        return jnp.max(positions.whole - (positions.fraction < 0).astype(jnp.int32))
+    return jnp.floor(jnp.max(positions)).astype(jnp.int32)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("frequencies", "scaling", "base", "layout", "rotary_dim", "sections", "factor"),
+)
+def _rotate(
+    x,
+    positions,
+    length,
+    *,
+    frequencies: tuple[float, ...] | None,
+    scaling,
+    base: float,
+    layout: Layout,
+    rotary_dim: int,
+    sections: tuple[int, ...] | None,
+    factor: float,
+):
+    if frequencies is not None:
+        constants = np.array(frequencies, dtype=np.float64)
+    else:  # a length-dependent scaling at a traced length
+        if length is None:
+            length = _floor_max(positions) + 1
+        constants = traced_phase_constants(scaling, rotary_dim, base, length)
+    if sections is None:
+        sin, cos = _sincos(positions, constants)  # [..., length, r/2] float32
+    else:  # each axis turns its own pairs, on the same kernel
+        parts, start = [], 0
+        for axis, count in enumerate(sections):
+            part = (
+                constants[start : start + count]
+                if isinstance(constants, np.ndarray)
+                else tuple(c[start : start + count] for c in constants)
+            )
+            parts.append(_sincos(_index_last(positions, axis), part))
+            start += count
+        sin = jnp.concatenate([p[0] for p in parts], axis=-1)
+        cos = jnp.concatenate([p[1] for p in parts], axis=-1)
+    if factor != 1.0:  # the scaling's attention factor, on the rotated features of q and k alike
+        sin, cos = sin * jnp.float32(factor), cos * jnp.float32(factor)
     # Computed once at the positions' shape, not once per head and batch row of the rotation.
     sin, cos = _computed_once(sin, cos)
     sin = sin[..., None, :].astype(x.dtype)  # broadcast over heads

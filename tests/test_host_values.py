@@ -74,7 +74,9 @@ def test_randomized_positions_do_not_materialize_the_range():
         assert f"tensor<{max_length}x" not in hlo and f"{max_length}]" not in hlo
         got = np.asarray(randomized_positions(key, 4, max_length, batch_shape=(3,)))
         assert np.all(np.diff(got, axis=-1) > 0) and got.min() >= 0 and got.max() < max_length
-    with pytest.raises(ValueError, match=r"randomized_positions\(max_length=2147483648\): max_length must be <="):
+    with pytest.raises(
+        ValueError, match=r"randomized_positions\(max_length=2147483648\): max_length must be <="
+    ):
         randomized_positions(key, 4, 2**31)
 
 
@@ -88,7 +90,9 @@ def test_randomized_positions_every_subset_equally_likely_when_sparse():
 
 
 def test_smaller_host_value_errors_are_clear():
-    with pytest.raises(TypeError, match=r"sinusoidal\(dtype=None\): dtype must be a floating dtype.*no input dtype"):
+    with pytest.raises(
+        TypeError, match=r"sinusoidal\(dtype=None\): dtype must be a floating dtype.*no input dtype"
+    ):
         sinusoidal(np.arange(3), 8, dtype=None)
     with pytest.raises(ValueError, match=r"rotary_frequencies\(scale=1e-310\): frequencies / scale overflow"):
         rotary_frequencies(8, scale=1e-310)
