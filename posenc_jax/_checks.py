@@ -270,13 +270,20 @@ def positions(
 
 
 def positions_shape(
-    call: str, value: Any, leading: tuple[int, ...], argument: str = "positions", coordinates: bool = False
+    call: str,
+    value: Any,
+    leading: tuple[int, ...],
+    argument: str = "positions",
+    coordinates: bool = False,
+    of: str = "x",
 ) -> None:
     """Positions must end in the length axis and broadcast to ``leading`` (x's leading axes) without growing.
 
     With ``coordinates``, ``value`` has one more trailing axis (N-D coordinates) that is not checked here.
+    ``of`` names the array whose leading axes ``leading`` are.
     """
-    shape = tuple(value.shape)[:-1] if coordinates else tuple(value.shape)
+    shape = tuple(np.shape(value))
+    shape = shape[:-1] if coordinates else shape
     length = leading[-1]
     ok = len(shape) >= 1 and shape[-1] == length
     if ok:
@@ -289,7 +296,7 @@ def positions_shape(
             call,
             argument,
             value,
-            f"{argument} must broadcast to x's leading axes {leading} with the length axis ({length}) last",
+            f"{argument} must broadcast to {of}'s leading axes {leading} with the length axis ({length}) last",
             f"use ({length},) or {leading}",
         )
 
