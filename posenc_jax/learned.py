@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -100,7 +101,7 @@ def lookup(
     positions = _check_integer_positions(positions, caller)
     table = jnp.asarray(table)
     out_sharding = _gather_sharding(table, positions)
-    sharding = {} if out_sharding is None else {"out_sharding": out_sharding}
+    sharding: dict[str, Any] = {} if out_sharding is None else {"out_sharding": out_sharding}
     if out_of_range in ("clip", "wrap"):
         rows = (
             jnp.clip(positions, 0, max_length - 1) if out_of_range == "clip" else jnp.mod(positions, max_length)
@@ -117,7 +118,7 @@ def lookup(
     return table.at[positions].get(mode="fill", fill_value=jnp.nan, wrap_negative_indices=False, **sharding)
 
 
-def _axis_names(entry: object) -> set[str]:
+def _axis_names(entry: Any) -> set[str]:
     if entry is None:
         return set()
     return {entry} if isinstance(entry, str) else set(entry)
@@ -129,7 +130,7 @@ def _gather_sharding(table: jax.Array, positions: jax.Array) -> PartitionSpec | 
     With explicitly sharded inputs, JAX asks for the gather's output sharding: the rows follow the positions'
     sharding and the feature axis the table's (unless that mesh axis already shards the positions).
     """
-    typeof = getattr(jax, "typeof", None)  # explicit sharding exists only where jax.typeof does
+    typeof: Any = getattr(jax, "typeof", None)  # explicit sharding exists only where jax.typeof does
     try:
         table_spec = tuple(typeof(table).sharding.spec)
         positions_spec = tuple(typeof(positions).sharding.spec)
