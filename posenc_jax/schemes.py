@@ -35,14 +35,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from posenc_jax import _checks
 from posenc_jax.alibi import alibi_bias
-from posenc_jax.angles import check_positions
-from posenc_jax.frequencies import resolve_frequencies
-from posenc_jax.layouts import Layout, check_layout
+from posenc_jax.frequencies import _resolve_frequencies
+from posenc_jax.layouts import Layout, _check_layout
 from posenc_jax.learned import _check_max_length, _check_out_of_range, lookup
-from posenc_jax.rotary import apply_rotary, check_even, check_positions_shape, rotary_frequencies
+from posenc_jax.rotary import _PAIRS, _floor_max, _rotary_frequencies, apply_rotary
 from posenc_jax.scaling import Scaling, check_scaling, depends_on_length, rope_frequencies
-from posenc_jax.sinusoidal import check_dtype, sinusoidal, sinusoidal_table
+from posenc_jax.sinusoidal import sinusoidal, sinusoidal_table
 
 __all__ = [
     "ALiBi",
@@ -131,11 +131,11 @@ def _check_heads(caller: str, head_dim: int | None = None, **arrays: object) -> 
 def _check_embed_positions(x: jax.Array, positions: object, caller: str) -> None:
     """Positions (if given) must broadcast to ``x``'s leading axes; their values are the function's job."""
     if positions is not None:
-        check_positions_shape(_shape(positions), tuple(x.shape[:-1]), caller)
+        _checks.positions_shape(caller, positions, tuple(x.shape[:-1]))
 
 
 def _check_dtype_or_none(dtype: object, caller: str) -> Any:
-    return None if dtype is None else check_dtype(dtype, caller)
+    return None if dtype is None else _checks.floating_dtype(caller, dtype)
 
 
 def _add(x: jax.Array, encoding: jax.Array, dtype: Any) -> jax.Array:
@@ -165,7 +165,7 @@ class SchemeDefaults:
         _check_x(x, caller)
         _check_embed_positions(x, positions, caller)
         if positions is not None:
-            check_positions(positions, caller)  # the values an absolute scheme would accept
+            _checks.positions(caller, positions)  # the values an absolute scheme would accept
         return x
 
     def rotate(
@@ -276,8 +276,8 @@ class Sinusoidal(SchemeDefaults):
 
     def __post_init__(self):
         caller = type(self).__name__
-        resolved = resolve_frequencies(self.dim, base=self.base, frequencies=self.frequencies, caller=caller)
-        check_layout(self.layout, caller)
+        resolved = _resolve_frequencies(self.dim, base=self.base, frequencies=self.frequencies, caller=caller)
+        _check_layout(caller, self.layout)
         _check_dtype_or_none(self.dtype, caller)
         object.__setattr__(self, "dim", int(self.dim))
         object.__setattr__(self, "frequencies", _frequencies_tuple(self.frequencies, resolved))
@@ -355,7 +355,7 @@ class LearnedLookup:
             raise ValueError(f"{caller}(dim={self.dim}): dim must be a positive integer")
         object.__setattr__(self, "dim", int(self.dim))
         _check_dtype_or_none(self.dtype, caller)
-        check_dtype(self.param_dtype, f"{caller}(param_dtype)")
+        _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
         _check_out_of_range(self.out_of_range, caller)
 
     def encode(self, table: jax.Array, positions: jax.Array) -> jax.Array:
@@ -417,19 +417,25 @@ class Rotary(SchemeDefaults):
 
     def __post_init__(self):
         caller = type(self).__name__
-        head_dim = check_even(self.head_dim, caller, "head_dim")
-        dim = head_dim if self.rotary_dim is None else check_even(self.rotary_dim, caller, "rotary_dim")
+        head_dim = _checks.even(caller, "head_dim", self.head_dim, _PAIRS)
+        dim = (
+            head_dim if self.rotary_dim is None else _checks.even(caller, "rotary_dim", self.rotary_dim, _PAIRS)
+        )
         if dim > head_dim:
             raise ValueError(
                 f"{caller}(rotary_dim={self.rotary_dim}): rotary_dim must be <= head_dim={head_dim}"
             )
-        check_layout(self.layout, caller)
-        rotary_frequencies(dim, base=self.base, frequencies=self.frequencies, scale=self.scale, caller=caller)
+        _check_layout(caller, self.layout)
+        _rotary_frequencies(caller, dim, self.base, self.frequencies, self.scale)
         if check_scaling(self.scaling, caller) is not None:
             if self.frequencies is not None or self.scale != 1.0:
-                raise ValueError(
-                    f"{caller}(scaling={self.scaling!r}): scaling applies to the geometric frequencies of "
-                    "base; it cannot be combined with frequencies= or scale= (use scaling=Linear(scale))"
+                raise _checks.value_error(
+                    caller,
+                    "scaling",
+                    self.scaling,
+                    "scaling applies to the geometric frequencies of base; it cannot be combined with "
+                    "frequencies= or scale=",
+                    "use scaling=Linear(scale) for position interpolation",
                 )
             # the scaled frequencies must exist for this head (any length; length-dependent ones at length 1)
             rope_frequencies(
@@ -461,14 +467,17 @@ class Rotary(SchemeDefaults):
         k_positions: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Rotates ``q`` ``[batch, q_len, heads, head_dim]`` and ``k`` by their own positions."""
-        _check_heads(f"{type(self).__name__}.rotate", self.head_dim, q=q, k=k)
+        call = f"{type(self).__name__}.rotate"
+        _check_heads(call, self.head_dim, q=q, k=k)
         length = None
         if depends_on_length(self.scaling):  # one length (hence one set of frequencies) for q and k
             ends = [
-                jnp.asarray(x.shape[1] - 1, jnp.int32) if p is None else jnp.floor(jnp.max(jnp.asarray(p)))
-                for x, p in ((q, q_positions), (k, k_positions))
+                jnp.asarray(x.shape[1] - 1, jnp.int32)
+                if p is None
+                else _floor_max(_checks.positions(call, p, name))
+                for x, p, name in ((q, q_positions, "q_positions"), (k, k_positions, "k_positions"))
             ]
-            length = jnp.maximum(*(e.astype(jnp.int32) for e in ends)) + 1
+            length = jnp.maximum(*ends) + 1
         return self._apply(q, q_positions, length), self._apply(k, k_positions, length)
 
     def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
