@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -206,7 +206,7 @@ def apply_rotary(
         )
     rotary_dim = _check_rotary_dim(call, rotary_dim, head_dim)
     scaling = check_scaling(scaling, call)
-    w = _rotary_frequencies(call, rotary_dim, base, frequencies, scale)
+    w: np.ndarray | None = _rotary_frequencies(call, rotary_dim, base, frequencies, scale)
     if scaling is not None and (frequencies is not None or scale != 1.0):
         raise _checks.value_error(
             call,
@@ -223,24 +223,26 @@ def apply_rotary(
             traced_length = _traced_length(length, call)
             w = None
         else:
-            w = rope_frequencies(rotary_dim, base=base, scaling=scaling, length=length, caller=call)
-    positions = _checks.positions(call, positions)
+            w = rope_frequencies(
+                rotary_dim, base=base, scaling=scaling, length=cast(int | None, length), caller=call
+            )
+    checked = _checks.positions(call, positions)
     if sections is None:
-        _checks.positions_shape(call, positions, x_shape[:-2])
+        _checks.positions_shape(call, checked, x_shape[:-2])
     else:
         sections = check_sections(sections, rotary_dim // 2, call)
-        if positions.ndim < 2 or positions.shape[-1] != len(sections):
+        if checked.ndim < 2 or checked.shape[-1] != len(sections):
             raise _checks.value_error(
                 call,
                 "positions",
-                positions,
+                checked,
                 f"N-D positions must end in an axis of {len(sections)} coordinates, one per section "
                 f"(sections={sections})",
             )
-        _checks.positions_shape(call, positions, x_shape[:-2], coordinates=True)
+        _checks.positions_shape(call, checked, x_shape[:-2], coordinates=True)
     return _rotate(
         x,
-        positions,
+        checked,
         traced_length,
         frequencies=None if w is None else tuple(w.tolist()),
         scaling=scaling if w is None else None,
@@ -294,6 +296,7 @@ def _rotate(
     sections: tuple[int, ...] | None,
     factor: float,
 ):
+    constants: np.ndarray | tuple[jax.Array, ...]
     if frequencies is not None:
         constants = np.array(frequencies, dtype=np.float64)
     else:  # a length-dependent scaling at a traced length

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -167,7 +168,8 @@ class DynamicNTK:
 
     def _frequencies(self, d: int, base: float, length: int | None) -> np.ndarray:
         window = self.original_max_position
-        growth = np.float64(self.factor * max(length, window) / window - (self.factor - 1.0))
+        length = window if length is None else max(length, window)  # rope_frequencies passes a length
+        growth = np.float64(self.factor * length / window - (self.factor - 1.0))
         return _geometric(d, base * growth ** _ntk_exponent(d, "rope_frequencies"))
 
     def _attention_factor(self) -> float:
@@ -367,7 +369,8 @@ class LongRoPE:
         return np.asarray(self.long_factors if long else self.short_factors, np.float64)
 
     def _frequencies(self, d: int, base: float, length: int | None) -> np.ndarray:
-        return _geometric(d, base) / self._factors(d, length > self.original_max_position)
+        long = length is not None and length > self.original_max_position  # rope_frequencies passes a length
+        return _geometric(d, base) / self._factors(d, long)
 
     def _attention_factor(self) -> float:
         if self.attention_factor is not None:
@@ -583,7 +586,7 @@ def _dynamic_ntk_constants(scaling: DynamicNTK, d: int, base: float, length: jax
     # constants, which would cancel the error terms of the double-float sums.
     zero = length.astype(jnp.float32) * 0.0
     one = zero + 1.0
-    product = _dd_mul(_dd_constant(np.float64(scaling.factor / window)), excess_dd)
+    product = _dd_mul(_dd_constant(np.array(scaling.factor / window)), excess_dd)
     growth = _dd_add((one, zero), product)
     # r = growth ** (-1 / (n - 1)): a float32 start, then two corrections r <- r · q ** (-1 / (n - 1)) with
     # q = growth · r ** (n - 1) = 1 - e evaluated in double-float, and q ** (-1/(n-1)) = 1 + δ + δ²/2,
@@ -622,6 +625,8 @@ def traced_phase_constants(
         short = _phase_constants(scaling._frequencies(d, base, scaling.original_max_position))
         long = _phase_constants(scaling._frequencies(d, base, scaling.original_max_position + 1))
         use_long = length > scaling.original_max_position
-        pairs = zip(short, long, strict=True)
-        return tuple(jnp.where(use_long, jnp.asarray(b), jnp.asarray(a)) for a, b in pairs)
-    return _dynamic_ntk_constants(scaling, d, base, length)
+        high, low, turns32, w32 = (
+            jnp.where(use_long, jnp.asarray(b), jnp.asarray(a)) for a, b in zip(short, long, strict=True)
+        )
+        return high, low, turns32, w32
+    return _dynamic_ntk_constants(cast(DynamicNTK, scaling), d, base, length)
