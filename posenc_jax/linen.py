@@ -1,9 +1,9 @@
 """Positional schemes as Flax Linen modules: the classes of :mod:`posenc_jax.nnx`, same names, same numbers.
 
-Constructor arguments become dataclass fields (no ``rngs``: :class:`Learned` draws its table in ``init``;
-its initializer field is ``embedding_init``, since ``init`` is the name of ``Module.init`` in Linen).
-Use them as submodules of a Linen model, or directly through ``init`` / ``apply``; methods other than
-``__call__`` are reached with ``apply(..., method=...)`` or from a parent module.
+Constructor arguments become dataclass fields (no ``rngs``: :class:`Learned` draws its table in ``init``).
+Each module builds the frozen scheme value of :mod:`posenc_jax.schemes` from its fields (checked at
+construction) and delegates to it. Use them as submodules of a Linen model, or directly through ``init`` /
+``apply``; methods other than ``__call__`` are reached with ``apply(..., method=...)`` or from a parent module.
 
 >>> import jax
 >>> import jax.numpy as jnp
@@ -18,7 +18,8 @@ Use them as submodules of a Linen model, or directly through ``init`` / ``apply`
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -26,90 +27,62 @@ import jax.numpy as jnp
 
 from posenc_jax import schemes
 
-__all__ = ["ALiBi", "Learned", "NoPosition", "PositionalScheme", "Rotary", "Sinusoidal"]
+__all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal"]
 
 
-class PositionalScheme(schemes.SchemeDefaults, nn.Module):
-    """The protocol every positional scheme implements; the defaults contribute nothing.
+class _Scheme(schemes._Delegating, nn.Module):
+    """A Linen module whose fields build a scheme value (class attribute ``scheme_type``) at construction."""
 
-    Shapes: ``x`` ``[batch, length, dim]`` (or ``[length, dim]``), ``q`` / ``k``
-    ``[batch, length, heads, head_dim]``, positions ``[length]`` or ``[batch, length]`` (``None`` means
-    ``0 … length-1``).
-    """
+    scheme_type: ClassVar[type[Any]] = schemes.NoPosition
+
+    def __post_init__(self):
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self.scheme_type)}
+        object.__setattr__(self, "scheme", self.scheme_type(**fields))  # Linen modules are frozen
+        super().__post_init__()
 
 
-class NoPosition(PositionalScheme):
+class NoPosition(_Scheme):
     """The baseline: no positional information at all (``embed``/``rotate`` identity, no bias).
 
     >>> NoPosition().apply({}, jnp.ones((1, 3, 4))).sum()
     Array(12., dtype=float32)
     """
 
-    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Returns ``x`` unchanged (after checking its shape like the absolute schemes do)."""
-        return self.embed(x, positions)
-
     def __repr__(self) -> str:
-        return "NoPosition(adds nothing: embed and rotate are identities, attention_bias is None)"
+        return repr(self.scheme)
 
 
-class Sinusoidal(PositionalScheme):
+class Sinusoidal(_Scheme):
     """The fixed sinusoidal encoding of "Attention is all you need", added to the token embeddings.
 
-    No parameters. Fields as :class:`posenc_jax.nnx.Sinusoidal`.
+    No parameters. Fields as :class:`posenc_jax.nnx.Sinusoidal` (see :class:`posenc_jax.schemes.Sinusoidal`).
 
     Attributes:
-      dim: the model width (positive, even).
-      base: the geometric base of the frequencies.
-      layout: ``"interleaved"`` (paper) or ``"split"`` (sines first, then cosines).
-      frequencies: optional explicit ``[dim // 2]`` frequencies (a tuple keeps the module hashable).
-      dtype: computation and output dtype. ``None``: ``embed`` returns ``x``'s dtype, ``encode`` float32.
+      the fields of :class:`posenc_jax.schemes.Sinusoidal`: same names, same defaults, same checks.
 
     >>> Sinusoidal(4).apply({}, jnp.arange(2), method="encode").shape
     (2, 4)
     """
 
+    scheme_type = schemes.Sinusoidal
     dim: int
     base: float = 10_000.0
     layout: str = "interleaved"
     frequencies: Any = None
-    dtype: Any = jnp.float32
-
-    def __post_init__(self):
-        schemes.sinusoidal_config(self.dim, self.base, self.layout, self.frequencies, self.dtype, "Sinusoidal")
-        super().__post_init__()
-
-    def encode(self, positions: jax.Array) -> jax.Array:
-        """The encoding alone: ``positions.shape + (dim,)`` of ``dtype`` (float32 when None)."""
-        return schemes.sinusoidal_encode(
-            positions, self.dim, self.base, self.layout, self.frequencies, self.dtype
-        )
-
-    def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """``x + encoding(positions)``; ``x`` ``[batch, length, dim]`` or ``[length, dim]``."""
-        return schemes.sinusoidal_embed(
-            x, positions, self.dim, self.base, self.layout, self.frequencies, self.dtype, "Sinusoidal"
-        )
-
-    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Same as :meth:`embed`."""
-        return self.embed(x, positions)
+    dtype: Any = None
 
 
-class Learned(PositionalScheme):
+class Learned(schemes._LearnedDelegating, _Scheme):
     """A trainable table of ``max_length`` position vectors, added to the token embeddings.
 
-    The table is the parameter ``embedding`` ``[max_length, dim]`` of ``param_dtype``. Out-of-range
-    positions follow ``out_of_range`` exactly as in :class:`posenc_jax.nnx.Learned`.
+    The table is the parameter ``embedding`` ``[max_length, dim]`` of ``param_dtype`` (the field names of
+    ``nn.Embed``). Out-of-range positions follow ``out_of_range`` exactly as in
+    :class:`posenc_jax.nnx.Learned`, whose docstring explains the default ``"nan"``.
 
     Attributes:
-      max_length: number of rows (positive).
-      dim: the model width (positive).
-      embedding_init: initializer of the table (``nn.with_partitioning`` works for sharded tables). The
-        NNX module calls it ``init``; in Linen that name is taken by ``Module.init``.
-      dtype: computation / output dtype as in ``nn.Embed``; ``None`` promotes ``x`` and the table.
-      param_dtype: the table's dtype.
-      out_of_range: ``"error"``, ``"clip"`` or ``"wrap"``.
+      the arguments of :class:`posenc_jax.nnx.Learned` but ``rngs``: ``max_length``, ``dim``,
+      ``embedding_init`` (``nn.with_partitioning`` works for sharded tables), ``dtype``, ``param_dtype``,
+      ``out_of_range``; same defaults.
 
     >>> module = Learned(8, 4)
     >>> variables = module.init(jax.random.key(0), jnp.zeros((1, 8, 4)))
@@ -117,117 +90,59 @@ class Learned(PositionalScheme):
     (8, 4)
     """
 
+    scheme_type = schemes.LearnedLookup
     max_length: int
     dim: int
     embedding_init: Any = nn.initializers.normal(stddev=0.02)
     dtype: Any = None
     param_dtype: Any = jnp.float32
-    out_of_range: str = "error"
-
-    def __post_init__(self):
-        schemes.learned_config(
-            self.max_length, self.dim, self.dtype, self.param_dtype, self.out_of_range, "Learned"
-        )
-        super().__post_init__()
+    out_of_range: str = "nan"
 
     def setup(self):
         self.embedding = self.param(
-            "embedding", self.embedding_init, (self.max_length, self.dim), self.param_dtype
+            "embedding", self.embedding_init, (self.scheme.max_length, self.scheme.dim), self.param_dtype
         )
 
-    def encode(self, positions: jax.Array) -> jax.Array:
-        """The rows for integer ``positions``: ``positions.shape + (dim,)``."""
-        return schemes.learned_encode(
-            jnp.asarray(self.embedding), positions, self.dtype, self.out_of_range, "Learned"
-        )
-
-    def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """``x + table[positions]``; ``x`` ``[batch, length, dim]`` or ``[length, dim]``."""
-        return schemes.learned_embed(
-            x, positions, jnp.asarray(self.embedding), self.dtype, self.out_of_range, "Learned"
-        )
-
-    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Same as :meth:`embed`."""
-        return self.embed(x, positions)
+    def _table(self) -> jax.Array:
+        return jnp.asarray(self.embedding)
 
 
-class Rotary(PositionalScheme):
+class Rotary(_Scheme):
     """Rotary position embeddings: rotates queries and keys by their positions (:func:`apply_rotary`).
 
+    No parameters. Fields as :class:`posenc_jax.nnx.Rotary` (see :class:`posenc_jax.schemes.Rotary`).
+
     Attributes:
-      head_dim: features per head (positive, even).
-      base: ``theta`` of the frequencies ``w_i = base ** (-2i / rotary_dim)``.
-      layout: ``"interleaved"`` (GPT-J, original LLaMA) or ``"split"`` (GPT-NeoX, Hugging Face, Gemma).
-      scale: position interpolation factor (positions divided by ``scale``).
-      rotary_dim: rotate only the first ``rotary_dim`` features of each head (default: all).
-      frequencies: optional explicit ``[rotary_dim // 2]`` frequencies (a tuple keeps it hashable).
+      the fields of :class:`posenc_jax.schemes.Rotary`: same names, same defaults, same checks.
 
     >>> q = k = jnp.ones((1, 3, 2, 8))
     >>> [a.shape for a in Rotary(8).apply({}, q, k, method="rotate")]
     [(1, 3, 2, 8), (1, 3, 2, 8)]
     """
 
+    scheme_type = schemes.Rotary
     head_dim: int
     base: float = 10_000.0
     layout: str = "interleaved"
     scale: float = 1.0
     rotary_dim: int | None = None
     frequencies: Any = None
-
-    def __post_init__(self):
-        schemes.rotary_config(
-            self.head_dim,
-            self.base,
-            self.layout,
-            self.scale,
-            self.rotary_dim,
-            self.frequencies,
-            "Rotary",
-        )
-        super().__post_init__()
-
-    def _config(self):
-        return (self.head_dim, self.base, self.layout, self.scale, self.rotary_dim, self.frequencies)
-
-    def rotate(
-        self,
-        q: jax.Array,
-        k: jax.Array,
-        q_positions: jax.Array | None = None,
-        k_positions: jax.Array | None = None,
-    ) -> tuple[jax.Array, jax.Array]:
-        """Rotates ``q`` ``[batch, q_len, heads, head_dim]`` and ``k`` by their positions."""
-        return schemes.rotary_rotate(q, k, q_positions, k_positions, *self._config(), "Rotary.rotate")
-
-    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Rotates one tensor ``[batch, length, heads, head_dim]`` (default positions ``0 … length-1``)."""
-        return schemes.rotary_apply(x, positions, *self._config(), "Rotary")
+    scaling: Any = None
 
 
-class ALiBi(PositionalScheme):
+class ALiBi(_Scheme):
     """ALiBi: a per-head linear distance penalty on attention logits (:func:`alibi_bias`).
 
+    No parameters. Fields as :class:`posenc_jax.nnx.ALiBi`; :class:`posenc_jax.schemes.ALiBi` explains the
+    default ``causal=False``.
+
     Attributes:
-      num_heads: number of attention heads (positive).
-      causal: ``True``: ``-m_h (i - j)`` for ``j <= i``, 0 above the diagonal (mask it separately);
-        ``False``: ``-m_h |i - j|``.
+      the fields of :class:`posenc_jax.schemes.ALiBi`: same names, same defaults, same checks.
 
     >>> ALiBi(4).apply({}, jnp.arange(3), jnp.arange(3)).shape
     (1, 4, 3, 3)
     """
 
+    scheme_type = schemes.ALiBi
     num_heads: int
-    causal: bool = True
-
-    def __post_init__(self):
-        schemes.alibi_config(self.num_heads, self.causal, "ALiBi")
-        super().__post_init__()
-
-    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
-        return schemes.alibi_attention_bias(q_positions, k_positions, self.num_heads, self.causal)
-
-    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """Same as :meth:`attention_bias`."""
-        return self.attention_bias(q_positions, k_positions)
+    causal: bool = False

@@ -28,6 +28,7 @@ TINY = {
     "test_max_length": 8,
     "batch_size": 16,
     "steps": 20,
+    "run_steps": (),
     "check_every": 10,
     "validation_per_length": 2,
     "test_per_length": 2,
@@ -227,6 +228,8 @@ def test_command_line_overrides():
     assert config.runs == (("reverse", "decoder"), ("sort", "decoder"))
     assert (config.steps, config.seeds) == (30, (4, 5))
     assert config.steps % config.check_every == 0
+    kept = cli.config_from_args(cli.parse_args(["--task", "reverse", "--mode", "decoder"]))
+    assert kept.steps_for("reverse", "decoder") == config_lib.PRESETS["quick"].steps_for("reverse", "decoder")
     quick = cli.config_from_args(cli.parse_args([]))
     assert quick == config_lib.PRESETS["quick"]
     assert len(quick.seeds) >= 5 and ("sort", "encoder") in quick.runs and ("majority", "encoder") in quick.runs
@@ -342,3 +345,23 @@ def test_per_run_budgets():
         ValueError, match=r"ExperimentConfig\(run_steps=\('count', 'encoder', 10\)\): each entry"
     ):
         _tiny(run_steps=(("count", "encoder", 10),))
+
+
+def test_paper_preset_follows_the_published_protocol():
+    paper = config_lib.PRESETS["paper"]
+    assert paper.model == ModelConfig(5, 64, 8, 4, dropout=0.1)
+    assert (paper.batch_size, paper.grad_clip, paper.train_max_length, paper.test_max_length) == (
+        128,
+        1.0,
+        40,
+        500,
+    )
+    assert paper.learning_rates == (1e-4, 3e-4, 5e-4) and len(paper.seeds) == 10
+    assert paper.steps == 1_000_000 and not paper.run_steps
+    assert (paper.position_range, paper.position_draw) == (2048, "batch")
+    assert all(mode == "encoder" for _, mode in paper.runs)
+    assert len(paper.groups()) == len(paper.runs) * len(paper.schemes) * 3
+    assert stats.beyond_training(paper.train_max_length, paper.test_max_length) == (41, 500)
+    assert "Not known" in config_lib.PRESET_NOTES["paper"]
+    assert "not the papers' scale" in config_lib.PRESET_NOTES["long"]
+    assert "full" not in config_lib.PRESETS

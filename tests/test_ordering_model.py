@@ -131,3 +131,22 @@ def test_cached_decoding_step_matches_the_full_causal_forward(scheme, jit):
 def test_bad_model_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(**kwargs)
+
+
+def test_dropout_acts_only_at_training():
+    config = ModelConfig(num_layers=1, width=16, num_heads=2, mlp_ratio=2, dropout=0.5)
+    module = SCHEMES["sinusoidal"].module(config, mode="encoder", max_positions=32)
+    model = Transformer(module, config, tasks.VOCAB_SIZE, tasks.NUM_CLASSES, causal=False)
+    plain = _model("sinusoidal", "encoder", SMALL)
+    batch = _batch("encoder")
+    params = _params("sinusoidal", "encoder")  # dropout has no parameters: the same tree
+    args = (batch.tokens, batch.positions, batch.segment_ids)
+    np.testing.assert_array_equal(model.apply(params, *args), plain.apply(params, *args))
+    train = [
+        model.apply(params, *args, deterministic=False, rngs={"dropout": jax.random.key(k)}) for k in (0, 0, 1)
+    ]
+    np.testing.assert_array_equal(train[0], train[1])
+    assert np.abs(np.asarray(train[0]) - np.asarray(plain.apply(params, *args))).max() > 1e-3
+    assert np.abs(np.asarray(train[0]) - np.asarray(train[2])).max() > 1e-3
+    with pytest.raises(ValueError, match=r"ModelConfig\(dropout=1.0\): must be in \[0, 1\)"):
+        ModelConfig(dropout=1.0)

@@ -122,3 +122,90 @@ def test_bands_start_right_after_the_training_lengths():
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def _record(scheme, accuracy, lr=1e-3):
+    """A group record with per-seed, per-length token accuracies `[seeds, 4]` (train lengths 1-2)."""
+    accuracy = np.asarray(accuracy, dtype=float)
+    return {
+        "task": "reverse",
+        "mode": "decoder",
+        "scheme": scheme,
+        "learning_rate": lr,
+        "seeds": list(range(accuracy.shape[0])),
+        "steps": 20,
+        "steps_to_criterion": [10] * accuracy.shape[0],
+        "final_validation_exact_match": [1.0] * accuracy.shape[0],
+        "needs_position": True,
+        "chance": 0.5,
+        "test": {
+            "lengths": [1, 2, 3, 4],
+            "token_accuracy": accuracy.tolist(),
+            "exact_match": (accuracy == 1.0).astype(float).tolist(),
+            "most_frequent": [0.6, 0.55, 0.5, 0.5],
+        },
+    }
+
+
+def test_findings_state_only_differences_whose_paired_interval_excludes_zero():
+    from experiments.ordering import config as config_lib
+    from experiments.ordering import report, summary
+    from experiments.ordering.model import ModelConfig
+
+    config = config_lib.preset(
+        "quick",
+        runs=(("reverse", "decoder"),),
+        schemes=("none", "sinusoidal", "learned"),
+        seeds=(0, 1, 2, 3, 4),
+        model=ModelConfig(1, 16, 2, 2),
+        train_max_length=2,
+        test_max_length=4,
+        steps=20,
+        check_every=10,
+    )
+    base = np.array([[1, 1, 0.5, 0.4], [1, 1, 0.6, 0.5], [1, 1, 0.4, 0.5], [1, 1, 0.5, 0.6], [1, 1, 0.7, 0.3]])
+    records = [
+        _record("none", base),
+        # sinusoidal: +0.1 and -0.1 on alternate seeds beyond training: the interval contains 0.
+        _record(
+            "sinusoidal", base + np.array([0, 0, 1, 1])[None] * np.array([0.1, -0.1, 0.1, -0.1, 0.0])[:, None]
+        ),
+        # learned: +0.3 to +0.4 on every seed beyond training: separated.
+        _record(
+            "learned", base + np.array([0, 0, 1, 1])[None] * np.array([0.3, 0.35, 0.4, 0.3, 0.25])[:, None]
+        ),
+    ]
+    rows = summary.summarize_groups(config, records)
+    comparisons = summary.compare_schemes(rows)
+    beyond = {
+        (c["scheme"], c["reference"]): c
+        for c in comparisons
+        if c["band"] == "1-2x (3-4)" and c["metric"] == "token_accuracy"
+    }
+    learned = beyond[("learned", "none")]
+    # Hand computation: per-seed differences 0.30, 0.35, 0.40, 0.30, 0.25 -> mean 0.32, sd 0.0570088,
+    # half-width 2.776445 * 0.0570088 / sqrt(5) = 0.0707855.
+    assert learned["mean"] == pytest.approx(0.32)
+    assert learned["ci"] == pytest.approx(2.776445105 * math.sqrt(0.013 / 4) / math.sqrt(5), rel=1e-6)
+    assert learned["separated"] and not beyond[("sinusoidal", "none")]["separated"]
+    text = "\n".join(report.findings(config, records, comparisons))
+    assert "above none: learned +0.32 [+0.25, +0.39]" in text
+    assert "the data do not separate sinusoidal from none" in text
+    assert "above sinusoidal: learned" in text
+    # In distribution every scheme is at 1.0 on every seed: nothing is separated there.
+    assert (
+        "in-distribution (1-2), paired difference from none: the data do not separate sinusoidal, learned"
+        in text
+    )
+    assert "below" not in text
+    # Rows carry the band limits as integers and the baselines.
+    row = next(
+        r for r in rows if r["scheme"] == "none" and r["band_low"] == 3 and r["metric"] == "token_accuracy"
+    )
+    assert (row["band_high"], row["most_frequent"], row["chance"]) == (4, 0.5, 0.5)
+    # The reference aggregation: max over seeds (and learning rates) of the mean over lengths 3-4.
+    aggregation = {a["scheme"]: a for a in summary.reference_aggregation(config, records)}
+    assert aggregation["learned"]["best"] == pytest.approx(
+        max(base[:, 2:].mean(1) + [0.3, 0.35, 0.4, 0.3, 0.25])
+    )
+    assert aggregation["none"]["lengths"] == [3, 4]
