@@ -22,6 +22,7 @@ TINY = {
     "test_max_length": 8,
     "batch_size": 16,
     "steps": 40,
+    "run_steps": (),
     "check_every": 10,
     "validation_per_length": 2,
     "test_per_length": 2,
