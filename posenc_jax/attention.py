@@ -307,7 +307,8 @@ class KVCache:
           implementation: as in :func:`attention`.
 
         Returns:
-          ``[batch, q_len, heads, head_dim]``; NaN in rows whose ``length`` exceeds ``capacity``.
+          ``[batch, q_len, heads, head_dim]``; NaN in rows whose ``length`` exceeds ``capacity`` or is
+          below ``q_len`` (the queries' entries were not appended).
 
         Raises:
           TypeError, ValueError: as :func:`attention`; ``q_len`` above ``capacity``.
@@ -343,8 +344,10 @@ class KVCache:
             scale=scale,
             implementation=implementation,
         )
-        overflow = (self.length > self.capacity)[:, None, None, None]
-        return jnp.where(overflow, jnp.asarray(jnp.nan, out.dtype), out)
+        # A traced length cannot raise: rows that overflowed, or that hold fewer entries than queries (attend
+        # called before append), come out NaN instead of attending to a truncated or empty context.
+        invalid = ((self.length > self.capacity) | (self.length < q_len))[:, None, None, None]
+        return jnp.where(invalid, jnp.asarray(jnp.nan, out.dtype), out)
 
 
 jax.tree_util.register_dataclass(KVCache, data_fields=["keys", "values", "positions", "length"], meta_fields=[])

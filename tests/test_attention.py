@@ -134,13 +134,15 @@ def test_incremental_decoding_with_the_cache_equals_full_causal_attention(case):
     np.testing.assert_array_equal(np.asarray(cache.positions[:, :L]), POSITIONS)
 
 
-def test_overflowing_the_cache_gives_nan_not_a_truncated_context():
+def test_overflowing_or_unfilled_cache_gives_nan_not_a_truncated_context():
     cache = pe.KVCache.init(batch=B, capacity=4, num_kv_heads=KV, head_dim=HD)
     append = jax.jit(lambda c, k, v, p: c.append(k, v, p))
     cache = append(cache, K[:, :3], V[:, :3], POSITIONS[:, :3])
     assert not np.isnan(np.asarray(cache.attend(Q[:, 2:3], scheme=schemes.NoPosition()))).any()
     cache = append(cache, K[:, 3:5], V[:, 3:5], POSITIONS[:, 3:5])  # 5 entries in a cache of 4
     assert np.isnan(np.asarray(cache.attend(Q[:, 4:5], scheme=schemes.NoPosition()))).all()
+    empty = pe.KVCache.init(batch=B, capacity=4, num_kv_heads=KV, head_dim=HD)
+    assert np.isnan(np.asarray(empty.attend(Q[:, :1], scheme=schemes.NoPosition()))).all()  # nothing appended
 
 
 BAD = [
