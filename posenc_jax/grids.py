@@ -50,6 +50,7 @@ def check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...]
                 + ")"
             )
         return (pairs // axes,) * axes
+    counts: tuple | None
     try:
         counts = tuple(sections)  # type: ignore[arg-type]
     except TypeError:
