@@ -27,7 +27,7 @@ import logging
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -169,7 +169,7 @@ def floating_dtype(call: str, value: object, argument: str = "dtype") -> np.dtyp
     if value is None:
         raise type_error(call, argument, value, allowed, "this function has no input dtype to follow")
     try:
-        resolved = np.dtype(jnp.dtype(value))  # type: ignore[arg-type]
+        resolved = np.dtype(jnp.dtype(cast(Any, value)))
     except TypeError as error:
         raise type_error(call, argument, value, allowed) from error
     if not jnp.issubdtype(resolved, jnp.floating):
@@ -191,8 +191,8 @@ def _array_dtype(value: object) -> np.dtype | None:
 
 
 def positions(
-    call: str, value: object, argument: str = "positions", *, integer_only: bool = False
-) -> jax.Array | _SplitPositions:
+    call: str, value: object, argument: str = "positions", *, integer_only: bool = False, split: bool = True
+) -> Any:
     """Validates positions and returns them ready for the angle kernel.
 
     Host values (Python numbers, lists, numpy arrays) are checked *before* conversion, in their own
@@ -206,10 +206,12 @@ def positions(
       value: the positions.
       argument: the argument's name in messages.
       integer_only: reject floating positions (``TypeError``).
+      split: split host float64 positions exactly (without x64); False converts them to float32, for
+        callers that store positions in a float32 array by design.
 
     Returns:
       A jax array (int32 / float32, or 64-bit under x64), or, for host float64 positions without x64, a
-      split pair understood by :func:`posenc_jax.angles._sincos`.
+      split pair understood by the angle kernel (``posenc_jax.angles._SplitPositions``, typed ``Any``).
 
     Raises:
       TypeError: boolean, complex, non-numeric or 16-bit floating positions (bfloat16 cannot represent 257,
@@ -261,7 +263,7 @@ def positions(
             Shown(f"<{_array_text(host)} containing {bad}>"),
             f"floating {argument} must be finite with |pos| < 2**31 - 1/2",
         )
-    if dtype.itemsize == 8 and not jax.config.read("jax_enable_x64"):
+    if split and dtype.itemsize == 8 and not jax.config.read("jax_enable_x64"):
         whole = np.round(host)
         return _SplitPositions(
             jnp.asarray(whole.astype(np.int32)), jnp.asarray((host - whole).astype(np.float32))

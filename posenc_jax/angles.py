@@ -52,7 +52,7 @@ _RADIANS_PER_UNIT = float(2 * np.pi / 2.0**32)
 
 
 @functools.lru_cache(maxsize=256)
-def _phase_constants_cached(frequencies_bytes: bytes) -> tuple[np.ndarray, ...]:
+def _phase_constants_cached(frequencies_bytes: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     frequencies = np.frombuffer(frequencies_bytes, dtype=np.float64)
     words = [round(Fraction(w) * _TWO_POW_64 / (2 * _PI)) % _TWO_POW_64 for w in frequencies.tolist()]
     high = np.array([word >> 32 for word in words], dtype=np.uint32)
@@ -101,7 +101,7 @@ def _quarter_turns(quarters: np.ndarray | None) -> jax.Array | int:
     return jnp.asarray((np.asarray(quarters, dtype=np.uint32) % 4) << 30, dtype=jnp.uint32)
 
 
-def _turns(positions: jax.Array, frequencies: np.ndarray) -> jax.Array:
+def _turns(positions: jax.Array, frequencies: np.ndarray | tuple) -> jax.Array:
     """The phases ``frac(pos * w_i / 2π)`` as uint32 fixed-point turns (``2**32`` = one full turn).
 
     Args:
@@ -164,7 +164,7 @@ def _computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(result)
 
 
-def _integer_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.Array, jax.Array | None]:
+def _integer_turns(positions: jax.Array, frequencies: np.ndarray | tuple) -> tuple[jax.Array, jax.Array | None]:
     """Phases of integer positions plus a mask of those outside the int32 range (None when impossible)."""
     dtype = np.dtype(positions.dtype)
     out_of_range = None
@@ -175,7 +175,7 @@ def _integer_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.A
     return _turns(positions.astype(jnp.int32), frequencies), out_of_range
 
 
-def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: np.ndarray) -> jax.Array:
+def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: np.ndarray | tuple) -> jax.Array:
     """Phases of ``whole + fraction`` for int32 ``whole`` and float32 ``|fraction| <= 1/2``."""
     _, _, turns32, _ = _constants(frequencies)
     fractional_turns = fraction[..., None] * jnp.asarray(turns32)
@@ -184,7 +184,7 @@ def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: np.ndarray)
     return _turns(whole, frequencies) + lax.bitcast_convert_type(fixed, jnp.uint32)
 
 
-def _floating_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.Array, jax.Array]:
+def _floating_turns(positions: jax.Array, frequencies: np.ndarray | tuple) -> tuple[jax.Array, jax.Array]:
     """Phases of floating positions (exact split into integer and fraction) plus a mask of invalid ones."""
     # round(p) must be an int32; a float32 limit rounds to 2**31, which is right for float32 positions.
     invalid = ~(jnp.abs(positions) < _FLOAT_LIMIT)  # also catches NaN
@@ -234,7 +234,7 @@ def _nan_rows(values: jax.Array, invalid: jax.Array | None) -> jax.Array:
 
 
 def _sincos(
-    positions: jax.Array | _SplitPositions, frequencies: np.ndarray, quarters: np.ndarray | None = None
+    positions: jax.Array | _SplitPositions, frequencies: np.ndarray | tuple, quarters: np.ndarray | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """``sin(pos * w_i + q_i π/2)`` and ``cos(pos * w_i + q_i π/2)`` in float32, accurate at any position.
 

@@ -13,6 +13,7 @@ geometric spectrum instead (axial 2-D RoPE of vision transformers), pass ``frequ
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,7 @@ def check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...]
                 + ")"
             )
         return (pairs // axes,) * axes
+    counts: tuple[Any, ...] | None
     try:
         counts = tuple(sections)  # type: ignore[arg-type]
     except TypeError:

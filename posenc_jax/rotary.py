@@ -206,7 +206,7 @@ def apply_rotary(
         )
     rotary_dim = _check_rotary_dim(call, rotary_dim, head_dim)
     scaling = check_scaling(scaling, call)
-    w = _rotary_frequencies(call, rotary_dim, base, frequencies, scale)
+    w: np.ndarray | None = _rotary_frequencies(call, rotary_dim, base, frequencies, scale)
     if scaling is not None and (frequencies is not None or scale != 1.0):
         raise _checks.value_error(
             call,
@@ -223,7 +223,7 @@ def apply_rotary(
             traced_length = _traced_length(length, call)
             w = None
         else:
-            w = rope_frequencies(rotary_dim, base=base, scaling=scaling, length=length, caller=call)
+            w = rope_frequencies(rotary_dim, base=base, scaling=scaling, length=length, caller=call)  # type: ignore[arg-type]
     positions = _checks.positions(call, positions)
     if sections is None:
         _checks.positions_shape(call, positions, x_shape[:-2])
@@ -294,6 +294,7 @@ def _rotate(
     sections: tuple[int, ...] | None,
     factor: float,
 ):
+    constants: Any
     if frequencies is not None:
         constants = np.array(frequencies, dtype=np.float64)
     else:  # a length-dependent scaling at a traced length

@@ -166,6 +166,7 @@ class DynamicNTK:
 
     def _frequencies(self, d: int, base: float, length: int | None) -> np.ndarray:
         window = self.original_max_position
+        length = window if length is None else length
         growth = np.float64(self.factor * max(length, window) / window - (self.factor - 1.0))
         return _geometric(d, base * growth ** _ntk_exponent(d, "rope_frequencies"))
 
@@ -343,9 +344,12 @@ class LongRoPE:
         for name in ("short_factors", "long_factors"):
             set_(name, _factor_tuple(getattr(self, name), caller, name))
         if len(self.short_factors) != len(self.long_factors):
-            raise ValueError(
-                f"{caller}(short_factors of length {len(self.short_factors)}, long_factors of length "
-                f"{len(self.long_factors)}): both must have one factor per rotated pair"
+            raise _checks.value_error(
+                caller,
+                "long_factors",
+                self.long_factors,
+                f"long_factors must have as many factors as short_factors ({len(self.short_factors)}), one "
+                "per rotated pair",
             )
         window = _positive_int(self.original_max_position, caller, "original_max_position")
         if window < 2:
@@ -366,7 +370,8 @@ class LongRoPE:
         return np.asarray(self.long_factors if long else self.short_factors, np.float64)
 
     def _frequencies(self, d: int, base: float, length: int | None) -> np.ndarray:
-        return _geometric(d, base) / self._factors(d, length > self.original_max_position)
+        long = length is not None and length > self.original_max_position
+        return _geometric(d, base) / self._factors(d, long)
 
     def _attention_factor(self) -> float:
         if self.attention_factor is not None:
@@ -580,7 +585,7 @@ def _dynamic_ntk_constants(scaling: DynamicNTK, d: int, base: float, length: jax
     # constants, which would cancel the error terms of the double-float sums.
     zero = length.astype(jnp.float32) * 0.0
     one = zero + 1.0
-    product = _dd_mul(_dd_constant(np.float64(scaling.factor / window)), excess_dd)
+    product = _dd_mul(_dd_constant(np.asarray(scaling.factor / window, np.float64)), excess_dd)
     growth = _dd_add((one, zero), product)
     # r = growth ** (-1 / (n - 1)): a float32 start, then two corrections r <- r · q ** (-1 / (n - 1)) with
     # q = growth · r ** (n - 1) = 1 - e evaluated in double-float, and q ** (-1/(n-1)) = 1 + δ + δ²/2,
@@ -619,6 +624,9 @@ def traced_phase_constants(
         short = _phase_constants(scaling._frequencies(d, base, scaling.original_max_position))
         long = _phase_constants(scaling._frequencies(d, base, scaling.original_max_position + 1))
         use_long = length > scaling.original_max_position
-        pairs = zip(short, long, strict=True)
-        return tuple(jnp.where(use_long, jnp.asarray(b), jnp.asarray(a)) for a, b in pairs)
+        high, low, turns32, w32 = (
+            jnp.where(use_long, jnp.asarray(b), jnp.asarray(a)) for a, b in zip(short, long, strict=True)
+        )
+        return high, low, turns32, w32
+    assert isinstance(scaling, DynamicNTK), scaling
     return _dynamic_ntk_constants(scaling, d, base, length)

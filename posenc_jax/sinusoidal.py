@@ -178,13 +178,13 @@ def sinusoidal_table(
     w = _resolve_frequencies(dim, base=base, frequencies=frequencies, caller=call)
     _check_layout(call, layout)
     resolved = _checks.floating_dtype(call, dtype)
-    offset = _checks.positions(call, offset, "offset", integer_only=True)
-    if offset.ndim > 1:
+    offsets = _checks.positions(call, offset, "offset", integer_only=True)
+    if offsets.ndim > 1:
         raise _checks.value_error(
             call,
             "offset",
-            offset,
+            offsets,
             "offset must be a scalar or of shape [batch]",
             "use sinusoidal() for other shapes",
         )
-    return _table(offset, length=length, frequencies=tuple(w.tolist()), layout=layout, dtype=resolved)
+    return _table(offsets, length=length, frequencies=tuple(w.tolist()), layout=layout, dtype=resolved)
