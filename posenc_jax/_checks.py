@@ -243,7 +243,7 @@ def positions(
             "pass int32 or float32 positions",
         )
     if host is None:
-        return value  # type: ignore[return-value]
+        return value
     if dtype.kind in "iu":
         if host.size and (host.min() < _INT32_MIN or host.max() >= _INT32_LIMIT):
             bad = host.max() if host.max() >= _INT32_LIMIT else host.min()
