@@ -4,18 +4,23 @@ Every error reads ``call(argument=value): what is allowed; the fix``. A wrong *t
 wrong *value* of the right type raises ``ValueError``. Host values (Python numbers, numpy arrays, lists) are
 checked in their own precision before any conversion to a JAX array, so nothing wraps or rounds silently.
 
-API (internal; every function takes the public call's name ``call`` and the ``argument`` checked):
+API (internal; each check takes the public call's name ``call`` first, then the ``argument`` checked, then
+its value, and returns the value in its checked form):
 
 * :func:`type_error` / :func:`value_error` build (not raise) an exception in the common format:
-  ``raise type_error(call, argument, value, allowed, fix)``. ``value`` is shown by :func:`shown`.
+  ``raise type_error(call, argument, value, allowed, fix)``. ``value`` is shown by :func:`shown`: ``repr``
+  for scalars, ``<dtype[shape]>`` for arrays, ``<traced dtype[shape]>`` under ``jit``.
 * :class:`Shown` wraps a ready-made description of a value (e.g. ``"<int64[2] containing 4294967296>"``).
-* :func:`integer` (int of a lower bound, e.g. positive sizes), :func:`even` (positive even int),
-  :func:`real_above` (finite real above a bound), :func:`one_of` (a string among choices),
-  :func:`axis` (an int axis of an array), :func:`floating_dtype` (an output dtype JAX can produce),
-  :func:`positions` (integer/floating positions, validated on the host in their own precision),
-  :func:`positions_shape` (positions that end in the length axis of ``x``), :func:`concrete` (not traced).
-* :func:`error_if` raises a ``ValueError`` from compiled code when a traced predicate holds (one clean
-  error per failure: the callback's own logging of the exception is silenced for these errors).
+* :func:`integer` (a non-bool int ``>= minimum``), :func:`even` (a positive even int), :func:`real_above`
+  (a finite real above a bound), :func:`one_of` (a string among choices), :func:`boolean`, :func:`axis`
+  (an axis of an array of a given rank), :func:`concrete` (not traced), :func:`floating_dtype` (an output
+  dtype JAX can produce under the current x64 setting).
+* :func:`positions` (integer or floating positions, checked on the host in their own precision; host
+  float64 positions without x64 come back split exactly into an int32 whole part and a float32 fraction,
+  which the angle kernel accepts) and :func:`positions_shape` (positions ending in the length axis of an
+  input and broadcasting to its leading axes).
+* :func:`error_if` raises :class:`RuntimeCheckError` (a ``ValueError``) from compiled code when a traced
+  predicate holds, reported once: JAX's own log of the callback's exception is filtered for these errors.
 
 >>> value_error("sinusoidal", "dim", 7, "dim must be even", "build 8 features and drop the last one")
 ValueError('sinusoidal(dim=7): dim must be even; build 8 features and drop the last one')

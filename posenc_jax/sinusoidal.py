@@ -79,7 +79,8 @@ def sinusoidal(
         a cache, packed sequences' per-segment positions, per-row positions ``[batch, length]``, fractional
         or negative positions. Traced under ``jit``. Host float64 positions (numpy arrays, Python floats)
         are split exactly into an integer and a fraction before any conversion, so ``123456789.0`` encodes
-        as ``123456789`` does, with ``jax_enable_x64`` off.
+        as ``123456789`` does, with ``jax_enable_x64`` off (an argument of ``jax.jit`` is converted by JAX
+        itself before this function sees it: pass integer positions there).
       dim: the encoding width, a positive even integer (static). Odd widths are rejected rather than padded
         with a zero column (tensor2tensor's behaviour): build ``dim + 1`` features and slice if needed.
       base: the geometric base of the frequencies (static).
