@@ -40,7 +40,8 @@ from posenc_jax.alibi import alibi_bias
 from posenc_jax.frequencies import _resolve_frequencies
 from posenc_jax.layouts import Layout, _check_layout
 from posenc_jax.learned import _check_max_length, _check_out_of_range, lookup
-from posenc_jax.rotary import _PAIRS, _rotary_frequencies, apply_rotary
+from posenc_jax.rotary import _PAIRS, _floor_max, _rotary_frequencies, apply_rotary
+from posenc_jax.scaling import Scaling, _check_scaling, _depends_on_length, rope_frequencies
 from posenc_jax.sinusoidal import sinusoidal, sinusoidal_table
 
 __all__ = [
@@ -390,10 +391,15 @@ class Rotary(SchemeDefaults):
       scale: position interpolation factor (positions divided by ``scale``).
       rotary_dim: rotate only the first ``rotary_dim`` features of each head (default: all).
       frequencies: optional explicit ``[rotary_dim // 2]`` frequencies (stored as a tuple).
+      scaling: a long-context RoPE scaling (:class:`posenc_jax.YaRN`, :class:`posenc_jax.Llama3`, …; see
+        :mod:`posenc_jax.scaling`) of the ``base`` frequencies, or None. Its attention factor multiplies the
+        rotated features of queries and keys each (logits by its square). For length-dependent scalings
+        (DynamicNTK, LongRoPE) the length is ``max(positions) + 1`` computed in the graph, over the query and
+        key positions together in :meth:`rotate` so that both turn with the same frequencies.
 
     Raises:
-      ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``scale`` or
-        ``frequencies``.
+      ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``scale``,
+        ``frequencies`` or ``scaling`` (also: ``scaling`` combined with ``scale`` or ``frequencies``).
 
     >>> q = jnp.ones((1, 3, 2, 8))
     >>> Rotary(8)(q, jnp.arange(3)).shape
@@ -407,6 +413,7 @@ class Rotary(SchemeDefaults):
     scale: float = 1.0
     rotary_dim: int | None = None
     frequencies: tuple[float, ...] | None = None
+    scaling: Scaling | None = None
 
     def __post_init__(self):
         caller = type(self).__name__
@@ -420,12 +427,26 @@ class Rotary(SchemeDefaults):
             )
         _check_layout(caller, self.layout)
         _rotary_frequencies(caller, dim, self.base, self.frequencies, self.scale)
+        if _check_scaling(self.scaling, caller) is not None:
+            if self.frequencies is not None or self.scale != 1.0:
+                raise _checks.value_error(
+                    caller,
+                    "scaling",
+                    self.scaling,
+                    "scaling applies to the geometric frequencies of base; it cannot be combined with "
+                    "frequencies= or scale=",
+                    "use scaling=Linear(scale) for position interpolation",
+                )
+            # the scaled frequencies must exist for this head (any length; length-dependent ones at length 1)
+            rope_frequencies(
+                head_dim, base=self.base, scaling=self.scaling, rotary_dim=dim, length=1, caller=caller
+            )
         resolved = None if self.frequencies is None else np.asarray(self.frequencies, dtype=np.float64)
         object.__setattr__(self, "head_dim", head_dim)
         object.__setattr__(self, "rotary_dim", None if self.rotary_dim is None else dim)
         object.__setattr__(self, "frequencies", _frequencies_tuple(self.frequencies, resolved))
 
-    def _apply(self, x: jax.Array, positions: jax.Array | None) -> jax.Array:
+    def _apply(self, x: jax.Array, positions: jax.Array | None, length: jax.Array | None = None) -> jax.Array:
         return apply_rotary(
             x,
             jnp.arange(x.shape[1], dtype=jnp.int32) if positions is None else positions,
@@ -434,6 +455,8 @@ class Rotary(SchemeDefaults):
             frequencies=_frequencies_array(self.frequencies),
             scale=self.scale,
             rotary_dim=self.rotary_dim,
+            scaling=self.scaling,
+            length=length,
         )
 
     def rotate(
@@ -444,8 +467,18 @@ class Rotary(SchemeDefaults):
         k_positions: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Rotates ``q`` ``[batch, q_len, heads, head_dim]`` and ``k`` by their own positions."""
-        _check_heads(f"{type(self).__name__}.rotate", self.head_dim, q=q, k=k)
-        return self._apply(q, q_positions), self._apply(k, k_positions)
+        call = f"{type(self).__name__}.rotate"
+        _check_heads(call, self.head_dim, q=q, k=k)
+        length = None
+        if _depends_on_length(self.scaling):  # one length (hence one set of frequencies) for q and k
+            ends = [
+                jnp.asarray(x.shape[1] - 1, jnp.int32)
+                if p is None
+                else _floor_max(_checks.positions(call, p, name))
+                for x, p, name in ((q, q_positions, "q_positions"), (k, k_positions, "k_positions"))
+            ]
+            length = jnp.maximum(*ends) + 1
+        return self._apply(q, q_positions, length), self._apply(k, k_positions, length)
 
     def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
         """Rotates one tensor ``[batch, length, heads, head_dim]`` (default positions ``0 … length-1``)."""
