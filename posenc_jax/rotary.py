@@ -28,7 +28,7 @@ import numpy as np
 from posenc_jax import _checks
 from posenc_jax.angles import _computed_once, _sincos, _SplitPositions
 from posenc_jax.frequencies import _resolve_frequencies
-from posenc_jax.grids import check_sections
+from posenc_jax.grids import _check_sections
 from posenc_jax.layouts import (
     Layout,
     _check_layout,
@@ -39,11 +39,11 @@ from posenc_jax.layouts import (
 )
 from posenc_jax.scaling import (
     Scaling,
-    check_scaling,
-    depends_on_length,
+    _check_scaling,
+    _depends_on_length,
+    _traced_phase_constants,
     rope_attention_factor,
     rope_frequencies,
-    traced_phase_constants,
 )
 
 __all__ = [
@@ -205,7 +205,7 @@ def apply_rotary(
             call, "x", x, f"x's last axis (head_dim) must be positive and even, got {head_dim}", _PAIRS
         )
     rotary_dim = _check_rotary_dim(call, rotary_dim, head_dim)
-    scaling = check_scaling(scaling, call)
+    scaling = _check_scaling(scaling, call)
     w: np.ndarray | None = _rotary_frequencies(call, rotary_dim, base, frequencies, scale)
     if scaling is not None and (frequencies is not None or scale != 1.0):
         raise _checks.value_error(
@@ -219,7 +219,7 @@ def apply_rotary(
     traced_length = None
     if scaling is not None:
         base = _checks.real_above(call, "base", base, 1.0)
-        if depends_on_length(scaling) and not isinstance(length, numbers.Integral):
+        if _depends_on_length(scaling) and not isinstance(length, numbers.Integral):
             traced_length = _traced_length(length, call)
             w = None
         else:
@@ -230,7 +230,7 @@ def apply_rotary(
     if sections is None:
         _checks.positions_shape(call, checked, x_shape[:-2])
     else:
-        sections = check_sections(sections, rotary_dim // 2, call)
+        sections = _check_sections(sections, rotary_dim // 2, call)
         if checked.ndim < 2 or checked.shape[-1] != len(sections):
             raise _checks.value_error(
                 call,
@@ -302,7 +302,7 @@ def _rotate(
     else:  # a length-dependent scaling at a traced length
         if length is None:
             length = _floor_max(positions) + 1
-        constants = traced_phase_constants(scaling, rotary_dim, base, length)
+        constants = _traced_phase_constants(scaling, rotary_dim, base, length)
     if sections is None:
         sin, cos = _sincos(positions, constants)  # [..., length, r/2] float32
     else:  # each axis turns its own pairs, on the same kernel
