@@ -25,6 +25,8 @@ import posenc_jax as pe
 from posenc_jax import nnx as pn
 
 BOS, SEP = 0, 1  # the other tokens are symbols
+# Flax >= 0.12 holds lists of modules in nnx.List; older versions take a plain list.
+_ModuleList = getattr(nnx, "List", list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +99,8 @@ class Transformer(nnx.Module):
         self.config = config
         self.scheme = make_scheme(config, rngs)
         self.token_embedding = nnx.Embed(config.vocab, config.width, rngs=rngs)
-        self.blocks = nnx.List(
-            [Block(config.width, config.num_heads, rngs=rngs) for _ in range(config.num_layers)]
-        )
+        blocks = [Block(config.width, config.num_heads, rngs=rngs) for _ in range(config.num_layers)]
+        self.blocks = _ModuleList(blocks)
         self.final_norm = nnx.LayerNorm(config.width, rngs=rngs)
         self.head = nnx.Linear(config.width, config.vocab, rngs=rngs)
 
