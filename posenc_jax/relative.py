@@ -129,7 +129,8 @@ def _check_positions(positions: object, name: str, caller: str) -> jax.Array:
     positions = check_positions(positions, caller, name)
     if positions.ndim not in (1, 2):
         raise ValueError(
-            f"{caller}({name} shape={tuple(positions.shape)}): {name} must have shape [length] or [batch, length]"
+            f"{caller}({name} shape={tuple(positions.shape)}): {name} must have shape [length] or "
+            "[batch, length]"
         )
     return positions
 
