@@ -316,8 +316,8 @@ def _check_lengths(q_positions: jax.Array, k_positions: jax.Array, q, k, caller:
 def transformer_xl_logits(
     q: jax.Array,
     k: jax.Array,
-    q_positions: jax.Array,
-    k_positions: jax.Array,
+    q_positions: jax.Array | None,
+    k_positions: jax.Array | None,
     *,
     kernel: jax.Array,
     u: jax.Array,
@@ -334,20 +334,29 @@ def transformer_xl_logits(
     This function returns all but ``q_i·k_j``, multiplied by ``scale``: add it to the logits of ordinary
     attention, ``scale * q·k`` (the paper scales the whole score).
 
-    No ``[q_len, k_len, rel_dim]`` tensor is formed. The angle of ``R_{i-j}`` is the difference of two
-    exact angles, so ``sin((i-j)w) = sin(iw)cos(jw) - cos(iw)sin(jw)`` (and likewise the cosine) splits the
-    position term into a product of a per-query ``[rel_dim]`` vector (``(q_i + v) W_R`` turned by the query's
-    angles) with the key's ``[cos(jw), sin(jw)]``: one batched matrix product of contraction ``rel_dim``,
-    shared ``[k_len, rel_dim]`` key factors across heads. It holds for *any* positions: integer or
-    fractional, per batch row, unsorted, with gaps (randomized positions), in any order; the angles come
-    from this library's exact kernel (accurate at every ``|pos| < 2**31``), and the result is within float
-    rounding of evaluating the paper's formula with ``R_{i-j}`` in float64.
+    No ``[q_len, k_len, rel_dim]`` tensor is formed, by one of two routes:
+
+    * **Explicit positions** (any: integer or fractional, per batch row, with gaps as randomized positions
+      have, in any order). The angle of ``R_{i-j}`` is the difference of two exact angles, so
+      ``sin((i-j)w) = sin(iw)cos(jw) - cos(iw)sin(jw)`` (and likewise the cosine) splits the position term
+      into a product of a per-query ``[rel_dim]`` vector (``(q_i + v) W_R`` turned by the query's angles)
+      with the key's ``[cos(jw), sin(jw)]``: one batched matrix product of contraction ``rel_dim``, the key
+      factors shared by all heads.
+    * **Both positions None** (queries and keys at ``0 … q_len-1`` and ``0 … k_len-1``): the reference
+      code's relative shift. ``R`` of the ``q_len + k_len - 1`` distinct distances is projected once and
+      scored against every query (contraction ``head_dim``), and each query's row is shifted into place by
+      a reshape. Cheaper when ``rel_dim`` exceeds ``2 * head_dim`` (see ``python -m experiments.bench
+      --sections relative``).
+
+    The angles come from this library's exact kernel (accurate at every ``|pos| < 2**31``); either route is
+    within float32 rounding of the paper's formula evaluated with ``R_{i-j}`` in float64.
 
     Args:
       q: queries ``[batch, q_len, heads, head_dim]``.
       k: keys ``[batch or 1, k_len, heads, head_dim]``.
-      q_positions: ``[q_len]`` or ``[batch, q_len]`` integer or float32 positions of the queries.
-      k_positions: ``[k_len]`` or ``[batch, k_len]`` positions of the keys.
+      q_positions: ``[q_len]`` or ``[batch, q_len]`` integer or float32 positions of the queries, or None
+        (together with ``k_positions``) for ``0 … q_len-1``.
+      k_positions: ``[k_len]`` or ``[batch, k_len]`` positions of the keys, or None (see above).
       kernel: ``W_R`` ``[rel_dim, heads, head_dim]``; rows ``0 … rel_dim/2 - 1`` multiply the sines,
         the rest the cosines.
       u: the content bias ``[heads, head_dim]`` (the paper's ``u``, ``r_w_bias`` in its code).
@@ -360,8 +369,10 @@ def transformer_xl_logits(
       (the sinusoids are computed in float32 and rounded once to it).
 
     Raises:
-      TypeError: non-floating arrays, invalid positions (see :func:`posenc_jax.sinusoidal`).
-      ValueError: shapes that do not agree, an odd ``rel_dim``, a bad ``base`` or ``scale``.
+      TypeError: non-floating arrays, invalid positions (see :func:`posenc_jax.sinusoidal`), a non-real
+        ``scale``.
+      ValueError: shapes that do not agree, an odd ``rel_dim``, only one of the positions None, a bad
+        ``base``, a non-finite ``scale``.
 
     >>> q = k = jnp.ones((1, 3, 2, 4))
     >>> kernel, bias = jnp.ones((8, 2, 4)), jnp.zeros((2, 4))
@@ -371,23 +382,41 @@ def transformer_xl_logits(
     caller = "transformer_xl_logits"
     check_transformer_xl_shapes(q, k, kernel, u, v, caller)
     w = resolve_frequencies(kernel.shape[0], base=base, caller=caller)
-    head_dim = q.shape[-1]
     if scale is None:
-        scale = 1.0 / math.sqrt(head_dim)
+        scale = 1.0 / math.sqrt(q.shape[-1])
     elif isinstance(scale, bool) or not isinstance(scale, numbers.Real):
         raise TypeError(f"{caller}(scale={scale!r}): scale must be a Python float or None")
     elif not math.isfinite(scale):
         raise ValueError(f"{caller}(scale={scale!r}): scale must be finite")
+    config = dict(frequencies=tuple(w.tolist()), scale=float(scale))
+    if q_positions is None and k_positions is None:
+        return _transformer_xl_consecutive(q, k, kernel, u, v, **config)
+    if q_positions is None or k_positions is None:
+        raise ValueError(
+            f"{caller}(q_positions={'None' if q_positions is None else '<array>'}, k_positions="
+            f"{'None' if k_positions is None else '<array>'}): pass both positions or neither (neither means "
+            "0 … length-1 for queries and keys)"
+        )
     q_pos = _check_positions(q_positions, "q_positions", caller)
     k_pos = _check_positions(k_positions, "k_positions", caller)
     _check_lengths(q_pos, k_pos, q, k, caller)
-    return _transformer_xl(q, k, q_pos, k_pos, kernel, u, v, frequencies=tuple(w.tolist()), scale=float(scale))
+    return _transformer_xl(q, k, q_pos, k_pos, kernel, u, v, **config)
+
+
+def _promoted(*arrays: jax.Array) -> tuple[jax.Array, ...]:
+    dtype = jnp.result_type(*arrays)
+    return tuple(a.astype(dtype) for a in arrays)
+
+
+def _content_term(k: jax.Array, u: jax.Array) -> jax.Array:
+    """``u·k_j`` for every head and key: ``[batch, heads, 1, k_len]``."""
+    return jnp.einsum("hd,bkhd->bhk", u, k)[:, :, None, :]
 
 
 @functools.partial(jax.jit, static_argnames=("frequencies", "scale"))
 def _transformer_xl(q, k, q_pos, k_pos, kernel, u, v, *, frequencies: tuple[float, ...], scale: float):
-    dtype = jnp.result_type(q, k, kernel, u, v)
-    q, k, kernel, u, v = (a.astype(dtype) for a in (q, k, kernel, u, v))
+    q, k, kernel, u, v = _promoted(q, k, kernel, u, v)
+    dtype = q.dtype
     w = np.asarray(frequencies, dtype=np.float64)
     n = len(frequencies)
     q_sin, q_cos = (t.astype(dtype)[..., None, :] for t in sincos(q_pos, w))  # [(batch,) q, 1, n]
@@ -406,5 +435,24 @@ def _transformer_xl(q, k, q_pos, k_pos, kernel, u, v, *, frequencies: tuple[floa
         query_factor = jnp.broadcast_to(query_factor, (batch, *query_factor.shape[1:]))
         key_factor = jnp.broadcast_to(key_factor, (batch, *key_factor.shape[1:]))
         position = jnp.einsum("bqhr,bkr->bhqk", query_factor, key_factor)
-    content = jnp.einsum("hd,bkhd->bhk", u, k)[:, :, None, :]
-    return (position + content) * jnp.asarray(scale, dtype)
+    return (position + _content_term(k, u)) * jnp.asarray(scale, dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("frequencies", "scale"))
+def _transformer_xl_consecutive(q, k, kernel, u, v, *, frequencies: tuple[float, ...], scale: float):
+    q, k, kernel, u, v = _promoted(q, k, kernel, u, v)
+    dtype = q.dtype
+    q_len, k_len = q.shape[1], k.shape[1]
+    # Distances i - j from q_len-1 down to -(k_len-1); column m holds distance q_len-1-m.
+    distances = jnp.arange(q_len - 1, -k_len, -1, dtype=jnp.int32)
+    sin, cos = sincos(distances, np.asarray(frequencies, dtype=np.float64))
+    encoding = jnp.concatenate([sin, cos], axis=-1).astype(dtype)  # [m, rel_dim]
+    projected = jnp.einsum("mr,rhd->mhd", encoding, kernel)
+    scores = jnp.einsum("bqhd,mhd->bhqm", q + v, projected)  # [batch, heads, q, q+k-1]
+    if q_len > 1:
+        # Row i needs columns q_len-1-i … q_len-1-i+k_len-1. In the flattened rows these start at
+        # q_len-1 + i * (m - 1): reading the flat array with row stride m - 1 shifts every row at once.
+        m = q_len + k_len - 1
+        flat = scores.reshape(*scores.shape[:2], q_len * m)[..., q_len - 1 : q_len - 1 + q_len * (m - 1)]
+        scores = flat.reshape(*scores.shape[:2], q_len, m - 1)[..., :k_len]
+    return (scores + _content_term(k, u)) * jnp.asarray(scale, dtype)

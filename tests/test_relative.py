@@ -222,6 +222,23 @@ def test_transformer_xl_matches_the_direct_formula(kind, jit):
     np.testing.assert_allclose(np.asarray(got, np.float64), want, atol=3e-6 * np.abs(want).max())
 
 
+_TXL_CONSECUTIVE = jax.jit(
+    lambda q, k, kernel, u, v: transformer_xl_logits(q, k, None, None, kernel=kernel, u=u, v=v)
+)
+
+
+@pytest.mark.parametrize("q_len,k_len", [(6, 6), (1, 6), (4, 7), (7, 3)])
+def test_transformer_xl_without_positions_shifts_rows_like_the_direct_formula(q_len, k_len):
+    q, k = _qk(q_len, k_len)
+    kernel, u, v = _params()
+    got = _TXL_CONSECUTIVE(q, k, kernel, u, v)
+    want = reference_transformer_xl(q, k, np.arange(q_len), np.arange(k_len), kernel, u, v)
+    assert got.shape == (B, H, q_len, k_len)
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, atol=3e-6 * np.abs(want).max())
+    explicit = _TXL(q, k, np.arange(q_len), np.arange(k_len), kernel, u, v)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(explicit), atol=3e-6 * np.abs(want).max())
+
+
 def test_transformer_xl_scale_base_and_a_shared_key_batch():
     q, k = _qk(4, 5, k_batch=1)
     kernel, u, v = _params(rel_dim=6)
@@ -305,6 +322,7 @@ def _txl_bad(**overrides):
         (dict(k_positions=np.zeros((3, 4), int)), ValueError, "k_positions shape=(3, 4)"),
         (dict(k_positions=np.arange(4) > 1), TypeError, "k_positions dtype=bool"),
         (dict(base=1.0), ValueError, "base=1.0"),
+        (dict(k_positions=None), ValueError, "pass both positions or neither"),
         (dict(scale="x"), TypeError, "scale='x'"),
         (dict(scale=float("inf")), ValueError, "scale=inf"),
     ],
