@@ -283,10 +283,15 @@ def check_transformer_xl_shapes(q, k, kernel, u, v, caller: str) -> None:
     q_shape = _check_array(q, "q", 4, "[batch, q_len, heads, head_dim]", caller)
     k_shape = _check_array(k, "k", 4, "[batch, k_len, heads, head_dim]", caller)
     heads_dim = q_shape[2:]
-    if k_shape[2:] != heads_dim or (k_shape[0] != q_shape[0] and 1 not in (k_shape[0], q_shape[0])):
+    heads, kv_heads = q_shape[2], k_shape[2]
+    if (
+        k_shape[3] != q_shape[3]
+        or heads % kv_heads
+        or (k_shape[0] != q_shape[0] and 1 not in (k_shape[0], q_shape[0]))
+    ):
         raise ValueError(
-            f"{caller}(q shape={q_shape}, k shape={k_shape}): q and k must agree in heads and head_dim, and "
-            "their batch sizes must be equal or one of them 1"
+            f"{caller}(q shape={q_shape}, k shape={k_shape}): q and k must agree in head_dim, k's heads must "
+            "divide q's (grouped-query attention), and their batch sizes must be equal or one of them 1"
         )
     kernel_shape = _check_array(kernel, "kernel", 3, "[rel_dim, heads, head_dim]", caller)
     if kernel_shape[1:] != heads_dim or kernel_shape[0] % 2 or kernel_shape[0] == 0:
@@ -353,7 +358,8 @@ def transformer_xl_logits(
 
     Args:
       q: queries ``[batch, q_len, heads, head_dim]``.
-      k: keys ``[batch or 1, k_len, heads, head_dim]``.
+      k: keys ``[batch or 1, k_len, kv_heads, head_dim]``; ``kv_heads`` divides ``heads`` (query head ``h``
+        reads key head ``h // (heads / kv_heads)``, as in :func:`jax.nn.dot_product_attention`).
       q_positions: ``[q_len]`` or ``[batch, q_len]`` integer or float32 positions of the queries, or None
         (together with ``k_positions``) for ``0 … q_len-1``.
       k_positions: ``[k_len]`` or ``[batch, k_len]`` positions of the keys, or None (see above).
@@ -409,8 +415,15 @@ def _promoted(*arrays: jax.Array) -> tuple[jax.Array, ...]:
 
 
 def _content_term(k: jax.Array, u: jax.Array) -> jax.Array:
-    """``u·k_j`` for every head and key: ``[batch, heads, 1, k_len]``."""
-    return jnp.einsum("hd,bkhd->bhk", u, k)[:, :, None, :]
+    """``u·k_j`` for every head and key: ``[batch, heads, 1, k_len]``.
+
+    With fewer key heads than query heads (grouped-query attention), query head ``h`` reads key head
+    ``h // (heads / kv_heads)``, the grouping of :func:`jax.nn.dot_product_attention`.
+    """
+    kv_heads = k.shape[2]
+    grouped = u.reshape(kv_heads, u.shape[0] // kv_heads, u.shape[1])
+    content = jnp.einsum("cgd,bkcd->bcgk", grouped, k)
+    return content.reshape(k.shape[0], u.shape[0], 1, k.shape[1])
 
 
 @functools.partial(jax.jit, static_argnames=("frequencies", "scale"))

@@ -249,6 +249,20 @@ def test_transformer_xl_scale_base_and_a_shared_key_batch():
     np.testing.assert_allclose(np.asarray(got, np.float64), want, atol=3e-6 * np.abs(want).max())
 
 
+def test_transformer_xl_with_grouped_key_heads_reads_key_head_h_over_group_size():
+    # 4 query heads, 2 key heads: query heads 0, 1 read key head 0 and 2, 3 read key head 1.
+    q = jnp.asarray(RNG.standard_normal((B, 4, 4, HD)), jnp.float32)
+    k = jnp.asarray(RNG.standard_normal((B, 5, 2, HD)), jnp.float32)
+    kernel = jnp.asarray(RNG.standard_normal((REL, 4, HD)), jnp.float32)
+    u, v = jnp.asarray(RNG.standard_normal((2, 4, HD)), jnp.float32)
+    want = reference_transformer_xl(
+        q, np.repeat(np.asarray(k), 2, axis=2), np.arange(4), np.arange(5), kernel, u, v
+    )
+    for qp, kp in ((np.arange(4), np.arange(5)), (None, None)):
+        got = transformer_xl_logits(q, k, qp, kp, kernel=kernel, u=u, v=v)
+        np.testing.assert_allclose(np.asarray(got, np.float64), want, atol=3e-6 * np.abs(want).max())
+
+
 def test_transformer_xl_depends_only_on_distances_for_randomized_positions():
     q, k = _qk(6, 6)
     kernel, u, v = _params()
