@@ -75,9 +75,7 @@ def paper_frequencies(dim: int, base: float = 10_000.0) -> np.ndarray:
     return resolve_frequencies(dim, base=base, caller="paper_frequencies")
 
 
-def tensor2tensor_frequencies(
-    dim: int, min_timescale: float = 1.0, max_timescale: float = 1.0e4
-) -> np.ndarray:
+def tensor2tensor_frequencies(dim: int, min_timescale: float = 1.0, max_timescale: float = 1.0e4) -> np.ndarray:
     """The frequencies of tensor2tensor's ``get_timing_signal_1d`` (also Flax's older examples' t2t port).
 
     ``w_i = min_timescale * exp(-i * log(max_timescale / min_timescale) / max(dim/2 - 1, 1))``.
@@ -139,9 +137,7 @@ def resolve_frequencies(
         )
     array = np.asarray(frequencies)
     if array.dtype.kind not in "iuf":
-        raise TypeError(
-            f"{caller}(frequencies dtype={array.dtype}): frequencies must be real numbers"
-        )
+        raise TypeError(f"{caller}(frequencies dtype={array.dtype}): frequencies must be real numbers")
     array = array.astype(np.float64)
     if array.shape != (dim // 2,):
         raise ValueError(

@@ -43,7 +43,7 @@ def _check_int(value: object, caller: str, name: str, minimum: int) -> int:
     return int(value)
 
 
-def check_t5_config(num_buckets: object, max_distance: object, bidirectional: object, caller: str) -> None:
+def _check_t5_config(num_buckets: object, max_distance: object, bidirectional: object, caller: str) -> None:
     """Validates the T5 bucket parameters (raising ``TypeError`` / ``ValueError`` naming ``caller``)."""
     if not isinstance(bidirectional, bool | np.bool_):
         raise TypeError(
@@ -194,7 +194,7 @@ def t5_buckets(
     [[[2, 2, 1, 0, 5, 6, 6]]]
     """
     caller = "t5_buckets"
-    check_t5_config(num_buckets, max_distance, bidirectional, caller)
+    _check_t5_config(num_buckets, max_distance, bidirectional, caller)
     q2, k2 = _pair(q_positions, k_positions, caller)
     _check_integer(q2, "q_positions", caller)
     _check_integer(k2, "k_positions", caller)
@@ -249,7 +249,7 @@ def t5_bias(
         )
     if len(shape) != 2:
         raise ValueError(f"{caller}(table shape={shape}): table must have shape [num_buckets, num_heads]")
-    check_t5_config(shape[0], max_distance, bidirectional, caller)
+    _check_t5_config(shape[0], max_distance, bidirectional, caller)
     q2, k2 = _pair(q_positions, k_positions, caller)
     _check_integer(q2, "q_positions", caller)
     _check_integer(k2, "k_positions", caller)
@@ -278,7 +278,7 @@ def _check_array(value: object, name: str, rank: int, what: str, caller: str) ->
     return shape
 
 
-def check_transformer_xl_shapes(q, k, kernel, u, v, caller: str) -> None:
+def _check_transformer_xl_shapes(q, k, kernel, u, v, caller: str) -> None:
     """Validates the shapes and dtypes of :func:`transformer_xl_logits`' arrays."""
     q_shape = _check_array(q, "q", 4, "[batch, q_len, heads, head_dim]", caller)
     k_shape = _check_array(k, "k", 4, "[batch, k_len, heads, head_dim]", caller)
@@ -316,6 +316,16 @@ def _check_lengths(q_positions: jax.Array, k_positions: jax.Array, q, k, caller:
                 f"{caller}({name} shape={tuple(positions.shape)}): {name} must have shape {want} to match "
                 f"{'q' if name[0] == 'q' else 'k'} of shape {tuple(x.shape)}"
             )
+
+
+def _check_scale(scale: object, caller: str) -> None:
+    """``scale`` must be None or a finite real number."""
+    if scale is None:
+        return
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"{caller}(scale={scale!r}): scale must be a Python float or None")
+    if not math.isfinite(scale):
+        raise ValueError(f"{caller}(scale={scale!r}): scale must be finite")
 
 
 def transformer_xl_logits(
@@ -386,14 +396,10 @@ def transformer_xl_logits(
     (1, 2, 3, 3)
     """
     caller = "transformer_xl_logits"
-    check_transformer_xl_shapes(q, k, kernel, u, v, caller)
+    _check_transformer_xl_shapes(q, k, kernel, u, v, caller)
     w = resolve_frequencies(kernel.shape[0], base=base, caller=caller)
-    if scale is None:
-        scale = 1.0 / math.sqrt(q.shape[-1])
-    elif isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        raise TypeError(f"{caller}(scale={scale!r}): scale must be a Python float or None")
-    elif not math.isfinite(scale):
-        raise ValueError(f"{caller}(scale={scale!r}): scale must be finite")
+    _check_scale(scale, caller)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     config = dict(frequencies=tuple(w.tolist()), scale=float(scale))
     if q_positions is None and k_positions is None:
         return _transformer_xl_consecutive(q, k, kernel, u, v, **config)
