@@ -117,10 +117,13 @@ def _saturating_distance(q: jax.Array, k: jax.Array) -> jax.Array:
     return jnp.where(overflow, jnp.where(k < 0, -_INT32_MAX, _INT32_MAX), jnp.maximum(difference, -_INT32_MAX))
 
 
-def _check_integer(positions: jax.Array, name: str, caller: str) -> None:
-    if not jnp.issubdtype(positions.dtype, jnp.integer):
+def _check_integer(positions: object, name: str, caller: str) -> None:
+    """Integer positions, judged by the dtype given (before any conversion of host values)."""
+    dtype = getattr(positions, "dtype", None)
+    dtype = np.asarray(positions).dtype if dtype is None else np.dtype(dtype)
+    if dtype == np.bool_ or not jnp.issubdtype(dtype, jnp.integer):
         raise TypeError(
-            f"{caller}({name} dtype={positions.dtype}): T5 buckets are defined for integer distances; pass "
+            f"{caller}({name} dtype={dtype}): T5 buckets are defined for integer distances; pass "
             "integer positions"
         )
 
@@ -195,9 +198,9 @@ def t5_buckets(
     """
     caller = "t5_buckets"
     _check_t5_config(num_buckets, max_distance, bidirectional, caller)
+    _check_integer(q_positions, "q_positions", caller)
+    _check_integer(k_positions, "k_positions", caller)
     q2, k2 = _pair(q_positions, k_positions, caller)
-    _check_integer(q2, "q_positions", caller)
-    _check_integer(k2, "k_positions", caller)
     return _t5_buckets(
         q2, k2, num_buckets=int(num_buckets), max_distance=int(max_distance), bidirectional=bool(bidirectional)
     )
@@ -250,9 +253,9 @@ def t5_bias(
     if len(shape) != 2:
         raise ValueError(f"{caller}(table shape={shape}): table must have shape [num_buckets, num_heads]")
     _check_t5_config(shape[0], max_distance, bidirectional, caller)
+    _check_integer(q_positions, "q_positions", caller)
+    _check_integer(k_positions, "k_positions", caller)
     q2, k2 = _pair(q_positions, k_positions, caller)
-    _check_integer(q2, "q_positions", caller)
-    _check_integer(k2, "k_positions", caller)
     return _t5_bias(table, q2, k2, max_distance=int(max_distance), bidirectional=bool(bidirectional))
 
 
