@@ -4,11 +4,17 @@ Usage: ``python -m experiments.accuracy [--out-dir experiments/results]`` writes
 ``accuracy.md``: for integer positions drawn uniformly from ``[-limit, limit)`` (plus both ends), the max abs
 error of ``posenc_jax.sinusoidal`` and of ``posenc_jax.sinusoidal_table`` (float32, ``jax_enable_x64`` off),
 and of the textbook float32 ``sin(pos * w)`` for comparison.
+
+A second table covers long-context rotary embeddings: for each RoPE scaling (head_dim 128, base 10000), the
+max abs error of the rotated unit pairs ``(cos, sin) · attention factor`` from ``posenc_jax.apply_rotary`` and
+from the float32 formula other libraries use (``pos * inv_freq`` in float32), at positions below ``2**17``,
+``2**20`` and ``2**24``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 
@@ -16,7 +22,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import paper_frequencies, sinusoidal, sinusoidal_table
+from posenc_jax import (
+    NTK,
+    DynamicNTK,
+    Linear,
+    Llama3,
+    LongRoPE,
+    YaRN,
+    apply_rotary,
+    paper_frequencies,
+    rope_attention_factor,
+    rope_frequencies,
+    sinusoidal,
+    sinusoidal_table,
+)
 
 LIMITS = {"2**14": 2**14, "2**20": 2**20, "2**24": 2**24, "2**31": 2**31}
 DIMS = (64, 1024, 8192)
@@ -74,15 +93,94 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+ROTARY_LIMITS = {"2**17": 2**17, "2**20": 2**20, "2**24": 2**24}
+ROTARY_HEAD_DIM = 128
+ROTARY_SCALINGS = {
+    "none": None,
+    "Linear(8)": Linear(8.0),
+    "NTK(8)": NTK(8.0),
+    "DynamicNTK(8, 4096)": DynamicNTK(8.0, 4096),
+    "YaRN(32, 4096)": YaRN(32.0, 4096),
+    "Llama3(8, 1, 4, 8192)": Llama3(),
+    "LongRoPE(32, 4096)": LongRoPE(
+        np.ones(ROTARY_HEAD_DIM // 2), np.geomspace(1.0, 32.0, ROTARY_HEAD_DIM // 2), 4096, factor=32.0
+    ),
+}
+
+
+def _rotated_unit_pairs(positions: jax.Array, scaling, length) -> jax.Array:
+    """``apply_rotary`` of the unit pairs ``(1, 0)``: ``(cos, sin) · attention factor`` per pair."""
+    unit = jnp.tile(jnp.array([1.0, 0.0], jnp.float32), ROTARY_HEAD_DIM // 2)
+    x = jnp.broadcast_to(unit, (positions.shape[0], 1, ROTARY_HEAD_DIM))
+    return apply_rotary(x, positions, scaling=scaling, length=length)[:, 0]
+
+
+def _naive_rotated_unit_pairs(positions: jax.Array, w: np.ndarray, factor: float) -> jax.Array:
+    angle = positions.astype(jnp.float32)[:, None] * jnp.asarray(w, jnp.float32)
+    pairs = jnp.stack([jnp.cos(angle), jnp.sin(angle)], -1) * jnp.float32(factor)
+    return pairs.reshape(positions.shape[0], ROTARY_HEAD_DIM)
+
+
+def measure_rotary(samples: int = 2048, seed: int = 0) -> list[dict]:
+    """Long-context rotary errors; DynamicNTK and LongRoPE at the length ``limit`` (a static length, and
+    DynamicNTK also with the length traced, as in decoding)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    traced = jax.jit(functools.partial(_rotated_unit_pairs, scaling=ROTARY_SCALINGS["DynamicNTK(8, 4096)"]))
+    for name, scaling in ROTARY_SCALINGS.items():
+        for limit_name, limit in ROTARY_LIMITS.items():
+            positions = rng.integers(0, limit, size=samples, dtype=np.int64).astype(np.int32)
+            positions[0] = limit - 1
+            w = rope_frequencies(ROTARY_HEAD_DIM, scaling=scaling, length=limit)
+            factor = rope_attention_factor(scaling)
+            angle = positions.astype(np.float64)[:, None] * w
+            exact = (np.stack([np.cos(angle), np.sin(angle)], -1) * factor).reshape(samples, ROTARY_HEAD_DIM)
+            got = _rotated_unit_pairs(jnp.asarray(positions), scaling, limit)
+            row = {
+                "scaling": name,
+                "positions_below": limit_name,
+                "posenc_jax": float(np.abs(np.asarray(got) - exact).max()),
+                "naive_float32": float(
+                    np.abs(
+                        np.asarray(_naive_rotated_unit_pairs(jnp.asarray(positions), w, factor)) - exact
+                    ).max()
+                ),
+            }
+            if name.startswith("DynamicNTK"):
+                got = traced(jnp.asarray(positions), length=jnp.int32(limit))
+                row["posenc_jax_traced_length"] = float(np.abs(np.asarray(got) - exact).max())
+            rows.append(row)
+    return rows
+
+
+def rotary_to_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| scaling | pos < | posenc_jax `apply_rotary` | naive float32 `pos * inv_freq` |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        ours = f"{r['posenc_jax']:.1e}"
+        if "posenc_jax_traced_length" in r:
+            ours += f" (traced length: {r['posenc_jax_traced_length']:.1e})"
+        lines.append(f"| {r['scaling']} | {r['positions_below']} | {ours} | {r['naive_float32']:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.accuracy", description=__doc__)
     parser.add_argument("--out-dir", default="experiments/results")
     args = parser.parse_args(argv)
     rows = measure()
+    rotary_rows = measure_rotary()
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, "accuracy.json"), "w") as f:
         json.dump(
-            {"command": "python -m experiments.accuracy", "backend": jax.default_backend(), "rows": rows},
+            {
+                "command": "python -m experiments.accuracy",
+                "backend": jax.default_backend(),
+                "rows": rows,
+                "rotary_rows": rotary_rows,
+            },
             f,
             indent=1,
         )
@@ -92,7 +190,13 @@ def main(argv: list[str] | None = None) -> int:
             "Max abs error against float64 `sin/cos(pos * w_i)`, float32 output, `jax_enable_x64` off "
             f"({jax.default_backend()}). Produced by `python -m experiments.accuracy`.\n\n" + table
         )
+        f.write(
+            "\nLong-context rotary (head_dim 128, base 10000): max abs error of the rotated unit pairs "
+            "`(cos, sin) · attention factor` against float64, for positions drawn below the limit; "
+            "length-dependent scalings at the length of the limit.\n\n" + rotary_to_markdown(rotary_rows)
+        )
     print(table)
+    print(rotary_to_markdown(rotary_rows))
     return 0
 
 

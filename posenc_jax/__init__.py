@@ -16,6 +16,7 @@ from posenc_jax.alibi import alibi_bias as alibi_bias
 from posenc_jax.alibi import alibi_slopes as alibi_slopes
 from posenc_jax.frequencies import paper_frequencies as paper_frequencies
 from posenc_jax.frequencies import tensor2tensor_frequencies as tensor2tensor_frequencies
+from posenc_jax.grids import grid_positions as grid_positions
 from posenc_jax.layouts import interleaved_to_split as interleaved_to_split
 from posenc_jax.layouts import split_to_interleaved as split_to_interleaved
 from posenc_jax.randomized import randomized_positions as randomized_positions
@@ -26,19 +27,36 @@ from posenc_jax.rotary import apply_rotary as apply_rotary
 from posenc_jax.rotary import rotary_frequencies as rotary_frequencies
 from posenc_jax.rotary import rotary_interleaved_to_split as rotary_interleaved_to_split
 from posenc_jax.rotary import rotary_split_to_interleaved as rotary_split_to_interleaved
+from posenc_jax.scaling import NTK as NTK
+from posenc_jax.scaling import DynamicNTK as DynamicNTK
+from posenc_jax.scaling import Linear as Linear
+from posenc_jax.scaling import Llama3 as Llama3
+from posenc_jax.scaling import LongRoPE as LongRoPE
+from posenc_jax.scaling import YaRN as YaRN
+from posenc_jax.scaling import rope_attention_factor as rope_attention_factor
+from posenc_jax.scaling import rope_frequencies as rope_frequencies
 from posenc_jax.segments import positions_from_segment_ids as positions_from_segment_ids
 from posenc_jax.sinusoidal import sinusoidal as sinusoidal
 from posenc_jax.sinusoidal import sinusoidal_table as sinusoidal_table
 
 __all__ = [
+    "NTK",
+    "DynamicNTK",
+    "Linear",
+    "Llama3",
+    "LongRoPE",
+    "YaRN",
     "__version__",
     "alibi_bias",
     "alibi_slopes",
     "apply_rotary",
+    "grid_positions",
     "interleaved_to_split",
     "paper_frequencies",
     "positions_from_segment_ids",
     "randomized_positions",
+    "rope_attention_factor",
+    "rope_frequencies",
     "rotary_frequencies",
     "rotary_interleaved_to_split",
     "rotary_split_to_interleaved",

@@ -78,6 +78,14 @@ def phase_constants(
     return _phase_constants_cached(frequencies.tobytes())
 
 
+def _constants(frequencies) -> tuple:
+    """Phase constants of concrete frequencies, or the given ``(high, low, turns32, w32)`` arrays as they are
+    (traced constants, e.g. frequencies that depend on a traced sequence length)."""
+    if isinstance(frequencies, tuple):
+        return frequencies
+    return phase_constants(frequencies)
+
+
 def _mulhi_u32(a: jax.Array, b: np.ndarray) -> jax.Array:
     """The upper 32 bits of the 64-bit product of uint32 ``a`` and constant uint32 ``b``, in uint32 ops."""
     a0, a1 = a & 0xFFFF, a >> 16
@@ -102,12 +110,13 @@ def turns(positions: jax.Array, frequencies: np.ndarray) -> jax.Array:
 
     Args:
       positions: int32 array ``[...]`` (any int32 value is exact).
-      frequencies: concrete float64 ``[n]``.
+      frequencies: concrete float64 ``[n]``, or the tuple of (possibly traced) arrays that
+        :func:`phase_constants` returns for them.
 
     Returns:
       uint32 array ``[..., n]``. Adding two such phases (wrapping) adds the angles exactly.
     """
-    high, low, _, _ = phase_constants(frequencies)
+    high, low, _, _ = _constants(frequencies)
     p = positions.astype(jnp.int32)[..., None]
     unsigned = lax.bitcast_convert_type(p, jnp.uint32)
     # For a negative p the uint32 view is p + 2**32; the extra 2**32 * F contributes F_low to the top word.
@@ -212,7 +221,7 @@ def _integer_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.A
 
 def _floating_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.Array, jax.Array]:
     """Phases of floating positions (exact split into integer and fraction) plus a mask of invalid ones."""
-    _, _, turns32, _ = phase_constants(frequencies)
+    _, _, turns32, _ = _constants(frequencies)
     invalid = ~(jnp.abs(positions) < float(_INT32_LIMIT))  # also catches NaN
     safe = jnp.where(invalid, jnp.zeros_like(positions), positions)
     whole = jnp.round(safe)
@@ -238,7 +247,8 @@ def sincos(
     Args:
       positions: integer or floating array ``[...]``, already validated by :func:`check_positions`. Traced
         values that cannot be encoded (non-finite floats, ``|pos| >= 2**31``) give NaN rows.
-      frequencies: concrete float64 ``[n]`` angular frequencies.
+      frequencies: concrete float64 ``[n]`` angular frequencies, or the tuple of (possibly traced) arrays
+        that :func:`phase_constants` returns for them.
       quarters: optional concrete integers ``[n]``: exact phase offsets in quarter turns (``q_i = 1`` turns
         a sine into a cosine). None means no offset: plain ``sin(pos * w_i)``, ``cos(pos * w_i)``.
 
@@ -246,7 +256,8 @@ def sincos(
       ``(sin, cos)``, float32 arrays of shape ``[..., n]``.
     """
     positions = jnp.asarray(positions)
-    frequencies = np.asarray(frequencies, dtype=np.float64)
+    if not isinstance(frequencies, tuple):
+        frequencies = np.asarray(frequencies, dtype=np.float64)
     if jnp.issubdtype(positions.dtype, jnp.integer):
         phase, invalid = _integer_turns(positions, frequencies)
         sin, cos = sincos_of_turns(phase + quarter_turns(quarters))
@@ -255,21 +266,24 @@ def sincos(
 
 
 def _floating_sincos(
-    positions: jax.Array, frequencies: np.ndarray, quarters: np.ndarray | None
+    positions: jax.Array, frequencies: np.ndarray | tuple, quarters: np.ndarray | None
 ) -> tuple[jax.Array, jax.Array]:
-    _, _, _, w32 = phase_constants(frequencies)
+    # Traced phase constants are arguments of the custom_jvp function (it cannot close over tracers);
+    # concrete frequencies stay closed over, so their constants remain compile-time constants.
+    traced = isinstance(frequencies, tuple)
 
     @jax.custom_jvp
-    def kernel(p):
-        phase, invalid = _floating_turns(p, frequencies)
+    def kernel(p, *constants):
+        phase, invalid = _floating_turns(p, constants if traced else frequencies)
         sin, cos = sincos_of_turns(phase + quarter_turns(quarters))
         return _nan_rows(sin, invalid), _nan_rows(cos, invalid)
 
     @kernel.defjvp
     def kernel_jvp(primals, tangents):
-        (p,), (dp,) = primals, tangents
-        sin, cos = kernel(p)
+        (p, *constants), dp = primals, tangents[0]
+        sin, cos = kernel(p, *constants)
+        w32 = constants[3] if traced else _constants(frequencies)[3]
         angle_rate = dp.astype(jnp.float32)[..., None] * jnp.asarray(w32)
         return (sin, cos), (cos * angle_rate, -sin * angle_rate)
 
-    return kernel(positions)
+    return kernel(positions, *(frequencies if traced else ()))

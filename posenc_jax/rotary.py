@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax.angles import check_positions, computed_once, sincos
-from posenc_jax.frequencies import check_real_above, resolve_frequencies
+from posenc_jax.frequencies import check_base, check_real_above, resolve_frequencies
+from posenc_jax.grids import check_sections
 from posenc_jax.layouts import (
     Layout,
     check_layout,
@@ -33,6 +34,14 @@ from posenc_jax.layouts import (
     merge_pairs,
     split_permutation,
     unmerge_pairs,
+)
+from posenc_jax.scaling import (
+    Scaling,
+    check_scaling,
+    depends_on_length,
+    rope_attention_factor,
+    rope_frequencies,
+    traced_phase_constants,
 )
 
 __all__ = [
@@ -110,33 +119,57 @@ def apply_rotary(
     frequencies: object = None,
     scale: float = 1.0,
     rotary_dim: int | None = None,
+    scaling: Scaling | None = None,
+    length: int | jax.Array | None = None,
+    sections: int | tuple[int, ...] | None = None,
 ) -> jax.Array:
-    """Rotates the feature pairs of ``x`` by the angles ``positions * w_i / scale``.
+    """Rotates the feature pairs of ``x`` by the angles ``positions * w_i``.
 
     For pair ``i`` with members ``(a, b)`` (dims ``(2i, 2i+1)`` interleaved, ``(i, i + r/2)`` split) at
     position ``p``: ``a' = a cos(p w_i) - b sin(p w_i)``, ``b' = b cos(p w_i) + a sin(p w_i)``.
+
+    With ``sections`` (N-D rotary, see :mod:`posenc_jax.grids`), ``positions`` carries one coordinate per
+    axis in a trailing axis, and pair ``i`` turns by ``p_a * w_i`` with ``a`` the axis that owns pair ``i``.
+
+    With a long-context ``scaling`` (see :mod:`posenc_jax.scaling`) the frequencies are
+    :func:`posenc_jax.rope_frequencies`, and the rotated features are multiplied by
+    :func:`posenc_jax.rope_attention_factor` (queries and keys each, so logits by its square), as in the
+    reference implementations; features beyond ``rotary_dim`` are never scaled.
 
     Args:
       x: floating array ``[..., length, heads, head_dim]`` (the heads axis is required; use a size-1 axis for
         a single head).
       positions: integer or float32 array broadcastable to ``x.shape[:-2]`` whose last axis is ``length``,
-        e.g. ``[length]`` or ``[batch, length]``.
+        e.g. ``[length]`` or ``[batch, length]``; with ``sections``, the same followed by an axis of
+        ``n_axes`` coordinates, e.g. ``[length, n_axes]``.
       base: ``theta`` of the geometric frequencies ``w_i = base ** (-2i / rotary_dim)``.
       layout: ``"interleaved"`` or ``"split"`` pairing of the rotated features.
       frequencies: explicit ``[rotary_dim // 2]`` frequencies (concrete), replacing ``base``.
-      scale: position interpolation factor: positions are divided by ``scale`` (``> 0``).
+      scale: position interpolation factor: positions are divided by ``scale`` (``> 0``); the same as
+        ``scaling=Linear(scale)``.
       rotary_dim: rotate only the first ``rotary_dim`` features (even, ``<= head_dim``); the others pass
         through unchanged. Defaults to ``head_dim``.
+      scaling: a RoPE scaling (:class:`~posenc_jax.Linear`, :class:`~posenc_jax.NTK`,
+        :class:`~posenc_jax.DynamicNTK`, :class:`~posenc_jax.YaRN`, :class:`~posenc_jax.Llama3`,
+        :class:`~posenc_jax.LongRoPE`) of the geometric frequencies, or None.
+      length: the current sequence length for length-dependent scalings (DynamicNTK, LongRoPE). A Python
+        int gives exact float64 frequencies (one compilation per value); a jax integer scalar, or None
+        (``max(positions) + 1``, computed in the graph), gives frequencies computed in the graph, one
+        compilation for every length (see :mod:`posenc_jax.scaling` for their accuracy). Ignored by the
+        other scalings.
+      sections: None for 1-D positions; for N-D positions the number of axes (pairs split equally) or the
+        pair count of each axis (summing to ``rotary_dim // 2``).
 
     Returns:
       Array of the shape and dtype of ``x``. The angles are computed in float32 at the shape of
       ``positions`` and cast to ``x.dtype`` for the final multiply-add.
 
     Raises:
-      TypeError: non-floating ``x``; boolean, complex or 16-bit floating positions; a non-numeric ``scale``.
+      TypeError: non-floating ``x``; boolean, complex or 16-bit floating positions; a non-numeric ``scale``;
+        an unknown ``scaling``; bad ``sections`` or ``length`` types.
       ValueError: ``x`` of rank < 3, odd ``head_dim`` or ``rotary_dim``, ``rotary_dim > head_dim``, unknown
-        ``layout``, ``positions`` whose shape does not match ``x``'s leading axes, bad ``base``,
-        ``frequencies`` or ``scale``.
+        ``layout``, ``positions`` whose shape does not match ``x``'s leading axes (and ``sections``), bad
+        ``base``, ``frequencies`` or ``scale``, ``scaling`` combined with ``scale`` or ``frequencies``.
 
     >>> q = jnp.ones((2, 4, 1, 8))  # [batch, length, heads, head_dim]
     >>> apply_rotary(q, jnp.arange(4)).shape
@@ -158,16 +191,98 @@ def apply_rotary(
         )
     head_dim = check_even(x_shape[-1], caller, "head_dim")
     rotary_dim = _check_rotary_dim(rotary_dim, head_dim, caller)
+    scaling = check_scaling(scaling, caller)
     w = rotary_frequencies(rotary_dim, base=base, frequencies=frequencies, scale=scale, caller=caller)
+    if scaling is not None and (frequencies is not None or scale != 1.0):
+        raise ValueError(
+            f"{caller}(scaling={scaling!r}): scaling applies to the geometric frequencies of base; it cannot "
+            "be combined with frequencies= or scale= (use scaling=Linear(scale) for position interpolation)"
+        )
+    traced_length = None
+    if scaling is not None:
+        base = check_base(base, caller)
+        if depends_on_length(scaling) and not isinstance(length, numbers.Integral):
+            traced_length = _traced_length(length, caller)
+            w = None
+        else:
+            w = rope_frequencies(rotary_dim, base=base, scaling=scaling, length=length, caller=caller)
     positions = check_positions(positions, caller)
-    check_positions_shape(positions.shape, x_shape[:-2], caller)
+    if sections is None:
+        check_positions_shape(positions.shape, x_shape[:-2], caller)
+    else:
+        sections = check_sections(sections, rotary_dim // 2, caller)
+        if positions.ndim < 2 or positions.shape[-1] != len(sections):
+            raise ValueError(
+                f"{caller}(positions shape={tuple(positions.shape)}, sections={sections}): N-D positions "
+                f"must end in an axis of {len(sections)} coordinates, one per section"
+            )
+        check_positions_shape(positions.shape[:-1], x_shape[:-2], caller)
+    return _rotate(
+        x,
+        positions,
+        traced_length,
+        frequencies=None if w is None else tuple(w.tolist()),
+        scaling=scaling if w is None else None,
+        base=float(base),
+        layout=layout,
+        rotary_dim=rotary_dim,
+        sections=sections,
+        factor=rope_attention_factor(scaling),
+    )
 
-    return _rotate(x, positions, frequencies=tuple(w.tolist()), layout=layout, rotary_dim=rotary_dim)
+
+def _traced_length(length: object, caller: str) -> jax.Array | None:
+    """None (derive it from the positions in the graph) or a checked integer scalar array."""
+    if length is None:
+        return None
+    dtype = getattr(length, "dtype", None)
+    shape = getattr(length, "shape", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.integer) or shape != ():
+        raise TypeError(
+            f"{caller}(length={length!r}): length must be a Python int, an integer scalar array, or None"
+        )
+    return jnp.asarray(length)
 
 
-@functools.partial(jax.jit, static_argnames=("frequencies", "layout", "rotary_dim"))
-def _rotate(x, positions, *, frequencies: tuple[float, ...], layout: Layout, rotary_dim: int):
-    sin, cos = sincos(positions, np.array(frequencies, dtype=np.float64))  # [..., length, r/2] float32
+@functools.partial(
+    jax.jit,
+    static_argnames=("frequencies", "scaling", "base", "layout", "rotary_dim", "sections", "factor"),
+)
+def _rotate(
+    x,
+    positions,
+    length,
+    *,
+    frequencies: tuple[float, ...] | None,
+    scaling,
+    base: float,
+    layout: Layout,
+    rotary_dim: int,
+    sections: tuple[int, ...] | None,
+    factor: float,
+):
+    if frequencies is not None:
+        constants = np.array(frequencies, dtype=np.float64)
+    else:  # a length-dependent scaling at a traced length
+        if length is None:
+            length = jnp.floor(jnp.max(positions)).astype(jnp.int32) + 1
+        constants = traced_phase_constants(scaling, rotary_dim, base, length)
+    if sections is None:
+        sin, cos = sincos(positions, constants)  # [..., length, r/2] float32
+    else:  # each axis turns its own pairs, on the same kernel
+        parts, start = [], 0
+        for axis, count in enumerate(sections):
+            part = (
+                constants[start : start + count]
+                if isinstance(constants, np.ndarray)
+                else tuple(c[start : start + count] for c in constants)
+            )
+            parts.append(sincos(positions[..., axis], part))
+            start += count
+        sin = jnp.concatenate([p[0] for p in parts], axis=-1)
+        cos = jnp.concatenate([p[1] for p in parts], axis=-1)
+    if factor != 1.0:  # the scaling's attention factor, on the rotated features of q and k alike
+        sin, cos = sin * jnp.float32(factor), cos * jnp.float32(factor)
     # Computed once at the positions' shape, not once per head and batch row of the rotation.
     sin, cos = computed_once(sin, cos)
     sin = sin[..., None, :].astype(x.dtype)  # broadcast over heads

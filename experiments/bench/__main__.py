@@ -1,7 +1,7 @@
 """Runs the benchmark sections and writes their merged results to one JSON file.
 
-Usage: ``python -m experiments.bench [--quick] [--sections sinusoidal,rotary,relative,throughput]``
-``[--out PATH]``.
+Usage: ``python -m experiments.bench [--quick] [--sections sinusoidal,rotary,rotary_nd,relative,throughput]
+[--out PATH]``.
 Every speed figure is a ratio against a baseline timed in the same run, on the same machine.
 """
 
@@ -16,7 +16,7 @@ import sys
 
 from experiments.bench.timing import machine
 
-SECTIONS = ("sinusoidal", "rotary", "relative", "throughput")
+SECTIONS = ("sinusoidal", "rotary", "rotary_nd", "relative", "throughput")
 
 
 def main(argv: list[str] | None = None) -> int:
