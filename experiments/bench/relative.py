@@ -19,7 +19,8 @@ Every candidate computes ``scale * ((q_i + v)·W_R R_{i-j} + u·k_j)`` for ``q``
   (here a gather, as commonly written) into place. Only valid for consecutive positions.
 
 Ratios are ``posenc_jax… / baseline`` of median wall-clock times taken round-robin in one process (lower is
-better); ``max_abs_difference`` compares every candidate with ``posenc_jax``.
+better); ``cpu_ratios`` the same of process CPU time per call (less disturbed by other processes on a shared
+machine); ``max_abs_difference`` compares every candidate with ``posenc_jax``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.bench.rotary import _cpu_seconds
 from experiments.bench.timing import compare
 from posenc_jax.relative import transformer_xl_logits
 from posenc_jax.sinusoidal import sinusoidal
@@ -102,15 +104,20 @@ def _section(batch: int, length: int, heads: int, head_dim: int, rel_dim: int, r
         name: float(np.abs(np.asarray(fn(*a)) - reference).max()) for name, (fn, a) in candidates.items()
     }
     median = {name: t["median_s"] for name, t in timings.items()}
-    ratios = {
-        f"{ours}_vs_{baseline}": median[ours] / median[baseline]
+    cpu = _cpu_seconds(candidates, repeats)
+    pairs = [
+        (ours, baseline)
         for ours in ("posenc_jax", "posenc_jax_consecutive")
         for baseline in ("materialized", "materialized_r", "relative_shift")
-    }
+    ]
+    ratios = {f"{ours}_vs_{baseline}": median[ours] / median[baseline] for ours, baseline in pairs}
+    cpu_ratios = {f"{ours}_vs_{baseline}": cpu[ours] / cpu[baseline] for ours, baseline in pairs}
     return {
         "shape": {"batch": batch, "length": length, "heads": heads, "head_dim": head_dim, "rel_dim": rel_dim},
         "timings": timings,
         "ratios": ratios,
+        "cpu_seconds": cpu,
+        "cpu_ratios": cpu_ratios,
         "max_abs_difference": differences,
         "max_abs_logit": float(np.abs(reference).max()),
     }
