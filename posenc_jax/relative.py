@@ -93,11 +93,11 @@ def _thresholds(buckets: int, max_distance: int) -> tuple[int, ...]:
 
 def _magnitude_buckets(n: jax.Array, buckets: int, max_distance: int) -> jax.Array:
     """Bucket ``0 … buckets - 1`` of a non-negative distance ``n`` (int32)."""
-    max_exact = buckets // 2
-    index = jnp.minimum(n, max_exact)
-    for threshold in _thresholds(buckets, max_distance):
-        index = index + (n >= threshold).astype(jnp.int32)
-    return index
+    thresholds = _thresholds(buckets, max_distance)
+    # A few comparisons fuse into one elementwise pass; many are searched by bisection.
+    method = "compare_all" if len(thresholds) <= 16 else "scan"
+    above = jnp.searchsorted(jnp.asarray(thresholds, jnp.int32), n, side="right", method=method)
+    return jnp.minimum(n, buckets // 2) + above.astype(jnp.int32)
 
 
 def _buckets_of_distances(distance: jax.Array, num_buckets: int, max_distance: int, bidirectional: bool):

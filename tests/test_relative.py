@@ -17,7 +17,9 @@ DISTANCES = np.arange(-5000, 5001)
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])
-@pytest.mark.parametrize("num_buckets,max_distance", [(32, 128), (8, 20), (64, 256), (12, 100), (6, 1000)])
+@pytest.mark.parametrize(
+    "num_buckets,max_distance", [(32, 128), (8, 20), (64, 256), (12, 100), (6, 1000), (4, 10), (200, 3000)]
+)
 def test_t5_buckets_match_the_reference_over_distances_minus_5000_to_5000(
     num_buckets, max_distance, bidirectional
 ):
