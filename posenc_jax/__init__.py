@@ -6,14 +6,17 @@ The sinusoidal encoding of "Attention is all you need", for pair index ``i = 0 â
     PE(pos, 2i + 1) = cos(pos * w_i)
 
 computed accurately (float32 within 1e-6 of float64 at any int32 position), plus learned, rotary, ALiBi,
-T5 and Transformer-XL relative attention, and randomized positions, as pure functions and Flax (NNX and
-Linen) modules.
+T5 and Transformer-XL relative attention, and randomized positions, as pure functions, frozen scheme values
+(:mod:`posenc_jax.schemes`) and Flax (NNX and Linen) modules over one protocol (:class:`PositionalScheme`);
+:func:`attention` and :class:`KVCache` apply any scheme in attention and incremental decoding.
 """
 
 __version__ = "0.1.0"
 
 from posenc_jax.alibi import alibi_bias as alibi_bias
 from posenc_jax.alibi import alibi_slopes as alibi_slopes
+from posenc_jax.attention import KVCache as KVCache
+from posenc_jax.attention import attention as attention
 from posenc_jax.frequencies import paper_frequencies as paper_frequencies
 from posenc_jax.frequencies import tensor2tensor_frequencies as tensor2tensor_frequencies
 from posenc_jax.grids import grid_positions as grid_positions
@@ -35,6 +38,7 @@ from posenc_jax.scaling import LongRoPE as LongRoPE
 from posenc_jax.scaling import YaRN as YaRN
 from posenc_jax.scaling import rope_attention_factor as rope_attention_factor
 from posenc_jax.scaling import rope_frequencies as rope_frequencies
+from posenc_jax.schemes import PositionalScheme as PositionalScheme
 from posenc_jax.segments import positions_from_segment_ids as positions_from_segment_ids
 from posenc_jax.sinusoidal import sinusoidal as sinusoidal
 from posenc_jax.sinusoidal import sinusoidal_table as sinusoidal_table
@@ -47,9 +51,12 @@ __all__ = [
     "LongRoPE",
     "YaRN",
     "__version__",
+    "KVCache",
+    "PositionalScheme",
     "alibi_bias",
     "alibi_slopes",
     "apply_rotary",
+    "attention",
     "grid_positions",
     "interleaved_to_split",
     "paper_frequencies",

@@ -1,15 +1,20 @@
 """Looking up a learned position table with an explicit policy for positions outside it.
 
-A plain JAX gather never fails: ``table[i]`` clamps an out-of-range ``i`` to the last row, ``jnp.take`` fills
-NaN, negative indices wrap around. For position tables each of these hides a bug (a sequence longer than the
-table silently reuses the last position). :func:`lookup` makes the choice explicit:
+A plain JAX gather never fails: ``table[i]`` clamps an out-of-range ``i`` to the last row, negative indices
+wrap around. For position tables each of these hides a bug (a sequence longer than the table silently reuses
+the last position). :func:`lookup` never maps a bad position to a valid row unless asked to:
 
-* ``"error"`` (default): positions must lie in ``[0, max_length)``. Concrete positions are checked on the
-  host and raise ``ValueError`` at once. Traced positions (inside ``jax.jit`` / ``nnx.jit``, ``vmap``,
-  ``grad``) are checked at run time by a host callback that raises when a bad position occurs; the error
-  surfaces from a jitted call as ``jax.errors.JaxRuntimeError`` whose message contains the ``ValueError``
-  text (from an un-jitted ``vmap``, as the ``ValueError`` itself). No ``checkify`` wrapper is needed.
-  Should the check ever be skipped, the gathered rows of bad positions are NaN, never a clamped row.
+* Concrete positions (host arrays, or jax arrays that are not traced) are checked on the host in their own
+  precision under every policy but ``"clip"`` / ``"wrap"``, and raise ``ValueError`` at once.
+* ``"nan"`` (default): traced positions outside ``[0, max_length)`` (inside ``jax.jit`` / ``nnx.jit``,
+  ``vmap``, ``grad``) give rows of NaN. A NaN row poisons everything computed from it, so the loss of the
+  step turns NaN: loud, yet the compiled program is a plain gather, with no host round trip, so it can be
+  stored in the persistent compilation cache and serialized by ``jax.export``.
+* ``"error"``: traced positions are also checked at run time by a host callback that raises when a bad
+  position occurs (from a jitted call as ``jax.errors.JaxRuntimeError`` whose message contains the
+  ``ValueError`` text; from an un-jitted ``vmap`` as the ``ValueError`` itself). The cost: the program then
+  contains a host callback, so JAX will not write it to the persistent compilation cache and ``jax.export``
+  refuses to serialize it, and every call waits for the check. Bad rows are NaN as under ``"nan"``.
 * ``"clip"``: positions are clamped to ``[0, max_length - 1]`` (negative -> row 0, large -> the last row).
 * ``"wrap"``: positions are taken modulo ``max_length`` (``-1`` -> the last row, ``max_length`` -> row 0).
 """
@@ -25,12 +30,13 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec
 
-__all__ = ["OUT_OF_RANGE_POLICIES", "check_out_of_range", "lookup"]
+__all__ = ["OUT_OF_RANGE_POLICIES", "lookup"]
 
-OUT_OF_RANGE_POLICIES: tuple[str, ...] = ("error", "clip", "wrap")
+#: The out-of-range policies of :func:`lookup`, the default first.
+OUT_OF_RANGE_POLICIES: tuple[str, ...] = ("nan", "error", "clip", "wrap")
 
 
-def check_out_of_range(out_of_range: object, caller: str) -> str:
+def _check_out_of_range(out_of_range: object, caller: str) -> str:
     """Returns the policy if it is one of :data:`OUT_OF_RANGE_POLICIES`, else raises ``ValueError``."""
     if not isinstance(out_of_range, str) or out_of_range not in OUT_OF_RANGE_POLICIES:
         raise ValueError(
@@ -42,8 +48,8 @@ def check_out_of_range(out_of_range: object, caller: str) -> str:
 def _out_of_range_message(caller: str, max_length: int, low: int, high: int) -> str:
     return (
         f"{caller}: positions out of range for max_length={max_length}: got values from {low} to {high}, "
-        f"but positions must lie in [0, {max_length}) under out_of_range='error'. Use a larger max_length, "
-        "or out_of_range='clip' / 'wrap' to map them into the table on purpose."
+        f"but positions must lie in [0, {max_length}). Use a larger max_length, or out_of_range='clip' / "
+        "'wrap' to map them into the table on purpose."
     )
 
 
@@ -53,6 +59,8 @@ def _raise_if_bad(bad, low, high, *, caller: str, max_length: int) -> None:
 
 
 def _check_at_run_time(positions: jax.Array, max_length: int, caller: str) -> None:
+    if positions.size == 0:  # nothing to check (and min / max of nothing is undefined)
+        return
     bad = jnp.any((positions < 0) | (positions >= max_length))
     low = jnp.min(positions).astype(jnp.int32)
     high = jnp.max(positions).astype(jnp.int32)
@@ -66,7 +74,7 @@ def lookup(
     table: jax.Array,
     positions: jax.Array,
     *,
-    out_of_range: str = "error",
+    out_of_range: str = "nan",
     caller: str = "lookup",
 ) -> jax.Array:
     """Gathers ``table[positions]`` with an explicit policy for positions outside ``[0, max_length)``.
@@ -74,7 +82,7 @@ def lookup(
     Args:
       table: ``[max_length, dim]`` array.
       positions: integer array of any shape.
-      out_of_range: ``"error"``, ``"clip"`` or ``"wrap"`` (see the module docstring).
+      out_of_range: ``"nan"`` (default), ``"error"``, ``"clip"`` or ``"wrap"`` (see the module docstring).
       caller: name used in error messages.
 
     Returns:
@@ -82,14 +90,15 @@ def lookup(
 
     Raises:
       TypeError: non-integer positions.
-      ValueError: an unknown policy, a table that is not 2-D or empty, or (policy ``"error"``) concrete
-        positions out of range. Traced out-of-range positions raise at run time as described above.
+      ValueError: an unknown policy, a table that is not 2-D or empty, host integer positions outside the
+        int32 range, or (policies ``"nan"`` and ``"error"``) concrete positions out of range. Traced
+        out-of-range positions give NaN rows (``"nan"``) or raise at run time (``"error"``).
 
     >>> lookup(jnp.eye(3), jnp.array([2, 0]))
     Array([[0., 0., 1.],
            [1., 0., 0.]], dtype=float32)
     """
-    out_of_range = check_out_of_range(out_of_range, caller)
+    out_of_range = _check_out_of_range(out_of_range, caller)
     table_shape = tuple(getattr(table, "shape", np.shape(table)))
     if len(table_shape) != 2 or table_shape[0] == 0:
         raise ValueError(f"{caller}(table shape={table_shape}): table must have shape [max_length, dim]")
@@ -97,21 +106,21 @@ def lookup(
     positions = _check_integer_positions(positions, caller)
     table = jnp.asarray(table)
     out_sharding = _gather_sharding(table, positions)
+    sharding = {} if out_sharding is None else {"out_sharding": out_sharding}
     if out_of_range in ("clip", "wrap"):
         rows = (
             jnp.clip(positions, 0, max_length - 1) if out_of_range == "clip" else jnp.mod(positions, max_length)
         )
-        return table.at[rows].get(mode="promise_in_bounds", out_sharding=out_sharding)
-    if isinstance(positions, jax.core.Tracer):
+        return table.at[rows].get(mode="promise_in_bounds", **sharding)
+    if not isinstance(positions, jax.core.Tracer):
+        if positions.size:
+            host = np.asarray(positions)  # concrete (also when closed over inside a jit trace)
+            low, high = int(host.min()), int(host.max())
+            if low < 0 or high >= max_length:
+                raise ValueError(_out_of_range_message(caller, max_length, low, high))
+    elif out_of_range == "error":
         _check_at_run_time(positions, max_length, caller)
-    elif positions.size:
-        host = np.asarray(positions)  # concrete (also when closed over inside a jit trace)
-        low, high = int(host.min()), int(host.max())
-        if low < 0 or high >= max_length:
-            raise ValueError(_out_of_range_message(caller, max_length, low, high))
-    return table.at[positions].get(
-        mode="fill", fill_value=jnp.nan, wrap_negative_indices=False, out_sharding=out_sharding
-    )
+    return table.at[positions].get(mode="fill", fill_value=jnp.nan, wrap_negative_indices=False, **sharding)
 
 
 def _axis_names(entry: object) -> set[str]:
@@ -126,9 +135,10 @@ def _gather_sharding(table: jax.Array, positions: jax.Array) -> PartitionSpec | 
     With explicitly sharded inputs, JAX asks for the gather's output sharding: the rows follow the positions'
     sharding and the feature axis the table's (unless that mesh axis already shards the positions).
     """
+    typeof = getattr(jax, "typeof", None)  # explicit sharding exists only where jax.typeof does
     try:
-        table_spec = tuple(jax.typeof(table).sharding.spec)
-        positions_spec = tuple(jax.typeof(positions).sharding.spec)
+        table_spec = tuple(typeof(table).sharding.spec)
+        positions_spec = tuple(typeof(positions).sharding.spec)
     except (AttributeError, TypeError):
         return None
     if all(entry is None for entry in table_spec + positions_spec):
@@ -159,7 +169,7 @@ def _check_integer_positions(positions: object, caller: str) -> jax.Array:
     return jnp.asarray(positions)
 
 
-def check_max_length(max_length: object, caller: str) -> int:
+def _check_max_length(max_length: object, caller: str) -> int:
     """Returns ``max_length`` as an int if it is a positive integer, else raises naming ``caller``."""
     if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral):
         raise TypeError(f"{caller}(max_length={max_length!r}): max_length must be a positive Python int")

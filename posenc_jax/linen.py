@@ -1,9 +1,9 @@
 """Positional schemes as Flax Linen modules: the classes of :mod:`posenc_jax.nnx`, same names, same numbers.
 
-Constructor arguments become dataclass fields (no ``rngs``: :class:`Learned` draws its table in ``init``;
-its initializer field is ``embedding_init``, since ``init`` is the name of ``Module.init`` in Linen).
-Use them as submodules of a Linen model, or directly through ``init`` / ``apply``; methods other than
-``__call__`` are reached with ``apply(..., method=...)`` or from a parent module.
+Constructor arguments become dataclass fields (no ``rngs``: :class:`Learned` draws its table in ``init``).
+Each module builds the frozen scheme value of :mod:`posenc_jax.schemes` from its fields (checked at
+construction) and delegates to it. Use them as submodules of a Linen model, or directly through ``init`` /
+``apply``; methods other than ``__call__`` are reached with ``apply(..., method=...)`` or from a parent module.
 
 >>> import jax
 >>> import jax.numpy as jnp
@@ -18,6 +18,7 @@ Use them as submodules of a Linen model, or directly through ``init`` / ``apply`
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -26,99 +27,69 @@ import jax.numpy as jnp
 
 from posenc_jax import schemes
 
-__all__ = [
-    "ALiBi",
-    "Learned",
-    "NoPosition",
-    "PositionalScheme",
-    "Rotary",
-    "Sinusoidal",
-    "T5Bias",
-    "TransformerXLRelative",
-]
+__all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal", "T5Bias", "TransformerXLRelative"]
 
 
-class PositionalScheme(schemes.SchemeDefaults, nn.Module):
-    """The protocol every positional scheme implements; the defaults contribute nothing.
+class _Scheme(schemes._Delegating, nn.Module):
+    """A Linen module whose fields build a scheme value (class attribute ``scheme_type``) at construction."""
 
-    Shapes: ``x`` ``[batch, length, dim]`` (or ``[length, dim]``), ``q`` / ``k``
-    ``[batch, length, heads, head_dim]``, positions ``[length]`` or ``[batch, length]`` (``None`` means
-    ``0 … length-1``).
-    """
+    scheme_type = schemes.NoPosition
+
+    def __post_init__(self):
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self.scheme_type)}
+        object.__setattr__(self, "scheme", self.scheme_type(**fields))  # Linen modules are frozen
+        super().__post_init__()
 
 
-class NoPosition(PositionalScheme):
+class NoPosition(_Scheme):
     """The baseline: no positional information at all (``embed``/``rotate`` identity, no bias).
 
     >>> NoPosition().apply({}, jnp.ones((1, 3, 4))).sum()
     Array(12., dtype=float32)
     """
 
-    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Returns ``x`` unchanged (after checking its shape like the absolute schemes do)."""
-        return self.embed(x, positions)
-
     def __repr__(self) -> str:
-        return "NoPosition(adds nothing: embed and rotate are identities, attention_bias is None)"
+        return repr(self.scheme)
 
 
-class Sinusoidal(PositionalScheme):
+class Sinusoidal(_Scheme):
     """The fixed sinusoidal encoding of "Attention is all you need", added to the token embeddings.
 
-    No parameters. Fields as :class:`posenc_jax.nnx.Sinusoidal`.
+    No parameters. Fields as :class:`posenc_jax.nnx.Sinusoidal` (see :class:`posenc_jax.schemes.Sinusoidal`).
 
     Attributes:
       dim: the model width (positive, even).
       base: the geometric base of the frequencies.
       layout: ``"interleaved"`` (paper) or ``"split"`` (sines first, then cosines).
       frequencies: optional explicit ``[dim // 2]`` frequencies (a tuple keeps the module hashable).
-      dtype: computation and output dtype. ``None``: ``embed`` returns ``x``'s dtype, ``encode`` float32.
+      dtype: output dtype; ``None`` (default) follows ``x`` (``encode``: float32).
 
     >>> Sinusoidal(4).apply({}, jnp.arange(2), method="encode").shape
     (2, 4)
     """
 
+    scheme_type = schemes.Sinusoidal
     dim: int
     base: float = 10_000.0
     layout: str = "interleaved"
     frequencies: Any = None
-    dtype: Any = jnp.float32
-
-    def __post_init__(self):
-        schemes.sinusoidal_config(self.dim, self.base, self.layout, self.frequencies, self.dtype, "Sinusoidal")
-        super().__post_init__()
-
-    def encode(self, positions: jax.Array) -> jax.Array:
-        """The encoding alone: ``positions.shape + (dim,)`` of ``dtype`` (float32 when None)."""
-        return schemes.sinusoidal_encode(
-            positions, self.dim, self.base, self.layout, self.frequencies, self.dtype
-        )
-
-    def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """``x + encoding(positions)``; ``x`` ``[batch, length, dim]`` or ``[length, dim]``."""
-        return schemes.sinusoidal_embed(
-            x, positions, self.dim, self.base, self.layout, self.frequencies, self.dtype, "Sinusoidal"
-        )
-
-    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Same as :meth:`embed`."""
-        return self.embed(x, positions)
+    dtype: Any = None
 
 
-class Learned(PositionalScheme):
+class Learned(schemes._LearnedDelegating, _Scheme):
     """A trainable table of ``max_length`` position vectors, added to the token embeddings.
 
-    The table is the parameter ``embedding`` ``[max_length, dim]`` of ``param_dtype``. Out-of-range
-    positions follow ``out_of_range`` exactly as in :class:`posenc_jax.nnx.Learned`.
+    The table is the parameter ``embedding`` ``[max_length, dim]`` of ``param_dtype`` (the field names of
+    ``nn.Embed``). Out-of-range positions follow ``out_of_range`` exactly as in
+    :class:`posenc_jax.nnx.Learned`, whose docstring explains the default ``"nan"``.
 
     Attributes:
       max_length: number of rows (positive).
       dim: the model width (positive).
-      embedding_init: initializer of the table (``nn.with_partitioning`` works for sharded tables). The
-        NNX module calls it ``init``; in Linen that name is taken by ``Module.init``.
-      dtype: computation / output dtype as in ``nn.Embed``; ``None`` promotes ``x`` and the table.
+      embedding_init: initializer of the table (``nn.with_partitioning`` works for sharded tables).
+      dtype: output dtype; ``None`` (default) follows ``x`` (``encode``: the table's dtype).
       param_dtype: the table's dtype.
-      out_of_range: ``"error"``, ``"clip"`` or ``"wrap"``.
+      out_of_range: ``"nan"`` (default), ``"error"``, ``"clip"`` or ``"wrap"``.
 
     >>> module = Learned(8, 4)
     >>> variables = module.init(jax.random.key(0), jnp.zeros((1, 8, 4)))
@@ -126,43 +97,27 @@ class Learned(PositionalScheme):
     (8, 4)
     """
 
+    scheme_type = schemes.LearnedLookup
     max_length: int
     dim: int
     embedding_init: Any = nn.initializers.normal(stddev=0.02)
     dtype: Any = None
     param_dtype: Any = jnp.float32
-    out_of_range: str = "error"
-
-    def __post_init__(self):
-        schemes.learned_config(
-            self.max_length, self.dim, self.dtype, self.param_dtype, self.out_of_range, "Learned"
-        )
-        super().__post_init__()
+    out_of_range: str = "nan"
 
     def setup(self):
         self.embedding = self.param(
-            "embedding", self.embedding_init, (self.max_length, self.dim), self.param_dtype
+            "embedding", self.embedding_init, (self.scheme.max_length, self.scheme.dim), self.param_dtype
         )
 
-    def encode(self, positions: jax.Array) -> jax.Array:
-        """The rows for integer ``positions``: ``positions.shape + (dim,)``."""
-        return schemes.learned_encode(
-            jnp.asarray(self.embedding), positions, self.dtype, self.out_of_range, "Learned"
-        )
-
-    def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """``x + table[positions]``; ``x`` ``[batch, length, dim]`` or ``[length, dim]``."""
-        return schemes.learned_embed(
-            x, positions, jnp.asarray(self.embedding), self.dtype, self.out_of_range, "Learned"
-        )
-
-    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Same as :meth:`embed`."""
-        return self.embed(x, positions)
+    def _table(self) -> jax.Array:
+        return jnp.asarray(self.embedding)
 
 
-class Rotary(PositionalScheme):
+class Rotary(_Scheme):
     """Rotary position embeddings: rotates queries and keys by their positions (:func:`apply_rotary`).
+
+    No parameters. Fields as :class:`posenc_jax.nnx.Rotary` (see :class:`posenc_jax.schemes.Rotary`).
 
     Attributes:
       head_dim: features per head (positive, even).
@@ -177,6 +132,7 @@ class Rotary(PositionalScheme):
     [(1, 3, 2, 8), (1, 3, 2, 8)]
     """
 
+    scheme_type = schemes.Rotary
     head_dim: int
     base: float = 10_000.0
     layout: str = "interleaved"
@@ -184,65 +140,28 @@ class Rotary(PositionalScheme):
     rotary_dim: int | None = None
     frequencies: Any = None
 
-    def __post_init__(self):
-        schemes.rotary_config(
-            self.head_dim,
-            self.base,
-            self.layout,
-            self.scale,
-            self.rotary_dim,
-            self.frequencies,
-            "Rotary",
-        )
-        super().__post_init__()
 
-    def _config(self):
-        return (self.head_dim, self.base, self.layout, self.scale, self.rotary_dim, self.frequencies)
-
-    def rotate(
-        self,
-        q: jax.Array,
-        k: jax.Array,
-        q_positions: jax.Array | None = None,
-        k_positions: jax.Array | None = None,
-    ) -> tuple[jax.Array, jax.Array]:
-        """Rotates ``q`` ``[batch, q_len, heads, head_dim]`` and ``k`` by their positions."""
-        return schemes.rotary_rotate(q, k, q_positions, k_positions, *self._config(), "Rotary.rotate")
-
-    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Rotates one tensor ``[batch, length, heads, head_dim]`` (default positions ``0 … length-1``)."""
-        return schemes.rotary_apply(x, positions, *self._config(), "Rotary")
-
-
-class ALiBi(PositionalScheme):
+class ALiBi(_Scheme):
     """ALiBi: a per-head linear distance penalty on attention logits (:func:`alibi_bias`).
+
+    No parameters. Fields as :class:`posenc_jax.nnx.ALiBi`; :class:`posenc_jax.schemes.ALiBi` explains the
+    default ``causal=False``.
 
     Attributes:
       num_heads: number of attention heads (positive).
-      causal: ``True``: ``-m_h (i - j)`` for ``j <= i``, 0 above the diagonal (mask it separately);
-        ``False``: ``-m_h |i - j|``.
+      causal: ``False`` (default): ``-m_h |i - j|``; ``True``: ``-m_h (i - j)`` for ``j <= i``, 0 above the
+        diagonal (only with a causal mask).
 
     >>> ALiBi(4).apply({}, jnp.arange(3), jnp.arange(3)).shape
     (1, 4, 3, 3)
     """
 
+    scheme_type = schemes.ALiBi
     num_heads: int
-    causal: bool = True
-
-    def __post_init__(self):
-        schemes.alibi_config(self.num_heads, self.causal, "ALiBi")
-        super().__post_init__()
-
-    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
-        return schemes.alibi_attention_bias(q_positions, k_positions, self.num_heads, self.causal)
-
-    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """Same as :meth:`attention_bias`."""
-        return self.attention_bias(q_positions, k_positions)
+    causal: bool = False
 
 
-class T5Bias(PositionalScheme):
+class T5Bias(schemes._T5Delegating, _Scheme):
     """T5's relative attention bias: a learned scalar per head and bucket of ``k_pos - q_pos``.
 
     The table is the parameter ``embedding`` ``[num_buckets, num_heads]``. Fields as
@@ -263,6 +182,7 @@ class T5Bias(PositionalScheme):
     (1, 4, 3, 3)
     """
 
+    scheme_type = schemes.T5BucketBias
     num_heads: int
     bidirectional: bool
     num_buckets: int = 32
@@ -271,31 +191,14 @@ class T5Bias(PositionalScheme):
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
-    def __post_init__(self):
-        scheme = schemes.T5BucketBias(
-            self.num_heads,
-            bidirectional=self.bidirectional,
-            num_buckets=self.num_buckets,
-            max_distance=self.max_distance,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        object.__setattr__(self, "scheme", scheme)  # Linen modules are frozen dataclasses
-        super().__post_init__()
-
     def setup(self):
         self.embedding = self.param("embedding", self.embedding_init, self.scheme.table_shape, self.param_dtype)
 
-    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """The bias ``[batch or 1, num_heads, q_len, k_len]`` for integer positions."""
-        return self.scheme.attention_bias(jnp.asarray(self.embedding), q_positions, k_positions)
-
-    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """Same as :meth:`attention_bias`."""
-        return self.attention_bias(q_positions, k_positions)
+    def _table(self) -> jax.Array:
+        return jnp.asarray(self.embedding)
 
 
-class TransformerXLRelative(PositionalScheme):
+class TransformerXLRelative(schemes._TransformerXLDelegating, _Scheme):
     """Transformer-XL's relative attention (Dai et al. 2019): a content-dependent term of the logits.
 
     Parameters ``kernel`` (``W_R``), ``content_bias`` (``u``) and ``position_bias`` (``v``); fields as
@@ -319,6 +222,7 @@ class TransformerXLRelative(PositionalScheme):
     (1, 2, 3, 3)
     """
 
+    scheme_type = schemes.TransformerXLLogits
     num_heads: int
     head_dim: int
     rel_dim: int | None = None
@@ -329,37 +233,11 @@ class TransformerXLRelative(PositionalScheme):
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
-    def __post_init__(self):
-        scheme = schemes.TransformerXLLogits(
-            self.num_heads,
-            self.head_dim,
-            rel_dim=self.rel_dim,
-            base=self.base,
-            scale=self.scale,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        object.__setattr__(self, "scheme", scheme)
-        super().__post_init__()
-
     def setup(self):
+        shape = self.scheme.bias_shape
         self.kernel = self.param("kernel", self.kernel_init, self.scheme.kernel_shape, self.param_dtype)
-        self.content_bias = self.param("content_bias", self.bias_init, self.scheme.bias_shape, self.param_dtype)
-        self.position_bias = self.param(
-            "position_bias", self.bias_init, self.scheme.bias_shape, self.param_dtype
-        )
+        self.content_bias = self.param("content_bias", self.bias_init, shape, self.param_dtype)
+        self.position_bias = self.param("position_bias", self.bias_init, shape, self.param_dtype)
 
-    def attention_logits_bias(
-        self,
-        q: jax.Array,
-        k: jax.Array,
-        q_positions: jax.Array | None,
-        k_positions: jax.Array | None,
-    ) -> jax.Array:
-        """The term ``[batch, num_heads, q_len, k_len]`` for queries and keys at their positions."""
-        params = (jnp.asarray(self.kernel), jnp.asarray(self.content_bias), jnp.asarray(self.position_bias))
-        return self.scheme.attention_logits_bias(params, q, k, q_positions, k_positions)
-
-    def __call__(self, q, k, q_positions=None, k_positions=None) -> jax.Array:
-        """Same as :meth:`attention_logits_bias`."""
-        return self.attention_logits_bias(q, k, q_positions, k_positions)
+    def _params(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        return jnp.asarray(self.kernel), jnp.asarray(self.content_bias), jnp.asarray(self.position_bias)

@@ -1,9 +1,10 @@
 """Positional schemes as Flax NNX modules.
 
-Every scheme implements :class:`PositionalScheme`: ``embed``, ``rotate`` and ``attention_bias``. A model
-written against those three methods takes any scheme, so swapping one encoding for another is a one-line
-change. The modules hold configuration (and, for :class:`Learned`, the table) and call the package's pure
-functions; :mod:`posenc_jax.linen` has the same classes for Linen, producing the same numbers.
+Every module implements :class:`posenc_jax.PositionalScheme`: ``embed``, ``rotate``, ``attention_bias`` (and
+``attention_logits_bias``). A model written against those methods takes any scheme, so swapping one encoding
+for another is a one-line change. Each module holds the frozen scheme value of :mod:`posenc_jax.schemes` in
+``scheme`` (and, for :class:`Learned`, the table) and delegates to it; :mod:`posenc_jax.linen` has the same
+classes for Linen, producing the same numbers. The scheme's fields read as attributes (``module.dim``).
 
 >>> from flax import nnx
 >>> import jax.numpy as jnp
@@ -16,6 +17,7 @@ functions; :mod:`posenc_jax.linen` has the same classes for Linen, producing the
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -25,60 +27,50 @@ from flax import nnx
 from posenc_jax import schemes
 from posenc_jax.layouts import Layout
 
-__all__ = [
-    "ALiBi",
-    "Learned",
-    "NoPosition",
-    "PositionalScheme",
-    "Rotary",
-    "Sinusoidal",
-    "T5Bias",
-    "TransformerXLRelative",
-]
+__all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal", "T5Bias", "TransformerXLRelative"]
 
 #: The default initializer of :class:`Learned` tables: normal with standard deviation 0.02.
-DEFAULT_LEARNED_INIT = nnx.initializers.normal(stddev=0.02)
+DEFAULT_EMBEDDING_INIT = nnx.initializers.normal(stddev=0.02)
 
 
-class PositionalScheme(schemes.SchemeDefaults, nnx.Module):
-    """The protocol every positional scheme implements; the defaults contribute nothing.
+class _Scheme(schemes._Delegating, nnx.Module):
+    """An NNX module holding a scheme value (a static attribute: it is part of the graph definition)."""
 
-    Subclasses override the methods their scheme needs. Shapes: ``x`` ``[batch, length, dim]`` (or
-    ``[length, dim]``), ``q`` / ``k`` ``[batch, length, heads, head_dim]``, positions ``[length]`` or
-    ``[batch, length]`` (``None`` means ``0 … length-1``).
-    """
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes the module lacks: the scheme's fields read as the module's own.
+        scheme = self.__dict__.get("scheme")
+        if scheme is not None and name in {field.name for field in dataclasses.fields(scheme)}:
+            return getattr(scheme, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(scheme={self.scheme!r})"
+
+    __str__ = __repr__  # nnx.Module's own __str__ would not show the scheme
 
 
-class NoPosition(PositionalScheme):
+class NoPosition(_Scheme):
     """The baseline: no positional information at all (``embed``/``rotate`` identity, no bias).
 
     >>> NoPosition()(jnp.ones((1, 3, 4))).sum()
     Array(12., dtype=float32)
     """
 
-    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Returns ``x`` unchanged (after checking its shape like the absolute schemes do)."""
-        return self.embed(x, positions)
-
-    def __repr__(self) -> str:
-        return "NoPosition(adds nothing: embed and rotate are identities, attention_bias is None)"
-
-    __str__ = __repr__  # nnx.Module's own __str__ would print a bare "NoPosition()"
+    def __init__(self):
+        self.scheme = schemes.NoPosition()
 
 
-class Sinusoidal(PositionalScheme):
+class Sinusoidal(_Scheme):
     """The fixed sinusoidal encoding of "Attention is all you need", added to the token embeddings.
 
-    No parameters. Calls :func:`posenc_jax.sinusoidal` (or :func:`posenc_jax.sinusoidal_table` for the
-    default positions ``0 … length-1``), accurate at any position.
+    No parameters; see :class:`posenc_jax.schemes.Sinusoidal`.
 
     Args:
       dim: the model width (positive, even).
       base: the geometric base of the frequencies.
       layout: ``"interleaved"`` (paper) or ``"split"`` (sines first, then cosines).
       frequencies: optional explicit ``[dim // 2]`` frequencies (concrete), overriding ``base``.
-      dtype: computation and output dtype of ``embed`` / ``encode``. ``None``: ``embed`` returns ``x``'s
-        dtype and ``encode`` float32. The encoding is always computed in float32 and rounded once.
+      dtype: output dtype; ``None`` (default) follows ``x`` (``encode``: float32).
 
     Raises:
       ValueError, TypeError: bad ``dim``, ``base``, ``layout``, ``frequencies`` or ``dtype``.
@@ -95,48 +87,32 @@ class Sinusoidal(PositionalScheme):
         base: float = 10_000.0,
         layout: Layout = "interleaved",
         frequencies: Any = None,
-        dtype: Any = jnp.float32,
+        dtype: Any = None,
     ):
-        self.frequencies = schemes.sinusoidal_config(dim, base, layout, frequencies, dtype, "Sinusoidal")
-        self.dim = int(dim)
-        self.base = float(base)
-        self.layout = layout
-        self.dtype = dtype
-
-    def encode(self, positions: jax.Array) -> jax.Array:
-        """The encoding alone: ``positions.shape + (dim,)`` of ``dtype`` (float32 when None)."""
-        return schemes.sinusoidal_encode(
-            positions, self.dim, self.base, self.layout, self.frequencies, self.dtype
-        )
-
-    def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """``x + encoding(positions)``; ``x`` ``[batch, length, dim]`` or ``[length, dim]``."""
-        return schemes.sinusoidal_embed(
-            x, positions, self.dim, self.base, self.layout, self.frequencies, self.dtype, "Sinusoidal"
-        )
-
-    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Same as :meth:`embed`."""
-        return self.embed(x, positions)
+        self.scheme = schemes.Sinusoidal(dim, base=base, layout=layout, frequencies=frequencies, dtype=dtype)
 
 
-class Learned(PositionalScheme):
+class Learned(schemes._LearnedDelegating, _Scheme):
     """A trainable table of ``max_length`` position vectors, added to the token embeddings.
 
-    The table is ``nnx.Param`` ``embedding`` of shape ``[max_length, dim]`` and ``param_dtype``. Positions
-    outside ``[0, max_length)`` never silently reuse a row: a static length above ``max_length`` raises
-    ``ValueError`` at trace time, and explicit positions follow ``out_of_range`` (see
-    :mod:`posenc_jax.learned`): ``"error"`` raises (at run time under ``jit``), ``"clip"`` clamps,
-    ``"wrap"`` takes them modulo ``max_length``.
+    The table is ``nnx.Param`` ``embedding`` ``[max_length, dim]`` of ``param_dtype`` (the argument names of
+    ``nnx.Embed``). Positions outside ``[0, max_length)`` never silently reuse a row: a static length above
+    ``max_length`` raises ``ValueError`` at trace time, concrete positions raise at once, and traced ones
+    follow ``out_of_range`` (see :mod:`posenc_jax.learned`).
+
+    The default ``out_of_range="nan"`` gives NaN rows for bad traced positions: never silent (the loss turns
+    NaN), and free: the program stays a plain gather that the persistent compilation cache and
+    ``jax.export`` accept. ``"error"`` raises at run time instead, at the cost of a host callback in every
+    program (not cacheable, not exportable); ``"clip"`` and ``"wrap"`` map them into the table on purpose.
 
     Args:
       max_length: number of rows (positive).
       dim: the model width (positive).
-      init: initializer of the table (``nnx.with_partitioning`` works for sharded tables).
-      dtype: computation / output dtype as in ``nnx.Embed``; ``None`` promotes ``x`` and the table.
+      embedding_init: initializer of the table (``nnx.with_partitioning`` works for sharded tables).
+      dtype: output dtype; ``None`` (default) follows ``x`` (``encode``: the table's dtype).
       param_dtype: the table's dtype.
-      out_of_range: ``"error"``, ``"clip"`` or ``"wrap"``.
-      rngs: random streams; the table is drawn from ``rngs.params()``.
+      out_of_range: ``"nan"`` (default), ``"error"``, ``"clip"`` or ``"wrap"``.
+      rngs: random streams (keyword-only); the table is drawn from ``rngs.params()``.
 
     Raises:
       ValueError, TypeError: non-positive ``max_length`` / ``dim``, unknown ``out_of_range``, bad dtypes.
@@ -151,37 +127,26 @@ class Learned(PositionalScheme):
         max_length: int,
         dim: int,
         *,
-        init: nnx.Initializer = DEFAULT_LEARNED_INIT,
+        embedding_init: nnx.Initializer = DEFAULT_EMBEDDING_INIT,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
-        out_of_range: str = "error",
+        out_of_range: str = "nan",
         rngs: nnx.Rngs,
     ):
-        schemes.learned_config(max_length, dim, dtype, param_dtype, out_of_range, "Learned")
-        self.max_length = int(max_length)
-        self.dim = int(dim)
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.out_of_range = out_of_range
-        self.embedding = nnx.Param(init(rngs.params(), (self.max_length, self.dim), param_dtype))
-
-    def encode(self, positions: jax.Array) -> jax.Array:
-        """The rows for integer ``positions``: ``positions.shape + (dim,)``."""
-        return schemes.learned_encode(self.embedding[...], positions, self.dtype, self.out_of_range, "Learned")
-
-    def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """``x + table[positions]``; ``x`` ``[batch, length, dim]`` or ``[length, dim]``."""
-        return schemes.learned_embed(
-            x, positions, self.embedding[...], self.dtype, self.out_of_range, "Learned"
+        self.scheme = schemes.LearnedLookup(
+            max_length, dim, dtype=dtype, param_dtype=param_dtype, out_of_range=out_of_range
         )
+        shape = (self.scheme.max_length, self.scheme.dim)
+        self.embedding = nnx.Param(embedding_init(rngs.params(), shape, param_dtype))
 
-    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Same as :meth:`embed`."""
-        return self.embed(x, positions)
+    def _table(self) -> jax.Array:
+        return self.embedding[...]
 
 
-class Rotary(PositionalScheme):
+class Rotary(_Scheme):
     """Rotary position embeddings: rotates queries and keys by their positions (:func:`apply_rotary`).
+
+    No parameters; see :class:`posenc_jax.schemes.Rotary`.
 
     Args:
       head_dim: features per head (positive, even).
@@ -210,40 +175,21 @@ class Rotary(PositionalScheme):
         rotary_dim: int | None = None,
         frequencies: Any = None,
     ):
-        self.frequencies = schemes.rotary_config(
-            head_dim, base, layout, scale, rotary_dim, frequencies, "Rotary"
+        self.scheme = schemes.Rotary(
+            head_dim, base=base, layout=layout, scale=scale, rotary_dim=rotary_dim, frequencies=frequencies
         )
-        self.head_dim = int(head_dim)
-        self.base = float(base)
-        self.layout = layout
-        self.scale = float(scale)
-        self.rotary_dim = None if rotary_dim is None else int(rotary_dim)
-
-    def _config(self):
-        return (self.head_dim, self.base, self.layout, self.scale, self.rotary_dim, self.frequencies)
-
-    def rotate(
-        self,
-        q: jax.Array,
-        k: jax.Array,
-        q_positions: jax.Array | None = None,
-        k_positions: jax.Array | None = None,
-    ) -> tuple[jax.Array, jax.Array]:
-        """Rotates ``q`` ``[batch, q_len, heads, head_dim]`` and ``k`` by their positions."""
-        return schemes.rotary_rotate(q, k, q_positions, k_positions, *self._config(), "Rotary.rotate")
-
-    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        """Rotates one tensor ``[batch, length, heads, head_dim]`` (default positions ``0 … length-1``)."""
-        return schemes.rotary_apply(x, positions, *self._config(), "Rotary")
 
 
-class ALiBi(PositionalScheme):
+class ALiBi(_Scheme):
     """ALiBi: a per-head linear distance penalty on attention logits (:func:`alibi_bias`).
+
+    No parameters; see :class:`posenc_jax.schemes.ALiBi`, which explains the default ``causal=False``: right
+    in encoders, and equal to the causal bias on every key a decoder's causal mask lets through.
 
     Args:
       num_heads: number of attention heads (positive).
-      causal: ``True``: ``-m_h (i - j)`` for ``j <= i``, 0 above the diagonal (mask it separately);
-        ``False``: ``-m_h |i - j|``.
+      causal: ``False`` (default): ``-m_h |i - j|``; ``True``: ``-m_h (i - j)`` for ``j <= i``, 0 above the
+        diagonal (only with a causal mask).
 
     Raises:
       ValueError, TypeError: ``num_heads <= 0`` or not an int, non-bool ``causal``.
@@ -252,26 +198,16 @@ class ALiBi(PositionalScheme):
     (1, 4, 3, 3)
     """
 
-    def __init__(self, num_heads: int, *, causal: bool = True):
-        schemes.alibi_config(num_heads, causal, "ALiBi")
-        self.num_heads = int(num_heads)
-        self.causal = causal
-
-    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
-        return schemes.alibi_attention_bias(q_positions, k_positions, self.num_heads, self.causal)
-
-    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """Same as :meth:`attention_bias`."""
-        return self.attention_bias(q_positions, k_positions)
+    def __init__(self, num_heads: int, *, causal: bool = False):
+        self.scheme = schemes.ALiBi(num_heads, causal=causal)
 
 
-class T5Bias(PositionalScheme):
+class T5Bias(schemes._T5Delegating, _Scheme):
     """T5's relative attention bias: a learned scalar per head and bucket of ``k_pos - q_pos``.
 
     The table is ``nnx.Param`` ``embedding`` ``[num_buckets, num_heads]``; :meth:`attention_bias` gathers it
     by :func:`posenc_jax.t5_buckets` (Raffel et al. 2020). T5 shares one table across its layers and adds
-    the bias to unscaled logits; a model decides both.
+    the bias to unscaled logits; a model decides both. See :class:`posenc_jax.schemes.T5BucketBias`.
 
     Args:
       num_heads: attention heads (positive).
@@ -313,23 +249,19 @@ class T5Bias(PositionalScheme):
         )
         self.embedding = nnx.Param(embedding_init(rngs.params(), self.scheme.table_shape, param_dtype))
 
-    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """The bias ``[batch or 1, num_heads, q_len, k_len]`` for integer positions."""
-        return self.scheme.attention_bias(self.embedding[...], q_positions, k_positions)
-
-    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """Same as :meth:`attention_bias`."""
-        return self.attention_bias(q_positions, k_positions)
+    def _table(self) -> jax.Array:
+        return self.embedding[...]
 
 
-class TransformerXLRelative(PositionalScheme):
+class TransformerXLRelative(schemes._TransformerXLDelegating, _Scheme):
     """Transformer-XL's relative attention (Dai et al. 2019): a content-dependent term of the logits.
 
     :meth:`attention_logits_bias` returns ``scale * ((q_i + v)·W_R R_{i-j} + u·k_j)``
     (:func:`posenc_jax.transformer_xl_logits`), which attention adds to ``scale * q·k``. Parameters:
     ``kernel`` (``W_R``, ``[rel_dim, num_heads, head_dim]``), ``content_bias`` (``u``) and
     ``position_bias`` (``v``), both ``[num_heads, head_dim]``. Works with any positions (randomized ones
-    included); ``None`` for both means ``0 … length-1`` and takes the cheaper relative-shift route.
+    included); ``None`` for both means ``0 … length-1`` and takes the cheaper relative-shift route. See
+    :class:`posenc_jax.schemes.TransformerXLLogits`.
 
     Args:
       num_heads: query heads (positive).
@@ -373,17 +305,5 @@ class TransformerXLRelative(PositionalScheme):
         self.content_bias = nnx.Param(bias_init(rngs.params(), self.scheme.bias_shape, param_dtype))
         self.position_bias = nnx.Param(bias_init(rngs.params(), self.scheme.bias_shape, param_dtype))
 
-    def attention_logits_bias(
-        self,
-        q: jax.Array,
-        k: jax.Array,
-        q_positions: jax.Array | None,
-        k_positions: jax.Array | None,
-    ) -> jax.Array:
-        """The term ``[batch, num_heads, q_len, k_len]`` for queries and keys at their positions."""
-        params = (self.kernel[...], self.content_bias[...], self.position_bias[...])
-        return self.scheme.attention_logits_bias(params, q, k, q_positions, k_positions)
-
-    def __call__(self, q, k, q_positions=None, k_positions=None) -> jax.Array:
-        """Same as :meth:`attention_logits_bias`."""
-        return self.attention_logits_bias(q, k, q_positions, k_positions)
+    def _params(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        return self.kernel[...], self.content_bias[...], self.position_bias[...]

@@ -1,24 +1,35 @@
-"""What every positional scheme does, written once for the NNX and the Linen modules.
+"""Positional schemes as frozen, checked values: one implementation each, shared by NNX, Linen and attention.
 
-A scheme answers three questions, and the model that holds it never needs to know which scheme it is:
+A scheme answers the questions of :class:`PositionalScheme`, and the model that holds it never needs to know
+which scheme it is:
 
 * ``embed(x, positions)``: what to add to the token embeddings ``x`` ``[batch, length, dim]``;
 * ``rotate(q, k, q_positions, k_positions)``: how to transform queries and keys
   ``[batch, length, heads, head_dim]``;
 * ``attention_bias(q_positions, k_positions)``: what to add to the attention logits
-  (``[batch or 1, heads, q_len, k_len]`` float32), or ``None``.
+  (``[batch or 1, heads, q_len, k_len]`` float32), or ``None``;
+* ``attention_logits_bias(q, k, q_positions, k_positions)``: a logits term that depends on the (rotated)
+  query and key contents as well as their positions (relative schemes of the Transformer-XL kind), or
+  ``None``.
 
-Absolute schemes (sinusoidal, learned) implement ``embed``; rotary implements ``rotate``; ALiBi implements
-``attention_bias``; the others are identities / ``None``. The functions here validate arguments and call the
-pure functions of the package; the modules in :mod:`posenc_jax.nnx` and :mod:`posenc_jax.linen` are thin
-holders around them, so both APIs produce the same numbers.
+The parameter-free schemes here (:class:`NoPosition`, :class:`Sinusoidal`, :class:`Rotary`, :class:`ALiBi`)
+are frozen dataclasses whose fields are checked once, at construction; they can be passed as they are to
+:func:`posenc_jax.attention`, or held by a model. :mod:`posenc_jax.nnx` and :mod:`posenc_jax.linen` wrap the
+same values (and, for the schemes with parameters, :class:`LearnedLookup`, :class:`T5BucketBias` and
+:class:`TransformerXLLogits` with the parameters), so every API computes the same numbers with the same code.
+
+>>> import jax.numpy as jnp
+>>> scheme = Rotary(8, layout="split")
+>>> q = k = jnp.ones((1, 3, 2, 8))  # [batch, length, heads, head_dim]
+>>> [a.shape for a in scheme.rotate(q, k, jnp.arange(3), jnp.arange(3))]
+[(1, 3, 2, 8), (1, 3, 2, 8)]
 """
 
 from __future__ import annotations
 
 import dataclasses
 import numbers
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -27,42 +38,70 @@ import numpy as np
 from posenc_jax.alibi import alibi_bias
 from posenc_jax.angles import check_positions
 from posenc_jax.frequencies import check_base, check_dim, resolve_frequencies
-from posenc_jax.layouts import check_layout
-from posenc_jax.learned import check_max_length, check_out_of_range, lookup
+from posenc_jax.layouts import Layout, check_layout
+from posenc_jax.learned import _check_max_length, _check_out_of_range, lookup
 from posenc_jax.relative import _check_int, _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
 from posenc_jax.rotary import apply_rotary, check_even, check_positions_shape, rotary_frequencies
 from posenc_jax.sinusoidal import check_dtype, sinusoidal, sinusoidal_table
 
 __all__ = [
-    "check_embed_input",
-    "embed_positions",
-    "add_encoding",
-    "sinusoidal_config",
-    "sinusoidal_encode",
-    "sinusoidal_embed",
-    "learned_config",
-    "learned_encode",
-    "learned_embed",
-    "identity_embed",
-    "identity_rotate",
+    "ALiBi",
+    "LearnedLookup",
+    "NoPosition",
+    "PositionalScheme",
+    "Rotary",
     "SchemeDefaults",
-    "rotary_config",
-    "rotary_rotate",
-    "rotary_apply",
-    "alibi_config",
-    "alibi_attention_bias",
+    "Sinusoidal",
     "T5BucketBias",
     "TransformerXLLogits",
 ]
 
 
-# ----------------------------------------------------------------------------------------------- inputs
+@runtime_checkable
+class PositionalScheme(Protocol):
+    """What every positional scheme implements (the modules of both Flax APIs and the values here).
+
+    Shapes: ``x`` ``[batch, length, dim]`` (or ``[length, dim]``), ``q`` / ``k``
+    ``[batch, length, heads, head_dim]``, positions ``[length]`` or ``[batch, length]``.
+    :class:`SchemeDefaults` gives every method the value of a scheme that contributes nothing.
+    """
+
+    def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        """``x`` plus the scheme's absolute encoding of ``positions`` (``None``: ``0 … length-1``)."""
+        ...
+
+    def rotate(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        q_positions: jax.Array | None = None,
+        k_positions: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array]:
+        """Queries and keys transformed by their positions (identity for most schemes)."""
+        ...
+
+    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array | None:
+        """A bias ``[batch or 1, heads, q_len, k_len]`` added to the attention logits, or ``None``."""
+        ...
+
+    def attention_logits_bias(
+        self, q: jax.Array, k: jax.Array, q_positions: jax.Array, k_positions: jax.Array
+    ) -> jax.Array | None:
+        """A content-dependent logits term ``[batch, heads, q_len, k_len]`` (after ``rotate``), or ``None``.
+
+        Added to the scaled logits ``q·k / sqrt(head_dim)`` beside :meth:`attention_bias`. The hook for
+        relative schemes whose bias depends on the query (e.g. Transformer-XL's ``q·R(i - j)`` terms).
+        """
+        ...
 
 
-def check_embed_input(x: object, caller: str, dim: int | None = None) -> None:
+def _shape(value: object) -> tuple[int, ...]:
+    return tuple(getattr(value, "shape", np.shape(value)))
+
+
+def _check_x(x: object, caller: str, dim: int | None = None) -> None:
     """``x`` must be a floating ``[batch, length, dim]`` or ``[length, dim]`` array (last axis ``dim``)."""
-    shape = tuple(getattr(x, "shape", np.shape(x)))
-    dtype = getattr(x, "dtype", None)
+    shape, dtype = _shape(x), getattr(x, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"{caller}(x dtype={dtype}): x must be a floating array of token embeddings")
     if len(shape) not in (2, 3):
@@ -72,208 +111,46 @@ def check_embed_input(x: object, caller: str, dim: int | None = None) -> None:
         )
     if dim is not None and shape[-1] != dim:
         raise ValueError(
-            f"{caller}(x shape={shape}): the last axis of x must equal the module's dim={dim}, got {shape[-1]}"
+            f"{caller}(x shape={shape}): the last axis of x must equal the scheme's dim={dim}, got {shape[-1]}"
         )
 
 
-def embed_positions(x: jax.Array, positions: object, caller: str, *, integer: bool = False) -> jax.Array:
-    """Validated positions for ``x``; ``None`` means ``0 … length-1`` along ``x``'s length axis."""
-    leading = tuple(x.shape[:-1])
-    if positions is None:
-        return jnp.arange(leading[-1], dtype=jnp.int32)
-    if integer:
-        dtype = getattr(positions, "dtype", None)
-        if dtype is None:
-            dtype = np.asarray(positions).dtype
-        if dtype == np.bool_ or not jnp.issubdtype(dtype, jnp.integer):
-            raise TypeError(
-                f"{caller}(positions dtype={dtype}): positions must be integers for a learned table"
-            )
-        positions = jnp.asarray(positions) if not isinstance(positions, jax.Array) else positions
-    else:
-        positions = check_positions(positions, caller)
-    check_positions_shape(tuple(positions.shape), leading, caller)
-    return positions
-
-
-def add_encoding(x: jax.Array, encoding: jax.Array, dtype: object) -> jax.Array:
-    """``x + encoding`` computed in ``dtype``, or in the promoted dtype of both when ``dtype`` is None."""
-    out_dtype = jnp.promote_types(x.dtype, encoding.dtype) if dtype is None else dtype
-    return x.astype(out_dtype) + encoding.astype(out_dtype)
-
-
-def identity_embed(x: jax.Array, positions: object, caller: str) -> jax.Array:
-    """Validates like an absolute scheme would, then returns ``x`` unchanged."""
-    check_embed_input(x, caller)
-    embed_positions(x, positions, caller)
-    return x
-
-
-def _check_qk(q: object, k: object, caller: str, head_dim: int | None = None) -> None:
-    for name, value in (("q", q), ("k", k)):
-        shape = tuple(getattr(value, "shape", np.shape(value)))
+def _check_heads(caller: str, head_dim: int | None = None, **arrays: object) -> None:
+    """Each array must be ``[batch, length, heads, head_dim]`` (with the scheme's ``head_dim`` if given)."""
+    for name, value in arrays.items():
+        shape = _shape(value)
         if len(shape) != 4:
             raise ValueError(
                 f"{caller}({name} shape={shape}): {name} must have shape [batch, length, heads, head_dim]"
             )
         if head_dim is not None and shape[-1] != head_dim:
             raise ValueError(
-                f"{caller}({name} shape={shape}): the last axis of {name} must equal the module's "
+                f"{caller}({name} shape={shape}): the last axis of {name} must equal the scheme's "
                 f"head_dim={head_dim}, got {shape[-1]}"
             )
 
 
-def identity_rotate(q, k, q_positions, k_positions, caller: str):
-    """Validates query/key shapes, then returns ``(q, k)`` unchanged."""
-    _check_qk(q, k, caller)
-    return q, k
+def _check_embed_positions(x: jax.Array, positions: object, caller: str) -> None:
+    """Positions (if given) must broadcast to ``x``'s leading axes; their values are the function's job."""
+    if positions is not None:
+        check_positions_shape(_shape(positions), tuple(x.shape[:-1]), caller)
 
 
-def _check_dtype_or_none(dtype: object, caller: str) -> np.dtype | None:
+def _check_dtype_or_none(dtype: object, caller: str) -> Any:
     return None if dtype is None else check_dtype(dtype, caller)
 
 
-# ------------------------------------------------------------------------------------------ sinusoidal
-
-
-def sinusoidal_config(dim, base, layout, frequencies, dtype, caller: str):
-    """Validates the sinusoidal module's fields; returns ``frequencies`` as a static tuple (or None)."""
-    resolved = resolve_frequencies(dim, base=base, frequencies=frequencies, caller=caller)
-    check_layout(layout, caller)
-    _check_dtype_or_none(dtype, caller)
-    return None if frequencies is None else tuple(resolved.tolist())
-
-
-def sinusoidal_encode(positions, dim, base, layout, frequencies, dtype) -> jax.Array:
-    """The sinusoidal encoding ``positions.shape + (dim,)``, float32 when ``dtype`` is None."""
-    return sinusoidal(
-        positions,
-        dim,
-        base=base,
-        layout=layout,
-        frequencies=None if frequencies is None else np.asarray(frequencies, dtype=np.float64),
-        dtype=jnp.float32 if dtype is None else dtype,
-    )
-
-
-def sinusoidal_embed(x, positions, dim, base, layout, frequencies, dtype, caller: str) -> jax.Array:
-    """``x + sinusoidal encoding`` in ``dtype`` (``x``'s dtype when None)."""
-    check_embed_input(x, caller, dim)
+def _add(x: jax.Array, encoding: jax.Array, dtype: Any) -> jax.Array:
+    """``x + encoding`` in ``dtype``; ``None`` keeps ``x``'s dtype (the encoding is rounded once to it)."""
     out_dtype = x.dtype if dtype is None else dtype
-    freqs = None if frequencies is None else np.asarray(frequencies, dtype=np.float64)
-    if positions is None:
-        encoding = sinusoidal_table(
-            x.shape[-2], dim, base=base, layout=layout, frequencies=freqs, dtype=jnp.float32
-        )
-    else:
-        positions = embed_positions(x, positions, caller)
-        encoding = sinusoidal_encode(positions, dim, base, layout, frequencies, jnp.float32)
-    return add_encoding(x, encoding, out_dtype)
-
-
-# --------------------------------------------------------------------------------------------- learned
-
-
-def learned_config(max_length, dim, dtype, param_dtype, out_of_range, caller: str) -> None:
-    """Validates the learned module's fields."""
-    check_max_length(max_length, caller)
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or int(dim) <= 0:
-        raise ValueError(f"{caller}(dim={dim!r}): dim must be a positive integer")
-    _check_dtype_or_none(dtype, caller)
-    check_dtype(param_dtype, f"{caller}(param_dtype)")
-    check_out_of_range(out_of_range, caller)
-
-
-def learned_encode(table, positions, dtype, out_of_range, caller: str) -> jax.Array:
-    """Rows of the table for integer ``positions`` (policy ``out_of_range``), cast to ``dtype`` if set."""
-    encoding = lookup(table, positions, out_of_range=out_of_range, caller=caller)
-    return encoding if dtype is None else encoding.astype(dtype)
-
-
-def learned_embed(x, positions, table, dtype, out_of_range, caller: str) -> jax.Array:
-    """``x + table[positions]``; a static length beyond the table raises ``ValueError`` at trace time."""
-    max_length, dim = table.shape
-    check_embed_input(x, caller, dim)
-    if positions is None and x.shape[-2] > max_length:
-        raise ValueError(
-            f"{caller}(x shape={tuple(x.shape)}): sequence length {x.shape[-2]} exceeds "
-            f"max_length={max_length} of the learned table"
-        )
-    positions = embed_positions(x, positions, caller, integer=True)
-    encoding = learned_encode(table, positions, dtype, out_of_range, caller)
-    return add_encoding(x, encoding, dtype)
-
-
-# ---------------------------------------------------------------------------------------------- rotary
-
-
-def rotary_config(head_dim, base, layout, scale, rotary_dim, frequencies, caller: str):
-    """Validates the rotary module's fields; returns ``frequencies`` as a static tuple (or None)."""
-    head_dim = check_even(head_dim, caller, "head_dim")
-    dim = head_dim if rotary_dim is None else check_even(rotary_dim, caller, "rotary_dim")
-    if dim > head_dim:
-        raise ValueError(f"{caller}(rotary_dim={rotary_dim}): rotary_dim must be <= head_dim={head_dim}")
-    check_layout(layout, caller)
-    rotary_frequencies(dim, base=base, frequencies=frequencies, scale=scale, caller=caller)
-    if frequencies is None:
-        return None
-    return tuple(np.asarray(frequencies, dtype=np.float64).tolist())
-
-
-def _default_positions(positions, length: int):
-    return jnp.arange(length, dtype=jnp.int32) if positions is None else positions
-
-
-def rotary_apply(x, positions, head_dim, base, layout, scale, rotary_dim, frequencies, caller: str):
-    """Rotates one ``[batch, length, heads, head_dim]`` tensor (default positions ``0 … length-1``)."""
-    shape = tuple(getattr(x, "shape", np.shape(x)))
-    if len(shape) != 4 or shape[-1] != head_dim:
-        raise ValueError(
-            f"{caller}(x shape={shape}): x must have shape [batch, length, heads, head_dim={head_dim}]"
-        )
-    return apply_rotary(
-        x,
-        _default_positions(positions, shape[1]),
-        base=base,
-        layout=layout,
-        frequencies=None if frequencies is None else np.asarray(frequencies, dtype=np.float64),
-        scale=scale,
-        rotary_dim=rotary_dim,
-    )
-
-
-def rotary_rotate(
-    q, k, q_positions, k_positions, head_dim, base, layout, scale, rotary_dim, frequencies, caller: str
-):
-    """Rotates queries and keys by their own positions."""
-    _check_qk(q, k, caller, head_dim)
-    config = (head_dim, base, layout, scale, rotary_dim, frequencies, caller)
-    return rotary_apply(q, q_positions, *config), rotary_apply(k, k_positions, *config)
-
-
-# ----------------------------------------------------------------------------------------------- alibi
-
-
-def alibi_config(num_heads, causal, caller: str) -> None:
-    """Validates the ALiBi module's fields."""
-    if isinstance(num_heads, bool) or not isinstance(num_heads, numbers.Integral):
-        raise TypeError(f"{caller}(num_heads={num_heads!r}): num_heads must be a positive Python int")
-    if int(num_heads) <= 0:
-        raise ValueError(f"{caller}(num_heads={num_heads}): num_heads must be a positive integer")
-    if not isinstance(causal, bool):
-        raise TypeError(f"{caller}(causal={causal!r}): causal must be a Python bool")
-
-
-def alibi_attention_bias(q_positions, k_positions, num_heads, causal) -> jax.Array:
-    """The ALiBi bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
-    return alibi_bias(num_heads, q_positions, k_positions, causal=causal)
+    return x.astype(out_dtype) + encoding.astype(out_dtype)
 
 
 class SchemeDefaults:
-    """The three protocol methods with the defaults of a scheme that contributes nothing.
+    """The protocol's methods with the values of a scheme that contributes nothing; schemes override some.
 
-    Mixed into ``posenc_jax.nnx.PositionalScheme`` and ``posenc_jax.linen.PositionalScheme`` so both APIs
-    share one definition; each scheme overrides the methods it needs.
+    ``embed`` and ``rotate`` still check their arguments, so a model that swaps schemes keeps its shape
+    errors. Subclass it (with a Flax module or a dataclass) to write a new scheme.
     """
 
     def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
@@ -286,7 +163,12 @@ class SchemeDefaults:
         Returns:
           An array of the shape of ``x``.
         """
-        return identity_embed(x, positions, f"{type(self).__name__}.embed")
+        caller = f"{type(self).__name__}.embed"
+        _check_x(x, caller)
+        _check_embed_positions(x, positions, caller)
+        if positions is not None:
+            check_positions(positions, caller)  # the values an absolute scheme would accept
+        return x
 
     def rotate(
         self,
@@ -306,7 +188,8 @@ class SchemeDefaults:
         Returns:
           ``(q, k)`` with their input shapes.
         """
-        return identity_rotate(q, k, q_positions, k_positions, f"{type(self).__name__}.rotate")
+        _check_heads(f"{type(self).__name__}.rotate", q=q, k=k)
+        return q, k
 
     def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array | None:
         """Returns the bias to add to attention logits ``[batch or 1, heads, q_len, k_len]``, or ``None``.
@@ -321,36 +204,366 @@ class SchemeDefaults:
         return None
 
     def attention_logits_bias(
-        self,
-        q: jax.Array,
-        k: jax.Array,
-        q_positions: jax.Array | None,
-        k_positions: jax.Array | None,
+        self, q: jax.Array, k: jax.Array, q_positions: jax.Array, k_positions: jax.Array
     ) -> jax.Array | None:
         """Returns a content-dependent logits term ``[batch, heads, q_len, k_len]``, or ``None``.
 
-        The hook for relative schemes whose term depends on the (rotated) queries and keys as well as on
-        positions (Transformer-XL's ``q·R_{i-j}``): attention adds it, beside :meth:`attention_bias`, to the
-        scaled logits ``q·k / sqrt(head_dim)``.
-
         Args:
-          q: queries ``[batch, q_len, heads, head_dim]`` (after :meth:`rotate`).
-          k: keys ``[batch, k_len, kv_heads, head_dim]`` (after :meth:`rotate`).
+          q: rotated queries ``[batch, q_len, heads, head_dim]``.
+          k: rotated keys ``[batch, k_len, kv_heads, head_dim]``.
           q_positions: ``[q_len]`` or ``[batch, q_len]``.
           k_positions: ``[k_len]`` or ``[batch, k_len]``.
 
         Returns:
-          ``None`` here: the logits depend on positions only through ``rotate`` / ``attention_bias``.
+          ``None`` here: the logits depend on positions through ``rotate`` / ``attention_bias`` only.
         """
         return None
 
 
+@dataclasses.dataclass(frozen=True)
+class NoPosition(SchemeDefaults):
+    """The baseline: no positional information at all (``embed``/``rotate`` identity, no bias).
+
+    >>> NoPosition()(jnp.ones((1, 3, 4))).sum()
+    Array(12., dtype=float32)
+    """
+
+    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        """Returns ``x`` unchanged (after checking its shape like the absolute schemes do)."""
+        return self.embed(x, positions)
+
+    def __repr__(self) -> str:
+        return "NoPosition(adds nothing: embed and rotate are identities, attention_bias is None)"
+
+
+def _frequencies_tuple(frequencies: object, resolved: np.ndarray) -> tuple[float, ...] | None:
+    """Explicit frequencies as a hashable tuple (so the scheme stays a static value), or None."""
+    return None if frequencies is None else tuple(resolved.tolist())
+
+
+def _frequencies_array(frequencies: tuple[float, ...] | None) -> np.ndarray | None:
+    return None if frequencies is None else np.asarray(frequencies, dtype=np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sinusoidal(SchemeDefaults):
+    """The fixed sinusoidal encoding of "Attention is all you need", added to the token embeddings.
+
+    Calls :func:`posenc_jax.sinusoidal` (or :func:`posenc_jax.sinusoidal_table` for the default positions
+    ``0 … length-1``), accurate at any position; the encoding is computed in float32 and rounded once.
+
+    Attributes:
+      dim: the model width (positive, even).
+      base: the geometric base of the frequencies.
+      layout: ``"interleaved"`` (paper) or ``"split"`` (sines first, then cosines).
+      frequencies: optional explicit ``[dim // 2]`` frequencies (concrete; stored as a tuple), overriding
+        ``base``.
+      dtype: output dtype of ``embed`` / ``encode``. ``None`` (default): ``embed`` returns ``x``'s dtype
+        (bfloat16 activations stay bfloat16) and ``encode`` float32.
+
+    Raises:
+      ValueError, TypeError: bad ``dim``, ``base``, ``layout``, ``frequencies`` or ``dtype``.
+
+    >>> Sinusoidal(4).encode(jnp.arange(2)).round(3)
+    Array([[0.   , 1.   , 0.   , 1.   ],
+           [0.841, 0.54 , 0.01 , 1.   ]], dtype=float32)
+    """
+
+    dim: int
+    _: dataclasses.KW_ONLY
+    base: float = 10_000.0
+    layout: Layout = "interleaved"
+    frequencies: tuple[float, ...] | None = None
+    dtype: Any = None
+
+    def __post_init__(self):
+        caller = type(self).__name__
+        resolved = resolve_frequencies(self.dim, base=self.base, frequencies=self.frequencies, caller=caller)
+        check_layout(self.layout, caller)
+        _check_dtype_or_none(self.dtype, caller)
+        object.__setattr__(self, "dim", int(self.dim))
+        object.__setattr__(self, "frequencies", _frequencies_tuple(self.frequencies, resolved))
+
+    def _encoding(self, positions: object, dtype: Any) -> jax.Array:
+        return sinusoidal(
+            positions,
+            self.dim,
+            base=self.base,
+            layout=self.layout,
+            frequencies=_frequencies_array(self.frequencies),
+            dtype=dtype,
+        )
+
+    def encode(self, positions: jax.Array) -> jax.Array:
+        """The encoding alone: ``positions.shape + (dim,)`` of ``dtype`` (float32 when None)."""
+        return self._encoding(positions, jnp.float32 if self.dtype is None else self.dtype)
+
+    def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        """``x + encoding(positions)``; ``x`` ``[batch, length, dim]`` or ``[length, dim]``."""
+        caller = f"{type(self).__name__}.embed"
+        _check_x(x, caller, self.dim)
+        _check_embed_positions(x, positions, caller)
+        out_dtype = x.dtype if self.dtype is None else self.dtype
+        if positions is None:
+            encoding = sinusoidal_table(
+                x.shape[-2],
+                self.dim,
+                base=self.base,
+                layout=self.layout,
+                frequencies=_frequencies_array(self.frequencies),
+                dtype=out_dtype,
+            )
+        else:
+            encoding = self._encoding(positions, out_dtype)
+        return _add(x, encoding, out_dtype)
+
+    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        """Same as :meth:`embed`."""
+        return self.embed(x, positions)
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedLookup:
+    """What the learned table's modules share: their checked configuration and the lookup itself.
+
+    Not a scheme by itself: the table ``[max_length, dim]`` is a parameter that :class:`posenc_jax.nnx.Learned`
+    and :class:`posenc_jax.linen.Learned` hold and pass in.
+
+    Attributes:
+      max_length: number of rows (positive).
+      dim: the model width (positive).
+      dtype: output dtype. ``None``: ``embed`` returns ``x``'s dtype, ``encode`` the table's.
+      param_dtype: the table's dtype (floating).
+      out_of_range: ``"nan"`` (default), ``"error"``, ``"clip"`` or ``"wrap"``, as in
+        :func:`posenc_jax.learned.lookup`.
+
+    Raises:
+      ValueError, TypeError: non-positive ``max_length`` / ``dim``, unknown ``out_of_range``, bad dtypes.
+    """
+
+    max_length: int
+    dim: int
+    _: dataclasses.KW_ONLY
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    out_of_range: str = "nan"
+
+    def __post_init__(self):
+        caller = "Learned"
+        object.__setattr__(self, "max_length", _check_max_length(self.max_length, caller))
+        if isinstance(self.dim, bool) or not isinstance(self.dim, numbers.Integral):
+            raise TypeError(f"{caller}(dim={self.dim!r}): dim must be a positive Python int")
+        if int(self.dim) <= 0:
+            raise ValueError(f"{caller}(dim={self.dim}): dim must be a positive integer")
+        object.__setattr__(self, "dim", int(self.dim))
+        _check_dtype_or_none(self.dtype, caller)
+        check_dtype(self.param_dtype, f"{caller}(param_dtype)")
+        _check_out_of_range(self.out_of_range, caller)
+
+    def encode(self, table: jax.Array, positions: jax.Array) -> jax.Array:
+        """The rows for integer ``positions``: ``positions.shape + (dim,)`` (``dtype``, else the table's)."""
+        encoding = lookup(table, positions, out_of_range=self.out_of_range, caller="Learned.encode")
+        return encoding if self.dtype is None else encoding.astype(self.dtype)
+
+    def embed(self, table: jax.Array, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        """``x + table[positions]``; a static length beyond the table raises ``ValueError`` at trace time."""
+        caller = "Learned.embed"
+        _check_x(x, caller, self.dim)
+        if positions is None:
+            if x.shape[-2] > self.max_length:
+                raise ValueError(
+                    f"{caller}(x shape={tuple(x.shape)}): sequence length {x.shape[-2]} exceeds "
+                    f"max_length={self.max_length} of the learned table"
+                )
+            positions = jnp.arange(x.shape[-2], dtype=jnp.int32)
+        _check_embed_positions(x, positions, caller)
+        # The host values are checked by `lookup` in their own precision, before any conversion.
+        encoding = lookup(table, positions, out_of_range=self.out_of_range, caller=caller)
+        return _add(x, encoding, self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rotary(SchemeDefaults):
+    """Rotary position embeddings: rotates queries and keys by their positions (:func:`apply_rotary`).
+
+    Attributes:
+      head_dim: features per head (positive, even).
+      base: ``theta`` of the frequencies ``w_i = base ** (-2i / rotary_dim)``.
+      layout: ``"interleaved"`` (GPT-J, original LLaMA) or ``"split"`` (GPT-NeoX, Hugging Face, Gemma).
+      scale: position interpolation factor (positions divided by ``scale``).
+      rotary_dim: rotate only the first ``rotary_dim`` features of each head (default: all).
+      frequencies: optional explicit ``[rotary_dim // 2]`` frequencies (stored as a tuple).
+
+    Raises:
+      ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``scale`` or
+        ``frequencies``.
+
+    >>> q = jnp.ones((1, 3, 2, 8))
+    >>> Rotary(8)(q, jnp.arange(3)).shape
+    (1, 3, 2, 8)
+    """
+
+    head_dim: int
+    _: dataclasses.KW_ONLY
+    base: float = 10_000.0
+    layout: Layout = "interleaved"
+    scale: float = 1.0
+    rotary_dim: int | None = None
+    frequencies: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        caller = type(self).__name__
+        head_dim = check_even(self.head_dim, caller, "head_dim")
+        dim = head_dim if self.rotary_dim is None else check_even(self.rotary_dim, caller, "rotary_dim")
+        if dim > head_dim:
+            raise ValueError(
+                f"{caller}(rotary_dim={self.rotary_dim}): rotary_dim must be <= head_dim={head_dim}"
+            )
+        check_layout(self.layout, caller)
+        rotary_frequencies(dim, base=self.base, frequencies=self.frequencies, scale=self.scale, caller=caller)
+        resolved = None if self.frequencies is None else np.asarray(self.frequencies, dtype=np.float64)
+        object.__setattr__(self, "head_dim", head_dim)
+        object.__setattr__(self, "rotary_dim", None if self.rotary_dim is None else dim)
+        object.__setattr__(self, "frequencies", _frequencies_tuple(self.frequencies, resolved))
+
+    def _apply(self, x: jax.Array, positions: jax.Array | None) -> jax.Array:
+        return apply_rotary(
+            x,
+            jnp.arange(x.shape[1], dtype=jnp.int32) if positions is None else positions,
+            base=self.base,
+            layout=self.layout,
+            frequencies=_frequencies_array(self.frequencies),
+            scale=self.scale,
+            rotary_dim=self.rotary_dim,
+        )
+
+    def rotate(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        q_positions: jax.Array | None = None,
+        k_positions: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array]:
+        """Rotates ``q`` ``[batch, q_len, heads, head_dim]`` and ``k`` by their own positions."""
+        _check_heads(f"{type(self).__name__}.rotate", self.head_dim, q=q, k=k)
+        return self._apply(q, q_positions), self._apply(k, k_positions)
+
+    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        """Rotates one tensor ``[batch, length, heads, head_dim]`` (default positions ``0 … length-1``)."""
+        _check_heads(type(self).__name__, self.head_dim, x=x)
+        return self._apply(x, positions)
+
+
+@dataclasses.dataclass(frozen=True)
+class ALiBi(SchemeDefaults):
+    """ALiBi: a per-head linear distance penalty on attention logits (:func:`posenc_jax.alibi_bias`).
+
+    The default ``causal=False`` (``-m_h |i - j|`` for every pair) is the one that is right everywhere: in an
+    encoder it penalises keys on both sides, and in a decoder, where a causal mask hides the keys after each
+    query, the visible keys get exactly the causal bias ``-m_h (i - j)``. ``causal=True`` leaves the keys
+    after the query at 0, which is only right when a causal mask removes them: in an encoder without one it
+    would silently favour the future over the past.
+
+    Attributes:
+      num_heads: number of attention heads (positive).
+      causal: ``False`` (default): ``-m_h |i - j|``; ``True``: ``-m_h (i - j)`` for ``j <= i``, 0 above the
+        diagonal (for decoders; masking stays the mask's job).
+
+    Raises:
+      ValueError, TypeError: ``num_heads <= 0`` or not an int, non-bool ``causal``.
+
+    >>> ALiBi(4).attention_bias(jnp.arange(3), jnp.arange(3)).shape
+    (1, 4, 3, 3)
+    """
+
+    num_heads: int
+    _: dataclasses.KW_ONLY
+    causal: bool = False
+
+    def __post_init__(self):
+        caller = type(self).__name__
+        if isinstance(self.num_heads, bool) or not isinstance(self.num_heads, numbers.Integral):
+            raise TypeError(f"{caller}(num_heads={self.num_heads!r}): num_heads must be a positive Python int")
+        if int(self.num_heads) <= 0:
+            raise ValueError(f"{caller}(num_heads={self.num_heads}): num_heads must be a positive integer")
+        if not isinstance(self.causal, bool):
+            raise TypeError(f"{caller}(causal={self.causal!r}): causal must be a Python bool")
+        object.__setattr__(self, "num_heads", int(self.num_heads))
+
+    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
+        return alibi_bias(self.num_heads, q_positions, k_positions, causal=self.causal)
+
+    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """Same as :meth:`attention_bias`."""
+        return self.attention_bias(q_positions, k_positions)
+
+
+class _Delegating:
+    """The protocol's methods of a Flax module forwarded to the scheme value it holds in ``self.scheme``.
+
+    Mixed into the module base classes of :mod:`posenc_jax.nnx` and :mod:`posenc_jax.linen`, so that neither
+    file repeats a method body: each only declares its fields (and parameters) and builds the value.
+    """
+
+    def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        """``x`` plus the scheme's absolute encoding (see :meth:`PositionalScheme.embed`)."""
+        return self.scheme.embed(x, positions)
+
+    def rotate(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        q_positions: jax.Array | None = None,
+        k_positions: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array]:
+        """Queries and keys transformed by the scheme (see :meth:`PositionalScheme.rotate`)."""
+        return self.scheme.rotate(q, k, q_positions, k_positions)
+
+    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array | None:
+        """The attention-logit bias, or ``None`` (see :meth:`PositionalScheme.attention_bias`)."""
+        return self.scheme.attention_bias(q_positions, k_positions)
+
+    def attention_logits_bias(
+        self, q: jax.Array, k: jax.Array, q_positions: jax.Array, k_positions: jax.Array
+    ) -> jax.Array | None:
+        """The content-dependent logits term, or ``None`` (:meth:`PositionalScheme.attention_logits_bias`)."""
+        return self.scheme.attention_logits_bias(q, k, q_positions, k_positions)
+
+    def encode(self, positions: jax.Array) -> jax.Array:
+        """The absolute encoding alone, ``positions.shape + (dim,)`` (absolute schemes only)."""
+        return self.scheme.encode(positions)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """As the scheme's ``__call__``: ``embed`` for absolute schemes, one rotation for rotary, the bias
+        for ALiBi."""
+        return self.scheme(*args, **kwargs)
+
+
+class _LearnedDelegating(SchemeDefaults):
+    """The learned table's modules: ``embed`` / ``encode`` through the :class:`LearnedLookup` in
+    ``self.scheme`` with the parameter that the module returns from ``_table()``; no rotation, no bias.
+
+    Placed before the module base class, so these methods take precedence over :class:`_Delegating`'s.
+    """
+
+    def _table(self) -> jax.Array:  # pragma: no cover - every module defines it
+        raise NotImplementedError
+
+    def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        """``x + table[positions]``; ``x`` ``[batch, length, dim]`` or ``[length, dim]``."""
+        return self.scheme.embed(self._table(), x, positions)
+
+    def encode(self, positions: jax.Array) -> jax.Array:
+        """The rows for integer ``positions``: ``positions.shape + (dim,)``."""
+        return self.scheme.encode(self._table(), positions)
+
+    def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        """Same as :meth:`embed`."""
+        return self.embed(x, positions)
+
+
 # ------------------------------------------------------------------------------------ relative schemes
-
-
-def _check_optional_dtype(dtype: object, caller: str) -> None:
-    if dtype is not None:
-        check_dtype(dtype, caller)
 
 
 #: The initial T5 bias table: uniform with variance 1 / fan_avg, as in the T5X reference implementation.
@@ -394,7 +607,7 @@ class T5BucketBias:
         caller = "T5Bias"
         object.__setattr__(self, "num_heads", _check_int(self.num_heads, caller, "num_heads", 1))
         _check_t5_config(self.num_buckets, self.max_distance, self.bidirectional, caller)
-        _check_optional_dtype(self.dtype, caller)
+        _check_dtype_or_none(self.dtype, caller)
         check_dtype(self.param_dtype, f"{caller}(param_dtype)")
 
     @property
@@ -447,7 +660,7 @@ class TransformerXLLogits:
         rel_dim = check_dim(rel_dim, caller, "rel_dim")
         check_base(self.base, caller)
         _check_scale(self.scale, caller)
-        _check_optional_dtype(self.dtype, caller)
+        _check_dtype_or_none(self.dtype, caller)
         check_dtype(self.param_dtype, f"{caller}(param_dtype)")
         object.__setattr__(self, "num_heads", num_heads)
         object.__setattr__(self, "head_dim", head_dim)
@@ -504,3 +717,53 @@ class TransformerXLLogits:
             base=self.base,
             scale=self.scale,
         )
+
+
+class _T5Delegating(SchemeDefaults):
+    """The T5 bias modules: ``attention_bias`` through the :class:`T5BucketBias` in ``self.scheme`` with the
+    table that the module returns from ``_table()``; no embedding, no rotation, no content term.
+
+    Placed before the module base class, so these methods take precedence over :class:`_Delegating`'s.
+    """
+
+    def _table(self) -> jax.Array:  # pragma: no cover - every module defines it
+        raise NotImplementedError
+
+    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """The bias ``[batch or 1, num_heads, q_len, k_len]`` for integer positions."""
+        return self.scheme.attention_bias(self._table(), q_positions, k_positions)
+
+    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """Same as :meth:`attention_bias`."""
+        return self.attention_bias(q_positions, k_positions)
+
+
+class _TransformerXLDelegating(SchemeDefaults):
+    """The Transformer-XL modules: ``attention_logits_bias`` through the :class:`TransformerXLLogits` in
+    ``self.scheme`` with the parameters ``(W_R, u, v)`` that the module returns from ``_params()``.
+
+    Placed before the module base class, so these methods take precedence over :class:`_Delegating`'s.
+    """
+
+    def _params(self) -> tuple[jax.Array, jax.Array, jax.Array]:  # pragma: no cover - every module defines it
+        raise NotImplementedError
+
+    def attention_logits_bias(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        q_positions: jax.Array | None,
+        k_positions: jax.Array | None,
+    ) -> jax.Array:
+        """The term ``[batch, num_heads, q_len, k_len]`` for queries and keys at their positions."""
+        return self.scheme.attention_logits_bias(self._params(), q, k, q_positions, k_positions)
+
+    def __call__(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        q_positions: jax.Array | None = None,
+        k_positions: jax.Array | None = None,
+    ) -> jax.Array:
+        """Same as :meth:`attention_logits_bias` (positions ``None``: ``0 … length-1``)."""
+        return self.attention_logits_bias(q, k, q_positions, k_positions)

@@ -15,16 +15,20 @@ MAX_LENGTH, DIM = 8, 4
 TABLE = np.arange(MAX_LENGTH * DIM, dtype=np.float32).reshape(MAX_LENGTH, DIM)
 BAD = np.array([[-1, 0, 3, 8], [2, 9, 7, 5]], np.int32)  # -1, 8 and 9 are outside [0, 8)
 GOOD = np.array([[0, 1, 2, 3], [4, 5, 6, 7]], np.int32)
-MESSAGE = r"Learned: positions out of range for max_length=8: got values from -1 to 9"
+MESSAGE = r"Learned.embed: positions out of range for max_length=8: got values from -1 to 9"
 
 
 def make(api, out_of_range):
-    """A Learned module holding TABLE, and a function ``(x, positions) -> x + table[positions]``."""
+    """A Learned module holding TABLE, and a function ``(x, positions) -> x + table[positions]``.
+
+    ``out_of_range=None`` leaves the module's default policy.
+    """
+    policy = {} if out_of_range is None else {"out_of_range": out_of_range}
     if api == "nnx":
-        module = pn.Learned(MAX_LENGTH, DIM, out_of_range=out_of_range, rngs=nnx.Rngs(0))
+        module = pn.Learned(MAX_LENGTH, DIM, **policy, rngs=nnx.Rngs(0))
         module.embedding[...] = jnp.asarray(TABLE)
         return module, lambda m, x, p: m(x, p)
-    module = pl.Learned(MAX_LENGTH, DIM, out_of_range=out_of_range)
+    module = pl.Learned(MAX_LENGTH, DIM, **policy)
     variables = {"params": {"embedding": jnp.asarray(TABLE)}}
     return variables, lambda v, x, p: module.apply(v, x, p)
 
@@ -34,6 +38,74 @@ def jit_for(api, fn):
 
 
 X = jnp.zeros((2, 4, DIM))
+
+
+# ------------------------------------------------------------------------------------ policy "nan" (default)
+
+
+@pytest.mark.parametrize("api", ["nnx", "linen"])
+def test_default_policy_gives_nan_rows_under_jit_and_raises_on_concrete_positions(api):
+    holder, fn = make(api, None)  # the default policy
+    jitted = jit_for(api, fn)
+    got = np.asarray(jitted(holder, X, jnp.asarray(BAD)))
+    bad = (BAD < 0) | (BAD >= MAX_LENGTH)
+    assert np.isnan(got[bad]).all()  # every feature of every bad row
+    np.testing.assert_array_equal(got[~bad], TABLE[BAD[~bad]])
+    # NaN poisons the loss, and its gradient, of the whole step
+    loss = jax.jit(lambda e: jnp.sum(e**2))(jnp.asarray(got))
+    assert np.isnan(np.asarray(loss))
+    with pytest.raises(ValueError, match=MESSAGE):
+        fn(holder, X, BAD)  # concrete positions are checked on the host
+    np.testing.assert_array_equal(np.asarray(jitted(holder, X, jnp.asarray(GOOD))), TABLE[GOOD])
+
+
+def test_default_policy_exports_and_error_policy_does_not():
+    """The default program has no host callback, so ``jax.export`` takes it; ``"error"``'s it refuses.
+
+    (Writing the exported module to bytes with ``Exported.serialize`` also needs jax's optional
+    ``flatbuffers`` dependency; the StableHLO module below is what it stores.)
+    """
+    from jax import export
+
+    args = (X, jnp.asarray(GOOD))
+    programs = {}
+    for policy in ("nan", "error"):
+        module, _ = make("nnx", policy)
+        graphdef, state = nnx.split(module)
+        programs[policy] = (jax.jit(lambda state, x, p, g=graphdef: nnx.merge(g, state)(x, p)), state)
+    model, state = programs["nan"]
+    exported = export.export(model)(state, *args)
+    assert exported.mlir_module_serialized  # the portable StableHLO bytes
+    np.testing.assert_array_equal(np.asarray(exported.call(state, *args)), TABLE[GOOD])
+    got = np.asarray(exported.call(state, X, jnp.asarray(BAD)))
+    assert np.isnan(got[0, 0]).all() and np.isnan(got[1, 1]).all() and not np.isnan(got[0, 1]).any()
+    model, state = programs["error"]
+    with pytest.raises(NotImplementedError, match="host_callbacks"):
+        export.export(model)(state, *args)
+
+
+@pytest.mark.parametrize("policy", ["nan", "error", "clip"])
+@pytest.mark.parametrize("api", ["nnx", "linen"])
+def test_host_int64_positions_are_checked_before_any_conversion(api, policy):
+    # 2**32 + 3 would become row 3 after a conversion to int32.
+    holder, fn = make(api, policy)
+    positions = np.array([[0, 1, 2, 2**32 + 3], [0, 1, 2, 3]], np.int64)
+    with pytest.raises(ValueError, match=r"Learned.embed\(positions contains 4294967299\): positions must fit"):
+        fn(holder, X, positions)
+    encode = (
+        (lambda: holder.encode(positions))
+        if api == "nnx"
+        else (lambda: pl.Learned(MAX_LENGTH, DIM).apply(holder, positions, method="encode"))
+    )
+    with pytest.raises(ValueError, match=r"Learned.encode\(positions contains 4294967299\)"):
+        encode()
+
+
+@pytest.mark.parametrize("policy", ["nan", "error"])
+def test_empty_positions_under_jit(policy):
+    module, fn = make("nnx", policy)
+    out = nnx.jit(fn)(module, X[:, :0], jnp.zeros((2, 0), jnp.int32))
+    assert out.shape == (2, 0, DIM)
 
 
 # --------------------------------------------------------------------------------------------- policy "error"
@@ -83,7 +155,7 @@ def test_error_policy_with_concrete_positions_raises_value_error_at_once(api):
 
 
 def test_plain_jax_jit_without_any_wrapper_over_the_pure_lookup():
-    fn = jax.jit(lambda t, p: lookup(t, p, caller="Learned"))
+    fn = jax.jit(lambda t, p: lookup(t, p, out_of_range="error", caller="Learned.embed"))
     np.testing.assert_array_equal(np.asarray(fn(TABLE, GOOD)), TABLE[GOOD])
     with pytest.raises(jax.errors.JaxRuntimeError, match=MESSAGE):
         jax.block_until_ready(fn(TABLE, BAD))
@@ -110,12 +182,12 @@ def test_clip_and_wrap(api, policy, rows, jit):
 # ------------------------------------------------------------------------------------------------ static length
 
 
-@pytest.mark.parametrize("policy", ["error", "clip", "wrap"])
+@pytest.mark.parametrize("policy", ["nan", "error", "clip", "wrap"])
 @pytest.mark.parametrize("api", ["nnx", "linen"])
 def test_static_length_beyond_the_table_raises_at_trace_time(api, policy):
     holder, fn = make(api, policy)
     too_long = jnp.zeros((2, MAX_LENGTH + 1, DIM))
-    match = r"Learned\(x shape=\(2, 9, 4\)\): sequence length 9 exceeds max_length=8"
+    match = r"Learned.embed\(x shape=\(2, 9, 4\)\): sequence length 9 exceeds max_length=8"
     with pytest.raises(ValueError, match=match):
         fn(holder, too_long, None)
     with pytest.raises(ValueError, match=match):
@@ -126,7 +198,7 @@ def test_linen_submodule_in_a_model_raises_under_jit():
     class Model(nn.Module):
         @nn.compact
         def __call__(self, x, positions):
-            return pl.Learned(MAX_LENGTH, DIM)(x, positions)
+            return pl.Learned(MAX_LENGTH, DIM, out_of_range="error")(x, positions)
 
     variables = Model().init(jax.random.key(0), X, jnp.asarray(GOOD))
     apply = jax.jit(Model().apply)
@@ -156,9 +228,9 @@ def test_linen_submodule_in_a_model_raises_under_jit():
         ),
         (
             (TABLE, GOOD),
-            {"out_of_range": "nan"},
+            {"out_of_range": "ignore"},
             ValueError,
-            r"lookup\(out_of_range='nan'\): out_of_range must be one of",
+            r"lookup\(out_of_range='ignore'\): out_of_range must be one of \('nan', 'error', 'clip', 'wrap'\)",
         ),
         (
             (TABLE, np.array([2**40])),

@@ -46,8 +46,6 @@ class Scheme:
             self.module = getattr(pn, name)(*args, **kwargs)
             self.variables = None
         else:
-            if name == "Learned" and "init" in kwargs:
-                kwargs["embedding_init"] = kwargs.pop("init")
             self.module = getattr(pl, name)(*args, **kwargs)
             self.variables = self.module.init(jax.random.key(0), X) if name == "Learned" else {}
 
@@ -286,16 +284,57 @@ def test_bfloat16_activations(api, name):
     _assert_protocol((embedded, (rq, rk), bias), want, atol=0.05)
 
 
+@pytest.mark.parametrize("name", SCHEMES)
 @pytest.mark.parametrize("api", APIS)
-def test_dtype_none_follows_flax_promotion(api):
-    # Sinusoidal: None -> x's dtype. Learned: None -> promote x and the table (bfloat16 + float32 -> float32).
-    sinusoidal = Scheme.default(api, "Sinusoidal", dtype=None)
-    learned = Scheme.default(api, "Learned")
-    x16 = jnp.asarray(X, jnp.bfloat16)
-    q, k, p = jnp.asarray(Q), jnp.asarray(K), jnp.asarray(POSITIONS)
-    assert sinusoidal.protocol(x16, q, k, p, jit=False)[0].dtype == jnp.bfloat16
-    assert learned.protocol(x16, q, k, p, jit=False)[0].dtype == jnp.float32
-    assert Scheme.default(api, "Sinusoidal").protocol(x16, q, k, p, jit=False)[0].dtype == jnp.float32
+def test_bfloat16_in_bfloat16_out_by_default(api, name):
+    # dtype=None follows the input for every module (a float32 table or encoding is rounded once to x's
+    # dtype): bfloat16 activations stay bfloat16. The attention bias stays float32 (it meets the logits).
+    scheme = Scheme.default(api, name)
+    x, q, k = (jnp.asarray(a, jnp.bfloat16) for a in (X, Q, K))
+    embedded, (rq, rk), bias = scheme.protocol(x, q, k, jnp.asarray(POSITIONS), jit=False)
+    assert embedded.dtype == rq.dtype == rk.dtype == jnp.bfloat16
+    assert bias is None or bias.dtype == jnp.float32
+    if name in ("Sinusoidal", "Learned"):  # an explicit dtype still wins; encode alone keeps its own dtype
+        explicit = Scheme.default(api, name, dtype=jnp.float32)
+        assert explicit.protocol(x, q, k, jnp.asarray(POSITIONS), jit=False)[0].dtype == jnp.float32
+        module, variables = scheme.module, scheme.variables
+        arange = jnp.arange(L)
+        encoding = module.encode(arange) if api == "nnx" else module.apply(variables, arange, method="encode")
+        assert encoding.dtype == jnp.float32
+
+
+def test_same_arguments_and_defaults_in_every_api():
+    """NNX constructors, Linen fields and the scheme values take the same names with the same defaults."""
+    import dataclasses
+    import inspect
+
+    from posenc_jax import schemes
+
+    values = {"Learned": schemes.LearnedLookup}
+    required = object()  # no default, in each API's own way of saying it
+
+    def default(value):
+        return required if value in (dataclasses.MISSING, inspect.Parameter.empty) else value
+
+    for name in SCHEMES:
+        value_type = values[name] if name in values else getattr(schemes, name)
+        value = {f.name: default(f.default) for f in dataclasses.fields(value_type)}
+        nnx_params = inspect.signature(getattr(pn, name).__init__).parameters
+        nnx_args = {
+            n: default(p.default) for n, p in nnx_params.items() if n not in ("self", "rngs", "embedding_init")
+        }
+        linen_fields = {
+            f.name: default(f.default)
+            for f in dataclasses.fields(getattr(pl, name))
+            if f.name not in ("parent", "name", "embedding_init")
+        }
+        assert value == nnx_args == linen_fields, name
+        if name == "Learned":
+            assert nnx_params["rngs"].kind is inspect.Parameter.KEYWORD_ONLY
+            assert "embedding_init" in nnx_params and "embedding_init" in {
+                f.name for f in dataclasses.fields(pl.Learned)
+            }
+    assert pn.ALiBi(2).causal is False and pl.ALiBi(2).causal is False  # the default that is right everywhere
 
 
 # ------------------------------------------------------------------------------------- equality across APIs
@@ -311,6 +350,22 @@ def test_nnx_and_linen_give_identical_numbers_jitted(name):
     got_linen = jax.tree.leaves(linen_scheme.protocol(*args, jit=True))
     assert len(got_nnx) == len(got_linen) > 0
     for a, b in zip(got_nnx, got_linen, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("name", ["NoPosition", "Sinusoidal", "Rotary", "ALiBi"])
+def test_modules_and_scheme_values_give_identical_numbers(name):
+    from posenc_jax import schemes
+
+    args, kwargs = CONFIG[name]
+    value = getattr(schemes, name)(*args, **kwargs)
+    module = Scheme.default("nnx", name)
+    assert module.module.scheme == value
+    inputs = (jnp.asarray(X), jnp.asarray(Q), jnp.asarray(K), jnp.asarray(POSITIONS))
+    got_module = jax.tree.leaves(module.protocol(*inputs, jit=False))
+    x, q, k, p = inputs
+    got_value = jax.tree.leaves((value.embed(x, p), value.rotate(q, k, p, p), value.attention_bias(p, p)))
+    for a, b in zip(got_module, got_value, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -343,40 +398,45 @@ def test_linen_modules_compose_inside_a_model():
             "Sinusoidal",
             "embed_wrong_dim",
             ValueError,
-            r"Sinusoidal\(x shape=\(2, 6, 7\)\): the last axis of x must equal",
+            r"Sinusoidal.embed\(x shape=\(2, 6, 7\)\): the last axis of x must equal the scheme's dim=8",
         ),
         (
             "Learned",
             "embed_wrong_dim",
             ValueError,
-            r"Learned\(x shape=\(2, 6, 7\)\): the last axis of x must equal the module's dim=8",
+            r"Learned.embed\(x shape=\(2, 6, 7\)\): the last axis of x must equal the scheme's dim=8",
         ),
         (
             "Sinusoidal",
             "embed_rank_4",
             ValueError,
-            r"Sinusoidal\(x shape=\(1, 2, 6, 8\)\): x must have shape \[batch, length, dim\] or \[length, dim\]",
+            r"Sinusoidal.embed\(x shape=\(1, 2, 6, 8\)\): x must have shape \[batch, length, dim\] or \[length, dim\]",
         ),
         ("NoPosition", "embed_rank_4", ValueError, r"NoPosition.embed\(x shape=\(1, 2, 6, 8\)\)"),
         (
             "Sinusoidal",
             "embed_bad_positions",
             ValueError,
-            r"Sinusoidal\(positions shape=\(3, 6\)\): positions must broadcast to x's leading axes \(2, 6\)",
+            r"Sinusoidal.embed\(positions shape=\(3, 6\)\): positions must broadcast to x's leading axes \(2, 6\)",
         ),
-        ("Learned", "embed_bad_positions", ValueError, r"Learned\(positions shape=\(3, 6\)\)"),
+        ("Learned", "embed_bad_positions", ValueError, r"Learned.embed\(positions shape=\(3, 6\)\)"),
         (
             "Learned",
             "embed_float_positions",
             TypeError,
-            r"Learned\(positions dtype=float32\): positions must be integers",
+            r"Learned.embed\(positions dtype=float32\): learned positions must be integers",
         ),
-        ("Sinusoidal", "embed_int_x", TypeError, r"Sinusoidal\(x dtype=int32\): x must be a floating array"),
+        (
+            "Sinusoidal",
+            "embed_int_x",
+            TypeError,
+            r"Sinusoidal.embed\(x dtype=int32\): x must be a floating array",
+        ),
         (
             "Rotary",
             "rotate_wrong_head_dim",
             ValueError,
-            r"Rotary.rotate\(q shape=\(2, 6, 4, 6\)\): the last axis of q must equal the module's head_dim=8",
+            r"Rotary.rotate\(q shape=\(2, 6, 4, 6\)\): the last axis of q must equal the scheme's head_dim=8",
         ),
         ("Rotary", "rotate_bad_positions", ValueError, r"apply_rotary\(positions shape=\(5,\)\)"),
         ("Rotary", "rotate_bf16_positions", TypeError, r"apply_rotary\(positions dtype=bfloat16\)"),
@@ -429,7 +489,7 @@ def test_bad_call_input(api, name, call, error, match):
             (4, 8),
             {"out_of_range": "ignore"},
             ValueError,
-            r"Learned\(out_of_range='ignore'\): out_of_range must be one of \('error', 'clip', 'wrap'\)",
+            r"Learned\(out_of_range='ignore'\): out_of_range must be one of \('nan', 'error', 'clip', 'wrap'\)",
         ),
         (
             "Learned",
@@ -446,7 +506,13 @@ def test_bad_call_input(api, name, call, error, match):
             ValueError,
             r"Sinusoidal\(layout='blocks'\): layout must be one of",
         ),
-        ("Sinusoidal", (8,), {"base": 0.5}, ValueError, r"Sinusoidal\(base=0.5\): base must be a finite real number > 1"),
+        (
+            "Sinusoidal",
+            (8,),
+            {"base": 0.5},
+            ValueError,
+            r"Sinusoidal\(base=0.5\): base must be a finite real number > 1",
+        ),
         (
             "Rotary",
             (7,),

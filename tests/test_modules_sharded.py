@@ -66,12 +66,12 @@ def test_nnx_sharded(mode):
         learned = pn.Learned(
             MAX_LENGTH,
             D,
-            init=nnx.with_partitioning(nnx.initializers.normal(0.02), (None, "model")),
+            embedding_init=nnx.with_partitioning(nnx.initializers.normal(0.02), (None, "model")),
             rngs=nnx.Rngs(0),
         )
         _assert_sharded(learned.embedding[...], mesh, P(None, "model"))
         learned.embedding[...] = jax.device_put(jnp.asarray(TABLE), P(None, "model"))
-        sinusoidal, rotary, alibi = pn.Sinusoidal(D), pn.Rotary(HD), pn.ALiBi(H)
+        sinusoidal, rotary, alibi = pn.Sinusoidal(D), pn.Rotary(HD), pn.ALiBi(H, causal=True)
         x, q, positions = _inputs()
 
         @nnx.jit
@@ -110,7 +110,7 @@ def test_linen_sharded(mode):
                 learned.apply(variables, x, positions),
                 pl.Sinusoidal(D).apply({}, x, positions),
                 pl.Rotary(HD).apply({}, q, q, positions, positions, method="rotate")[0],
-                pl.ALiBi(H).apply({}, positions, positions),
+                pl.ALiBi(H, causal=True).apply({}, positions, positions),
                 pl.NoPosition().apply({}, x, positions),
             )
 

@@ -7,9 +7,10 @@ import pytest
 from flax import nnx
 from scheme_references import reference_t5_bucket, reference_transformer_xl
 
+from posenc_jax import KVCache, randomized_positions
+from posenc_jax import attention as pe_attention
 from posenc_jax import linen as pl
 from posenc_jax import nnx as pn
-from posenc_jax import randomized_positions
 
 B, L, H, HD = 2, 5, 4, 8
 RNG = np.random.default_rng(0)
@@ -187,3 +188,63 @@ def test_t5_bias_requires_the_direction():
         pn.T5Bias(H, rngs=nnx.Rngs(0))
     with pytest.raises(TypeError, match="bidirectional"):
         pl.T5Bias(H)
+
+
+# ------------------------------------------------------------------------------------- within attention()
+
+AQ = RNG.standard_normal((B, 7, H, HD)).astype(np.float32)
+AK = RNG.standard_normal((B, 7, 2, HD)).astype(np.float32)  # two key/value heads for the four query heads
+AV = RNG.standard_normal((B, 7, 2, HD)).astype(np.float32)
+APOS = np.stack([np.arange(7), np.sort(RNG.choice(500, 7, replace=False))]).astype(np.int32)
+CAUSAL = np.tril(np.ones((7, 7), bool))[None, None]
+
+
+def _relative_schemes():
+    t5 = pn.T5Bias(H, bidirectional=False, num_buckets=8, max_distance=20, rngs=nnx.Rngs(0))
+    txl, *_ = _txl_pair(rel_dim=12)
+    table = np.asarray(t5.embedding[...], np.float64)
+    t5_ref = np.moveaxis(
+        table[
+            reference_t5_bucket(
+                APOS[:, None, :] - APOS[:, :, None], num_buckets=8, max_distance=20, bidirectional=False
+            )
+        ],
+        -1,
+        1,
+    )
+    kernel, u, v = (np.asarray(getattr(txl, n)[...]) for n in ("kernel", "content_bias", "position_bias"))
+    txl_ref = reference_transformer_xl(AQ, np.repeat(AK, 2, axis=2), APOS, APOS, kernel, u, v)
+    return {"t5": (t5, t5_ref), "transformer_xl": (txl, txl_ref)}
+
+
+@pytest.mark.parametrize("name", ["t5", "transformer_xl"])
+def test_attention_adds_the_relative_terms(name):
+    from test_attention import reference_attention
+
+    scheme, term = _relative_schemes()[name]
+    run = nnx.jit(
+        lambda s, q, k, v, p, m: pe_attention(q, k, v, scheme=s, q_positions=p, k_positions=p, mask=m)
+    )
+    got = run(scheme, AQ, AK, AV, APOS, jnp.asarray(CAUSAL))
+    np.testing.assert_allclose(np.asarray(got), reference_attention(AQ, AK, AV, term, CAUSAL), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["t5", "transformer_xl"])
+def test_decoding_with_the_cache_equals_full_attention(name):
+    scheme, _ = _relative_schemes()[name]
+    full = pe_attention(AQ, AK, AV, scheme=scheme, q_positions=APOS, k_positions=APOS, mask=jnp.asarray(CAUSAL))
+
+    @nnx.jit
+    def step(scheme, cache, q, k, v, positions):
+        cache = cache.append(k, v, positions)
+        return cache, cache.attend(q, scheme=scheme)
+
+    cache = KVCache.init(batch=B, capacity=9, num_kv_heads=2, head_dim=HD)
+    cache, out = step(scheme, cache, AQ[:, :3], AK[:, :3], AV[:, :3], APOS[:, :3])
+    outputs = [out]
+    for t in range(3, 7):
+        cache, out = step(
+            scheme, cache, AQ[:, t : t + 1], AK[:, t : t + 1], AV[:, t : t + 1], APOS[:, t : t + 1]
+        )
+        outputs.append(out)
+    np.testing.assert_allclose(np.asarray(jnp.concatenate(outputs, axis=1)), np.asarray(full), atol=1e-5)

@@ -60,16 +60,8 @@ class SchemeSpec:
         if self.base == "sinusoidal":
             return schemes_linen.Sinusoidal(model.width)
         if self.base == "learned":
-            # Same initial scale as the token embeddings (unit variance). Positions are inside the table
-            # by construction, and the data pipeline checks it for every batch (`check_positions`); the
-            # "error" policy's run-time host callback would make the compiled programs uncacheable and
-            # slower to compile, so the lookup uses "clip", which never acts on in-range positions.
-            return schemes_linen.Learned(
-                max_positions,
-                model.width,
-                embedding_init=_UNIT_NORMAL,
-                out_of_range="clip",
-            )
+            # Same initial scale as the token embeddings (unit variance).
+            return schemes_linen.Learned(max_positions, model.width, embedding_init=_UNIT_NORMAL)
         if self.base == "rotary":
             return schemes_linen.Rotary(model.head_dim)
         if self.base == "alibi":
