@@ -248,3 +248,38 @@ def test_decoding_with_the_cache_equals_full_attention(name):
         )
         outputs.append(out)
     np.testing.assert_allclose(np.asarray(jnp.concatenate(outputs, axis=1)), np.asarray(full), atol=1e-5)
+
+
+def test_same_arguments_and_defaults_in_both_apis_and_the_values():
+    import dataclasses
+    import inspect
+
+    from posenc_jax import schemes
+
+    required = object()
+    initializers = ("embedding_init", "kernel_init", "bias_init")
+
+    def default(value):
+        return required if value in (dataclasses.MISSING, inspect.Parameter.empty) else value
+
+    for name, value_type in (
+        ("T5Bias", schemes.T5BucketBias),
+        ("TransformerXLRelative", schemes.TransformerXLLogits),
+    ):
+        value = {f.name: default(f.default) for f in dataclasses.fields(value_type)}
+        nnx_params = inspect.signature(getattr(pn, name).__init__).parameters
+        nnx_args = {
+            n: default(p.default) for n, p in nnx_params.items() if n not in ("self", "rngs", *initializers)
+        }
+        linen_fields = {
+            f.name: default(f.default)
+            for f in dataclasses.fields(getattr(pl, name))
+            if f.name not in ("parent", "name", *initializers)
+        }
+        assert value == nnx_args == linen_fields, name
+        assert nnx_params["rngs"].kind is inspect.Parameter.KEYWORD_ONLY
+        nnx_inits = {n: nnx_params[n].default for n in initializers if n in nnx_params}
+        linen_inits = {
+            f.name: f.default for f in dataclasses.fields(getattr(pl, name)) if f.name in initializers
+        }
+        assert nnx_inits == linen_inits and nnx_inits, name
