@@ -140,6 +140,12 @@ def sincos_of_turns(phase: jax.Array) -> tuple[jax.Array, jax.Array]:
     return sin, cos
 
 
+# Private switch for the benchmark that measures what `computed_once` costs or saves on a backend
+# (experiments/bench/compute_once.py); nothing else sets it. It is read at trace time, so functions traced
+# while it is off keep that choice: flip it only around fresh traces (``jax.clear_caches()``).
+_COMPUTE_ONCE = True
+
+
 def computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     """Makes XLA compute each array once instead of fusing it into, and recomputing it in, its consumers.
 
@@ -153,6 +159,8 @@ def computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     use each element once still fuse. Cost: a few operations per element of ``arrays``; elementwise, so
     sharded arrays need no communication.
     """
+    if not _COMPUTE_ONCE:
+        return tuple(arrays)
     result = []
     for a in arrays:
         zero = a * 0.0  # NaN where a is not finite

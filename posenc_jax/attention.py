@@ -17,7 +17,7 @@ attention over the whole sequence.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +30,8 @@ from posenc_jax.schemes import PositionalScheme
 __all__ = ["KVCache", "attention"]
 
 
-def _shape(value: object) -> tuple[int, ...]:
-    return tuple(getattr(value, "shape", np.shape(value)))
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(getattr(value, "shape", None) or np.shape(value))
 
 
 def _check_array(value: object, name: str, caller: str) -> None:
@@ -84,7 +84,7 @@ def attention(
     mask: jax.Array | None = None,
     is_causal: bool = False,
     scale: float | None = None,
-    implementation: str | None = None,
+    implementation: Literal["xla", "cudnn"] | None = None,
 ) -> jax.Array:
     """Softmax attention with a positional scheme applied, on :func:`jax.nn.dot_product_attention`.
 
@@ -288,7 +288,7 @@ class KVCache:
         causal: bool = True,
         mask: jax.Array | None = None,
         scale: float | None = None,
-        implementation: str | None = None,
+        implementation: Literal["xla", "cudnn"] | None = None,
     ) -> jax.Array:
         """Attention of the ``q_len`` most recently appended entries' queries over the cached prefix.
 

@@ -22,7 +22,9 @@ the last position). :func:`lookup` never maps a bad position to a valid row unle
 from __future__ import annotations
 
 import functools
+import logging
 import numbers
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -53,9 +55,22 @@ def _out_of_range_message(caller: str, max_length: int, low: int, high: int) -> 
     )
 
 
+class _OutOfRange(ValueError):
+    """Raised by the run-time check; a ``ValueError`` for the caller."""
+
+
+def _not_our_error(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], _OutOfRange))
+
+
+# JAX logs every exception raised inside a callback with its traceback before re-raising it; the error the
+# caller receives already says everything, so the run-time check's own error is not logged a second time.
+logging.getLogger("jax._src.debugging").addFilter(_not_our_error)
+
+
 def _raise_if_bad(bad, low, high, *, caller: str, max_length: int) -> None:
     if bool(np.any(bad)):
-        raise ValueError(_out_of_range_message(caller, max_length, int(low), int(high)))
+        raise _OutOfRange(_out_of_range_message(caller, max_length, int(low), int(high)))
 
 
 def _check_at_run_time(positions: jax.Array, max_length: int, caller: str) -> None:
@@ -106,7 +121,7 @@ def lookup(
     positions = _check_integer_positions(positions, caller)
     table = jnp.asarray(table)
     out_sharding = _gather_sharding(table, positions)
-    sharding = {} if out_sharding is None else {"out_sharding": out_sharding}
+    sharding: dict[str, Any] = {} if out_sharding is None else {"out_sharding": out_sharding}
     if out_of_range in ("clip", "wrap"):
         rows = (
             jnp.clip(positions, 0, max_length - 1) if out_of_range == "clip" else jnp.mod(positions, max_length)
@@ -123,7 +138,7 @@ def lookup(
     return table.at[positions].get(mode="fill", fill_value=jnp.nan, wrap_negative_indices=False, **sharding)
 
 
-def _axis_names(entry: object) -> set[str]:
+def _axis_names(entry: Any) -> set[str]:
     if entry is None:
         return set()
     return {entry} if isinstance(entry, str) else set(entry)
@@ -135,7 +150,7 @@ def _gather_sharding(table: jax.Array, positions: jax.Array) -> PartitionSpec | 
     With explicitly sharded inputs, JAX asks for the gather's output sharding: the rows follow the positions'
     sharding and the feature axis the table's (unless that mesh axis already shards the positions).
     """
-    typeof = getattr(jax, "typeof", None)  # explicit sharding exists only where jax.typeof does
+    typeof: Any = getattr(jax, "typeof", None)  # explicit sharding exists only where jax.typeof does
     try:
         table_spec = tuple(typeof(table).sharding.spec)
         positions_spec = tuple(typeof(positions).sharding.spec)

@@ -19,7 +19,7 @@ construction) and delegates to it. Use them as submodules of a Linen model, or d
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -33,7 +33,7 @@ __all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal", "T5Bias", "
 class _Scheme(schemes._Delegating, nn.Module):
     """A Linen module whose fields build a scheme value (class attribute ``scheme_type``) at construction."""
 
-    scheme_type = schemes.NoPosition
+    scheme_type: ClassVar[type[Any]] = schemes.NoPosition
 
     def __post_init__(self):
         fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self.scheme_type)}
@@ -58,11 +58,7 @@ class Sinusoidal(_Scheme):
     No parameters. Fields as :class:`posenc_jax.nnx.Sinusoidal` (see :class:`posenc_jax.schemes.Sinusoidal`).
 
     Attributes:
-      dim: the model width (positive, even).
-      base: the geometric base of the frequencies.
-      layout: ``"interleaved"`` (paper) or ``"split"`` (sines first, then cosines).
-      frequencies: optional explicit ``[dim // 2]`` frequencies (a tuple keeps the module hashable).
-      dtype: output dtype; ``None`` (default) follows ``x`` (``encode``: float32).
+      the fields of :class:`posenc_jax.schemes.Sinusoidal`: same names, same defaults, same checks.
 
     >>> Sinusoidal(4).apply({}, jnp.arange(2), method="encode").shape
     (2, 4)
@@ -84,12 +80,9 @@ class Learned(schemes._LearnedDelegating, _Scheme):
     :class:`posenc_jax.nnx.Learned`, whose docstring explains the default ``"nan"``.
 
     Attributes:
-      max_length: number of rows (positive).
-      dim: the model width (positive).
-      embedding_init: initializer of the table (``nn.with_partitioning`` works for sharded tables).
-      dtype: output dtype; ``None`` (default) follows ``x`` (``encode``: the table's dtype).
-      param_dtype: the table's dtype.
-      out_of_range: ``"nan"`` (default), ``"error"``, ``"clip"`` or ``"wrap"``.
+      the arguments of :class:`posenc_jax.nnx.Learned` but ``rngs``: ``max_length``, ``dim``,
+      ``embedding_init`` (``nn.with_partitioning`` works for sharded tables), ``dtype``, ``param_dtype``,
+      ``out_of_range``; same defaults.
 
     >>> module = Learned(8, 4)
     >>> variables = module.init(jax.random.key(0), jnp.zeros((1, 8, 4)))
@@ -120,12 +113,7 @@ class Rotary(_Scheme):
     No parameters. Fields as :class:`posenc_jax.nnx.Rotary` (see :class:`posenc_jax.schemes.Rotary`).
 
     Attributes:
-      head_dim: features per head (positive, even).
-      base: ``theta`` of the frequencies ``w_i = base ** (-2i / rotary_dim)``.
-      layout: ``"interleaved"`` (GPT-J, original LLaMA) or ``"split"`` (GPT-NeoX, Hugging Face, Gemma).
-      scale: position interpolation factor (positions divided by ``scale``).
-      rotary_dim: rotate only the first ``rotary_dim`` features of each head (default: all).
-      frequencies: optional explicit ``[rotary_dim // 2]`` frequencies (a tuple keeps it hashable).
+      the fields of :class:`posenc_jax.schemes.Rotary`: same names, same defaults, same checks.
 
     >>> q = k = jnp.ones((1, 3, 2, 8))
     >>> [a.shape for a in Rotary(8).apply({}, q, k, method="rotate")]
@@ -148,9 +136,7 @@ class ALiBi(_Scheme):
     default ``causal=False``.
 
     Attributes:
-      num_heads: number of attention heads (positive).
-      causal: ``False`` (default): ``-m_h |i - j|``; ``True``: ``-m_h (i - j)`` for ``j <= i``, 0 above the
-        diagonal (only with a causal mask).
+      the fields of :class:`posenc_jax.schemes.ALiBi`: same names, same defaults, same checks.
 
     >>> ALiBi(4).apply({}, jnp.arange(3), jnp.arange(3)).shape
     (1, 4, 3, 3)

@@ -66,11 +66,7 @@ class Sinusoidal(_Scheme):
     No parameters; see :class:`posenc_jax.schemes.Sinusoidal`.
 
     Args:
-      dim: the model width (positive, even).
-      base: the geometric base of the frequencies.
-      layout: ``"interleaved"`` (paper) or ``"split"`` (sines first, then cosines).
-      frequencies: optional explicit ``[dim // 2]`` frequencies (concrete), overriding ``base``.
-      dtype: output dtype; ``None`` (default) follows ``x`` (``encode``: float32).
+      the fields of :class:`posenc_jax.schemes.Sinusoidal`: same names, same defaults, same checks.
 
     Raises:
       ValueError, TypeError: bad ``dim``, ``base``, ``layout``, ``frequencies`` or ``dtype``.
@@ -149,12 +145,7 @@ class Rotary(_Scheme):
     No parameters; see :class:`posenc_jax.schemes.Rotary`.
 
     Args:
-      head_dim: features per head (positive, even).
-      base: ``theta`` of the frequencies ``w_i = base ** (-2i / rotary_dim)``.
-      layout: ``"interleaved"`` (GPT-J, original LLaMA) or ``"split"`` (GPT-NeoX, Hugging Face, Gemma).
-      scale: position interpolation factor (positions divided by ``scale``).
-      rotary_dim: rotate only the first ``rotary_dim`` features of each head (default: all).
-      frequencies: optional explicit ``[rotary_dim // 2]`` frequencies.
+      the fields of :class:`posenc_jax.schemes.Rotary`: same names, same defaults, same checks.
 
     Raises:
       ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``scale`` or
@@ -187,9 +178,7 @@ class ALiBi(_Scheme):
     in encoders, and equal to the causal bias on every key a decoder's causal mask lets through.
 
     Args:
-      num_heads: number of attention heads (positive).
-      causal: ``False`` (default): ``-m_h |i - j|``; ``True``: ``-m_h (i - j)`` for ``j <= i``, 0 above the
-        diagonal (only with a causal mask).
+      the fields of :class:`posenc_jax.schemes.ALiBi`: same names, same defaults, same checks.
 
     Raises:
       ValueError, TypeError: ``num_heads <= 0`` or not an int, non-bool ``causal``.

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -95,8 +95,8 @@ class PositionalScheme(Protocol):
         ...
 
 
-def _shape(value: object) -> tuple[int, ...]:
-    return tuple(getattr(value, "shape", np.shape(value)))
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(getattr(value, "shape", None) or np.shape(value))
 
 
 def _check_x(x: object, caller: str, dim: int | None = None) -> None:
@@ -284,7 +284,7 @@ class Sinusoidal(SchemeDefaults):
         object.__setattr__(self, "dim", int(self.dim))
         object.__setattr__(self, "frequencies", _frequencies_tuple(self.frequencies, resolved))
 
-    def _encoding(self, positions: object, dtype: Any) -> jax.Array:
+    def _encoding(self, positions: Any, dtype: Any) -> jax.Array:
         return sinusoidal(
             positions,
             self.dim,
@@ -506,6 +506,9 @@ class _Delegating:
     file repeats a method body: each only declares its fields (and parameters) and builds the value.
     """
 
+    if TYPE_CHECKING:
+        scheme: Any  # set by each module: a value of this module
+
     def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
         """``x`` plus the scheme's absolute encoding (see :meth:`PositionalScheme.embed`)."""
         return self.scheme.embed(x, positions)
@@ -546,6 +549,9 @@ class _LearnedDelegating(SchemeDefaults):
 
     Placed before the module base class, so these methods take precedence over :class:`_Delegating`'s.
     """
+
+    if TYPE_CHECKING:
+        scheme: LearnedLookup
 
     def _table(self) -> jax.Array:  # pragma: no cover - every module defines it
         raise NotImplementedError

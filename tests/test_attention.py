@@ -77,6 +77,16 @@ def test_nnx_module_as_scheme_and_is_causal():
     np.testing.assert_allclose(np.asarray(got), reference_attention(q, k, V, mask=CAUSAL), atol=2e-6)
 
 
+def test_bfloat16_attention_stays_bfloat16_with_a_float32_bias():
+    scheme, by_hand = CASES["alibi"]
+    q16, k16, v16 = (jnp.asarray(a, jnp.bfloat16) for a in (Q, K, V))
+    got = pe.attention(q16, k16, v16, scheme=scheme, q_positions=POSITIONS, k_positions=POSITIONS)
+    assert got.dtype == jnp.bfloat16
+    as64 = [np.asarray(a, np.float64) for a in (q16, k16, v16)]
+    want = reference_attention(*as64, by_hand(Q, K, POSITIONS)[2])
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, atol=0.03)  # bfloat16 rounding of p and v
+
+
 @dataclasses.dataclass(frozen=True)
 class ContentBias(schemes.SchemeDefaults):
     """A content-dependent logits term: ``w · q_i`` times the distance ``i - j`` (one weight vector)."""

@@ -243,3 +243,11 @@ def test_linen_submodule_in_a_model_raises_under_jit():
 def test_lookup_bad_input(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         lookup(*args, **kwargs)
+
+
+def test_run_time_error_is_reported_once(caplog):
+    # JAX logs exceptions raised in callbacks before re-raising them; ours reaches the caller only.
+    fn = jax.jit(lambda t, p: lookup(t, p, out_of_range="error"))
+    with caplog.at_level("ERROR"), pytest.raises(jax.errors.JaxRuntimeError, match="out of range"):
+        jax.block_until_ready(fn(TABLE, BAD))
+    assert not [record for record in caplog.records if "callback failed" in record.getMessage()]

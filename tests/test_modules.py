@@ -555,3 +555,19 @@ def test_bad_constructor_arguments(api, name, args, kwargs, error, match):
 def test_no_position_says_so_in_its_repr(module):
     for text in (repr(module), str(module)):  # print() shows str
         assert "adds nothing" in text and text.startswith("NoPosition(")
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_every_module_and_value_implements_the_protocol(name):
+    import posenc_jax
+    from posenc_jax import schemes
+
+    args, kwargs = CONFIG[name]
+    modules = [Scheme.default("nnx", name).module, Scheme.default("linen", name).module]
+    values = [] if name == "Learned" else [getattr(schemes, name)(*args, **kwargs)]
+    for scheme in modules + values:
+        assert isinstance(scheme, posenc_jax.PositionalScheme)
+    for field, value in zip(("max_length", "dim", "head_dim", "num_heads"), (16, D, HD, H), strict=True):
+        if hasattr(modules[1], field):  # the NNX module reads its scheme's fields as attributes too
+            assert getattr(modules[0], field) == getattr(modules[1], field) == value
+    assert not isinstance("rotary", posenc_jax.PositionalScheme)

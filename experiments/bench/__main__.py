@@ -1,8 +1,9 @@
 """Runs the benchmark sections and writes their merged results to one JSON file.
 
-Usage: ``python -m experiments.bench [--quick] [--sections sinusoidal,rotary,rotary_nd,relative,throughput]
-[--out PATH]``.
-Every speed figure is a ratio against a baseline timed in the same run, on the same machine.
+Usage: ``python -m experiments.bench [--quick | --accelerator] [--sections a,b] [--out PATH]``; sections:
+sinusoidal, rotary, rotary_nd, relative, compute_once, throughput (all by default).
+Every speed figure is a ratio against a baseline timed in the same run, on the same machine. On an
+accelerator, ``python -m experiments.bench.device`` runs every section (and more) in one time-boxed call.
 """
 
 from __future__ import annotations
@@ -10,18 +11,22 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import inspect
 import json
 import os
 import sys
 
 from experiments.bench.timing import machine
 
-SECTIONS = ("sinusoidal", "rotary", "rotary_nd", "relative", "throughput")
+SECTIONS = ("sinusoidal", "rotary", "rotary_nd", "relative", "compute_once", "throughput")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small shapes (a smoke run, not for reporting)")
+    parser.add_argument(
+        "--accelerator", action="store_true", help="accelerator-sized shapes (sections that have them)"
+    )
     parser.add_argument(
         "--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ", ".join(SECTIONS)
     )
@@ -40,10 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in sections:
         module = importlib.import_module(f"experiments.bench.{name}")
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-        section = module.run(quick=args.quick)
+        if args.accelerator and "accelerator" in inspect.signature(module.run).parameters:
+            section = module.run(quick=args.quick, accelerator=True)
+        else:
+            section = module.run(quick=args.quick)
         section["_meta"] = {
             "machine": machine(),
             "quick": args.quick,
+            "accelerator_shapes": args.accelerator and not args.quick,
             "command": "python -m experiments.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }

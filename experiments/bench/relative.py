@@ -81,7 +81,9 @@ def _ours_consecutive(q, k, positions, kernel, u, v):
     return transformer_xl_logits(q, k, None, None, kernel=kernel, u=u, v=v)
 
 
-def _section(batch: int, length: int, heads: int, head_dim: int, rel_dim: int, repeats: int) -> dict[str, Any]:
+def _section(
+    batch: int, length: int, heads: int, head_dim: int, rel_dim: int, repeats: int, calls: int = 1
+) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     q = jnp.asarray(rng.standard_normal((batch, length, heads, head_dim)), jnp.float32)
     k = jnp.asarray(rng.standard_normal((batch, length, heads, head_dim)), jnp.float32)
@@ -98,7 +100,7 @@ def _section(batch: int, length: int, heads: int, head_dim: int, rel_dim: int, r
         "relative_shift": _relative_shift,
     }
     candidates = {name: (jax.jit(fn), args) for name, fn in functions.items()}
-    timings = compare(candidates, repeats=repeats)
+    timings = compare(candidates, repeats=repeats, calls=calls)
     reference = np.asarray(candidates["posenc_jax"][0](*args))
     differences = {
         name: float(np.abs(np.asarray(fn(*a)) - reference).max()) for name, (fn, a) in candidates.items()
@@ -123,12 +125,16 @@ def _section(batch: int, length: int, heads: int, head_dim: int, rel_dim: int, r
     }
 
 
-def run(quick: bool) -> dict[str, Any]:
+def run(quick: bool, accelerator: bool = False) -> dict[str, Any]:
     """Times the Transformer-XL relative logits; returns ratios ``posenc_jax… / baseline`` (lower is better).
 
     Args:
       quick: small shapes and few repeats (a smoke run, not for reporting).
+      accelerator: q, k ``[4, 1024, 16, 64]`` with ``rel_dim`` 1024 (the materialized baseline holds two
+        4 GB tensors) and several calls in flight per timed sample. Ignored when ``quick``.
     """
     if quick:
         return {"small": _section(1, 64, 2, 16, 32, repeats=3)}
+    if accelerator:
+        return {"accelerator": _section(4, 1024, 16, 64, 1024, repeats=20, calls=5)}
     return {"moderate": _section(2, 256, 8, 32, 256, repeats=10)}

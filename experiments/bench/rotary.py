@@ -79,7 +79,7 @@ def _cpu_seconds(candidates: dict[str, tuple[Any, tuple]], repeats: int) -> dict
     return {name: float(np.median(values)) for name, values in samples.items()}
 
 
-def _section(shape: tuple[int, int, int, int], dtype: Any, repeats: int) -> dict[str, Any]:
+def _section(shape: tuple[int, int, int, int], dtype: Any, repeats: int, calls: int = 1) -> dict[str, Any]:
     batch, length, heads, head_dim = shape
     rng = np.random.default_rng(0)
     q = jnp.asarray(rng.standard_normal(shape), dtype)
@@ -106,7 +106,7 @@ def _section(shape: tuple[int, int, int, int], dtype: Any, repeats: int) -> dict
         "table_split": (table("split"), (q, k, positions, sin_table, cos_table)),
         "naive_rotate_half": (naive, (q, k, positions)),
     }
-    timings = compare(candidates, repeats=repeats)
+    timings = compare(candidates, repeats=repeats, calls=calls)
     med = {name: t["median_s"] for name, t in timings.items()}
     cpu = _cpu_seconds(candidates, repeats)
 
@@ -134,15 +134,23 @@ def _section(shape: tuple[int, int, int, int], dtype: Any, repeats: int) -> dict
     }
 
 
-def run(quick: bool) -> dict[str, Any]:
+def run(quick: bool, accelerator: bool = False) -> dict[str, Any]:
     """Times rotary embeddings; returns ratios (``posenc_jax / baseline``, lower is better).
 
     Args:
       quick: small shapes and few repeats (a smoke run, not for reporting).
+      accelerator: accelerator-sized ``q`` and ``k`` ``[8, 4096, 32, 128]`` and several calls in flight per
+        timed sample (see `compare`). Ignored when ``quick``.
 
     Returns:
       ``{"float32": {...}, "bfloat16": {...}}`` with timings, ratios and late-position errors.
     """
-    shape = (2, 256, 4, 64) if quick else (8, 2048, 16, 64)
-    repeats = 3 if quick else 10
-    return {jnp.dtype(dtype).name: _section(shape, dtype, repeats) for dtype in (jnp.float32, jnp.bfloat16)}
+    if quick:
+        shape, repeats, calls = (2, 256, 4, 64), 3, 1
+    elif accelerator:
+        shape, repeats, calls = (8, 4096, 32, 128), 20, 10
+    else:
+        shape, repeats, calls = (8, 2048, 16, 64), 10, 1
+    return {
+        jnp.dtype(dtype).name: _section(shape, dtype, repeats, calls) for dtype in (jnp.float32, jnp.bfloat16)
+    }

@@ -25,10 +25,19 @@ def compile_seconds(fn: Callable, *args: Any) -> float:
     return time.perf_counter() - start
 
 
-def compare(candidates: dict[str, tuple[Callable, tuple]], repeats: int = 10) -> dict[str, dict[str, float]]:
+def compare(
+    candidates: dict[str, tuple[Callable, tuple]], repeats: int = 10, calls: int = 1
+) -> dict[str, dict[str, float]]:
     """Times several functions round-robin (so drift in machine load hits all alike).
 
-    Returns per name: ``compile_s``, ``median_s``, ``min_s``.
+    Args:
+      candidates: name -> (function, its arguments). A jitted function's compile time is measured apart.
+      repeats: timed samples per candidate.
+      calls: calls dispatched back to back per sample, waiting for the last one only. On an accelerator a
+        single call of a sub-millisecond kernel is dominated by the host's dispatch and wait; several calls
+        in flight measure the device's time per call. 1 on a CPU, where calls run one after another anyway.
+
+    Returns per name: ``compile_s``, ``median_s``, ``min_s`` (seconds per call).
     """
     results: dict[str, dict[str, float]] = {}
     samples: dict[str, list[float]] = {name: [] for name in candidates}
@@ -40,8 +49,10 @@ def compare(candidates: dict[str, tuple[Callable, tuple]], repeats: int = 10) ->
     for _ in range(repeats):
         for name, (fn, args) in candidates.items():
             start = time.perf_counter()
+            for _ in range(calls - 1):
+                fn(*args)
             _block(fn(*args))
-            samples[name].append(time.perf_counter() - start)
+            samples[name].append((time.perf_counter() - start) / calls)
     for name, values in samples.items():
         results[name]["median_s"] = statistics.median(values)
         results[name]["min_s"] = min(values)
@@ -59,4 +70,6 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "jax": jax.__version__,
+        # Other processes' load when the section started: on a shared machine it explains noisy timings.
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
