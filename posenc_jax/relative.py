@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -271,8 +272,8 @@ def _t5_bias(table, q2, k2, *, max_distance: int, bidirectional: bool) -> jax.Ar
 # ----------------------------------------------------------------------------------------- Transformer-XL
 
 
-def _check_array(value: object, name: str, rank: int, what: str, caller: str) -> tuple[int, ...]:
-    shape = tuple(getattr(value, "shape", np.shape(value)))
+def _check_array(value: Any, name: str, rank: int, what: str, caller: str) -> tuple[int, ...]:
+    shape = tuple(getattr(value, "shape", None) or np.shape(value))
     dtype = getattr(value, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"{caller}({name} dtype={dtype}): {name} must be a floating array {what}")

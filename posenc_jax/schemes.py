@@ -676,7 +676,11 @@ class TransformerXLLogits:
     @property
     def kernel_shape(self) -> tuple[int, int, int]:
         """``(rel_dim, num_heads, head_dim)``: the shape of ``W_R``."""
-        return (self.rel_dim, self.num_heads, self.head_dim)
+        return (
+            int(self.num_heads * self.head_dim if self.rel_dim is None else self.rel_dim),
+            self.num_heads,
+            self.head_dim,
+        )
 
     @property
     def bias_shape(self) -> tuple[int, int]:
@@ -732,6 +736,9 @@ class _T5Delegating(SchemeDefaults):
     Placed before the module base class, so these methods take precedence over :class:`_Delegating`'s.
     """
 
+    if TYPE_CHECKING:
+        scheme: T5BucketBias
+
     def _table(self) -> jax.Array:  # pragma: no cover - every module defines it
         raise NotImplementedError
 
@@ -750,6 +757,9 @@ class _TransformerXLDelegating(SchemeDefaults):
 
     Placed before the module base class, so these methods take precedence over :class:`_Delegating`'s.
     """
+
+    if TYPE_CHECKING:
+        scheme: TransformerXLLogits
 
     def _params(self) -> tuple[jax.Array, jax.Array, jax.Array]:  # pragma: no cover - every module defines it
         raise NotImplementedError
