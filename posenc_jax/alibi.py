@@ -8,23 +8,15 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax.angles import check_positions
+from posenc_jax import _checks
+from posenc_jax.angles import _SplitPositions
 
 __all__ = ["alibi_bias", "alibi_slopes"]
-
-
-def _check_num_heads(num_heads: object, caller: str) -> int:
-    if isinstance(num_heads, bool) or not isinstance(num_heads, numbers.Integral):
-        raise TypeError(f"{caller}(num_heads={num_heads!r}): num_heads must be a positive Python int")
-    if int(num_heads) <= 0:
-        raise ValueError(f"{caller}(num_heads={num_heads}): num_heads must be a positive integer")
-    return int(num_heads)
 
 
 def _power_of_two_slopes(n: int) -> list[float]:
@@ -61,18 +53,22 @@ def alibi_slopes(num_heads: int) -> np.ndarray:
     >>> alibi_slopes(4)
     array([0.25      , 0.0625    , 0.015625  , 0.00390625])
     """
-    num_heads = _check_num_heads(num_heads, "alibi_slopes")
+    num_heads = _checks.integer("alibi_slopes", "num_heads", num_heads)
     return np.asarray(_slopes(num_heads), dtype=np.float64)
 
 
-def _check_alibi_positions(positions: object, name: str, caller: str) -> jax.Array:
-    positions = check_positions(positions, f"{caller}({name})")
+def _check_alibi_positions(call: str, positions: object, name: str) -> jax.Array | _SplitPositions:
+    positions = _checks.positions(call, positions, name)
     if positions.ndim not in (1, 2):
-        raise ValueError(
-            f"{caller}({name} shape={tuple(positions.shape)}): {name} must have shape [length] or "
-            "[batch, length]"
-        )
+        raise _checks.value_error(call, name, positions, f"{name} must have shape [length] or [batch, length]")
     return positions
+
+
+def _batched(positions: jax.Array | _SplitPositions) -> jax.Array | _SplitPositions:
+    """``[length]`` -> ``[1, length]``; ``[batch, length]`` unchanged."""
+    if positions.ndim == 2:
+        return positions
+    return jax.tree_util.tree_map(lambda a: a[None], positions)
 
 
 def alibi_bias(
@@ -113,25 +109,32 @@ def alibi_bias(
            [-0.0625,  0.    ,  0.    ],
            [-0.125 , -0.0625,  0.    ]], dtype=float32)
     """
-    caller = "alibi_bias"
-    num_heads = _check_num_heads(num_heads, caller)
-    if not isinstance(causal, bool | np.bool_):
-        raise TypeError(f"{caller}(causal={causal!r}): causal must be a Python bool")
-    q = _check_alibi_positions(query_positions, "query_positions", caller)
-    k = _check_alibi_positions(key_positions, "key_positions", caller)
-    q2 = q if q.ndim == 2 else q[None]
-    k2 = k if k.ndim == 2 else k[None]
+    call = "alibi_bias"
+    num_heads = _checks.integer(call, "num_heads", num_heads)
+    causal = _checks.boolean(call, "causal", causal)
+    q = _check_alibi_positions(call, query_positions, "query_positions")
+    k = _check_alibi_positions(call, key_positions, "key_positions")
+    q2, k2 = _batched(q), _batched(k)
     if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
-        raise ValueError(
-            f"{caller}(query_positions shape={tuple(q.shape)}, key_positions shape={tuple(k.shape)}): the "
-            "batch sizes must be equal or one of them 1"
+        raise _checks.value_error(
+            call,
+            "key_positions",
+            key_positions,
+            f"the batch sizes of query_positions (shape {tuple(q.shape)}) and key_positions must be equal or "
+            "one of them 1",
         )
-    return _bias(q2, k2, num_heads=num_heads, causal=bool(causal))
+    return _bias(q2, k2, num_heads=num_heads, causal=causal)
 
 
 @functools.partial(jax.jit, static_argnames=("num_heads", "causal"))
-def _bias(q2: jax.Array, k2: jax.Array, *, num_heads: int, causal: bool) -> jax.Array:
-    if jnp.issubdtype(q2.dtype, jnp.integer) and jnp.issubdtype(k2.dtype, jnp.integer):
+def _bias(q2, k2, *, num_heads: int, causal: bool) -> jax.Array:
+    if isinstance(q2, _SplitPositions) or isinstance(k2, _SplitPositions):
+        # Host float64 positions: whole parts subtract exactly in int32, fractions in float32.
+        qw, qf = _parts(q2)
+        kw, kf = _parts(k2)
+        whole = kw[:, None, :] - qw[:, :, None]
+        offset = whole.astype(jnp.float32) + (kf[:, None, :] - qf[:, :, None])
+    elif jnp.issubdtype(q2.dtype, jnp.integer) and jnp.issubdtype(k2.dtype, jnp.integer):
         offset = k2.astype(jnp.int32)[:, None, :] - q2.astype(jnp.int32)[:, :, None]  # j - i
     else:
         offset = k2.astype(jnp.float32)[:, None, :] - q2.astype(jnp.float32)[:, :, None]
@@ -139,3 +142,13 @@ def _bias(q2: jax.Array, k2: jax.Array, *, num_heads: int, causal: bool) -> jax.
     negative_distance = jnp.where(offset > 0, jnp.zeros_like(offset) if causal else -offset, offset)
     slopes = jnp.asarray(alibi_slopes(num_heads), dtype=jnp.float32)
     return slopes[None, :, None, None] * negative_distance.astype(jnp.float32)[:, None, :, :]
+
+
+def _parts(positions) -> tuple[jax.Array, jax.Array]:
+    """Whole (int32) and fractional (float32) parts of validated positions."""
+    if isinstance(positions, _SplitPositions):
+        return positions.whole, positions.fraction
+    if jnp.issubdtype(positions.dtype, jnp.integer):
+        return positions.astype(jnp.int32), jnp.zeros(positions.shape, jnp.float32)
+    whole = jnp.round(positions)
+    return whole.astype(jnp.int32), (positions - whole).astype(jnp.float32)

@@ -25,6 +25,7 @@ Accuracy (max abs error against a float64 reference of ``sin(pos * w_i)``): abou
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from fractions import Fraction
 
@@ -33,21 +34,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = [
-    "check_positions",
-    "computed_once",
-    "phase_constants",
-    "quarter_turns",
-    "sincos",
-    "sincos_of_turns",
-    "turns",
-]
+# Internal module: the kernel serves the public functions and is not part of the API.
+__all__: list[str] = []
 
 # π to 64 significant digits: enough for 2**64-scaled phases of any float64 frequency with room to spare.
 _PI = Fraction("3.141592653589793238462643383279502884197169399375105820974944592307816406286")
 _TWO_POW_64 = 1 << 64
 _INT32_MIN = -(2**31)
-_INT32_LIMIT = 2**31  # |floating position| must be below this
+_INT32_LIMIT = 2**31
+# round(p) must be an int32 (round half to even): |floating position| must be below this.
+_FLOAT_LIMIT = 2.0**31 - 0.5
 
 # Taylor coefficients of sin and cos on [-π/4, π/4]; the first omitted terms are below 2e-9 and 3e-8 there.
 _S3, _S5, _S7, _S9 = -1.0 / 6, 1.0 / 120, -1.0 / 5040, 1.0 / 362880
@@ -65,7 +61,7 @@ def _phase_constants_cached(frequencies_bytes: bytes) -> tuple[np.ndarray, ...]:
     return high, low, turns_f32, frequencies.astype(np.float32)
 
 
-def phase_constants(
+def _phase_constants(
     frequencies: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fixed-point phase constants for concrete float64 ``frequencies`` (computed once, cached).
@@ -83,7 +79,7 @@ def _constants(frequencies) -> tuple:
     (traced constants, e.g. frequencies that depend on a traced sequence length)."""
     if isinstance(frequencies, tuple):
         return frequencies
-    return phase_constants(frequencies)
+    return _phase_constants(frequencies)
 
 
 def _mulhi_u32(a: jax.Array, b: np.ndarray) -> jax.Array:
@@ -98,20 +94,20 @@ def _mulhi_u32(a: jax.Array, b: np.ndarray) -> jax.Array:
     return a1 * b1 + (high_low >> 16) + (low_high >> 16) + (middle >> 16)
 
 
-def quarter_turns(quarters: np.ndarray | None) -> jax.Array | int:
+def _quarter_turns(quarters: np.ndarray | None) -> jax.Array | int:
     """Exact fixed-point phase offsets of ``quarters * π/2`` (``sin(θ + π/2) = cos θ``), or 0 for None."""
     if quarters is None:
         return 0
     return jnp.asarray((np.asarray(quarters, dtype=np.uint32) % 4) << 30, dtype=jnp.uint32)
 
 
-def turns(positions: jax.Array, frequencies: np.ndarray) -> jax.Array:
+def _turns(positions: jax.Array, frequencies: np.ndarray) -> jax.Array:
     """The phases ``frac(pos * w_i / 2π)`` as uint32 fixed-point turns (``2**32`` = one full turn).
 
     Args:
       positions: int32 array ``[...]`` (any int32 value is exact).
       frequencies: concrete float64 ``[n]``, or the tuple of (possibly traced) arrays that
-        :func:`phase_constants` returns for them.
+        :func:`_phase_constants` returns for them.
 
     Returns:
       uint32 array ``[..., n]``. Adding two such phases (wrapping) adds the angles exactly.
@@ -124,7 +120,7 @@ def turns(positions: jax.Array, frequencies: np.ndarray) -> jax.Array:
     return unsigned * jnp.asarray(high, jnp.uint32) + _mulhi_u32(unsigned, low) - negative_correction
 
 
-def sincos_of_turns(phase: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _sincos_of_turns(phase: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Sine and cosine (float32) of uint32 fixed-point phases, with one shared exact reduction."""
     quadrant = (phase + jnp.uint32(1 << 29)) >> 30
     remainder = lax.bitcast_convert_type(phase - (quadrant << 30), jnp.int32)  # in [-2**29, 2**29)
@@ -140,13 +136,13 @@ def sincos_of_turns(phase: jax.Array) -> tuple[jax.Array, jax.Array]:
     return sin, cos
 
 
-# Private switch for the benchmark that measures what `computed_once` costs or saves on a backend
+# Private switch for the benchmark that measures what `_computed_once` costs or saves on a backend
 # (experiments/bench/compute_once.py); nothing else sets it. It is read at trace time, so functions traced
 # while it is off keep that choice: flip it only around fresh traces (``jax.clear_caches()``).
 _COMPUTE_ONCE = True
 
 
-def computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
+def _computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     """Makes XLA compute each array once instead of fusing it into, and recomputing it in, its consumers.
 
     The kernel is built from multiplies and adds, which XLA's fusion counts as cheap and duplicates freely:
@@ -168,54 +164,6 @@ def computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(result)
 
 
-def check_positions(positions: object, caller: str, name: str = "positions") -> jax.Array:
-    """Validates positions and returns them as a jax array (int32 / float32, or 64-bit under x64).
-
-    Host values (numpy arrays, Python numbers, lists) are checked *before* conversion, so an int64 value
-    outside the int32 range is rejected instead of silently wrapping.
-
-    Raises:
-      TypeError: boolean, complex, non-numeric, or 16-bit floating positions (bfloat16 cannot even represent
-        257, and upcasting cannot undo that rounding).
-      ValueError: host integer positions outside ``[-2**31, 2**31)``, or host floating positions that are not
-        finite or have ``|pos| >= 2**31``.
-    """
-    if isinstance(positions, jax.core.Tracer | jax.Array):
-        dtype = np.dtype(positions.dtype)
-        host = None
-    else:
-        host = np.asarray(positions)
-        dtype = host.dtype
-    floating = jnp.issubdtype(dtype, jnp.floating)
-    if dtype == np.bool_ or not (floating or jnp.issubdtype(dtype, jnp.integer)):
-        raise TypeError(
-            f"{caller}({name} dtype={dtype}): {name} must be an integer or float32/float64 array "
-            "(bool and complex are not positions)"
-        )
-    if floating and dtype.itemsize < 4:
-        raise TypeError(
-            f"{caller}({name} dtype={dtype}): 16-bit floating {name} are rejected: they cannot "
-            "represent every integer above 256 (bfloat16) or 2048 (float16). Pass int32 or float32 positions."
-        )
-    if host is not None:
-        if dtype.kind in "iu":
-            if host.size and (host.min() < _INT32_MIN or host.max() >= _INT32_LIMIT):
-                bad = host.max() if host.max() >= _INT32_LIMIT else host.min()
-                raise ValueError(
-                    f"{caller}({name} contains {int(bad)}): integer {name} must lie in "
-                    f"[-2**31, 2**31) = [{_INT32_MIN}, {_INT32_LIMIT - 1}]"
-                )
-            host = host.astype(np.int32)
-        else:
-            if host.size and not np.all(np.isfinite(host) & (np.abs(host) < _INT32_LIMIT)):
-                bad = host[~(np.isfinite(host) & (np.abs(host) < _INT32_LIMIT))].flat[0]
-                raise ValueError(
-                    f"{caller}({name} contains {bad}): floating {name} must be finite with |pos| < 2**31"
-                )
-        return jnp.asarray(host)
-    return positions
-
-
 def _integer_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.Array, jax.Array | None]:
     """Phases of integer positions plus a mask of those outside the int32 range (None when impossible)."""
     dtype = np.dtype(positions.dtype)
@@ -224,21 +172,59 @@ def _integer_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.A
         out_of_range = positions >= np.array(_INT32_LIMIT, dtype)
     elif dtype.itemsize > 4:
         out_of_range = (positions < _INT32_MIN) | (positions >= _INT32_LIMIT)
-    return turns(positions.astype(jnp.int32), frequencies), out_of_range
+    return _turns(positions.astype(jnp.int32), frequencies), out_of_range
+
+
+def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: np.ndarray) -> jax.Array:
+    """Phases of ``whole + fraction`` for int32 ``whole`` and float32 ``|fraction| <= 1/2``."""
+    _, _, turns32, _ = _constants(frequencies)
+    fractional_turns = fraction[..., None] * jnp.asarray(turns32)
+    fractional_turns = fractional_turns - jnp.round(fractional_turns)  # only matters for w_i > π
+    fixed = jnp.round(fractional_turns * jnp.float32(2.0**32)).astype(jnp.int32)
+    return _turns(whole, frequencies) + lax.bitcast_convert_type(fixed, jnp.uint32)
 
 
 def _floating_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.Array, jax.Array]:
     """Phases of floating positions (exact split into integer and fraction) plus a mask of invalid ones."""
-    _, _, turns32, _ = _constants(frequencies)
-    invalid = ~(jnp.abs(positions) < float(_INT32_LIMIT))  # also catches NaN
+    # round(p) must be an int32; a float32 limit rounds to 2**31, which is right for float32 positions.
+    invalid = ~(jnp.abs(positions) < _FLOAT_LIMIT)  # also catches NaN
     safe = jnp.where(invalid, jnp.zeros_like(positions), positions)
     whole = jnp.round(safe)
     fraction = (safe - whole).astype(jnp.float32)  # exact: |fraction| <= 1/2
-    fractional_turns = fraction[..., None] * jnp.asarray(turns32)
-    fractional_turns = fractional_turns - jnp.round(fractional_turns)  # only matters for w_i > π
-    fixed = jnp.round(fractional_turns * jnp.float32(2.0**32)).astype(jnp.int32)
-    phase = turns(whole.astype(jnp.int32), frequencies) + lax.bitcast_convert_type(fixed, jnp.uint32)
-    return phase, invalid
+    return _split_turns(whole.astype(jnp.int32), fraction, frequencies), invalid
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(frozen=True)
+class _SplitPositions:
+    """Host float64 positions without x64, split exactly as ``whole + fraction`` before any rounding.
+
+    ``whole`` is ``round(p)`` as int32 and ``fraction = p - whole`` (exact in float64, ``|fraction| <= 1/2``)
+    rounded once to float32, which moves the angle by at most ``|fraction| * w_i * 2**-24``. Converting ``p``
+    itself to float32 would move it by up to 64 at ``p = 2**30``.
+    """
+
+    whole: jax.Array
+    fraction: jax.Array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.whole.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.whole.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float64)
+
+    def tree_flatten(self):
+        return (self.whole, self.fraction), None
+
+    @classmethod
+    def tree_unflatten(cls, _, children):
+        return cls(*children)
 
 
 def _nan_rows(values: jax.Array, invalid: jax.Array | None) -> jax.Array:
@@ -247,28 +233,33 @@ def _nan_rows(values: jax.Array, invalid: jax.Array | None) -> jax.Array:
     return jnp.where(invalid[..., None], jnp.float32(jnp.nan), values)
 
 
-def sincos(
-    positions: jax.Array, frequencies: np.ndarray, quarters: np.ndarray | None = None
+def _sincos(
+    positions: jax.Array | _SplitPositions, frequencies: np.ndarray, quarters: np.ndarray | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """``sin(pos * w_i + q_i π/2)`` and ``cos(pos * w_i + q_i π/2)`` in float32, accurate at any position.
 
     Args:
-      positions: integer or floating array ``[...]``, already validated by :func:`check_positions`. Traced
-        values that cannot be encoded (non-finite floats, ``|pos| >= 2**31``) give NaN rows.
+      positions: integer or floating array ``[...]`` (or host float64 positions split exactly), already
+        validated by ``posenc_jax._checks.positions``. Traced values that cannot be encoded (non-finite
+        floats, ``|pos| >= 2**31``, floats that do not round to an int32) give NaN rows.
       frequencies: concrete float64 ``[n]`` angular frequencies, or the tuple of (possibly traced) arrays
-        that :func:`phase_constants` returns for them.
+        that :func:`_phase_constants` returns for them.
       quarters: optional concrete integers ``[n]``: exact phase offsets in quarter turns (``q_i = 1`` turns
         a sine into a cosine). None means no offset: plain ``sin(pos * w_i)``, ``cos(pos * w_i)``.
 
     Returns:
       ``(sin, cos)``, float32 arrays of shape ``[..., n]``.
     """
-    positions = jnp.asarray(positions)
     if not isinstance(frequencies, tuple):
         frequencies = np.asarray(frequencies, dtype=np.float64)
+    if isinstance(positions, _SplitPositions):
+        return _sincos_of_turns(
+            _split_turns(positions.whole, positions.fraction, frequencies) + _quarter_turns(quarters)
+        )
+    positions = jnp.asarray(positions)
     if jnp.issubdtype(positions.dtype, jnp.integer):
         phase, invalid = _integer_turns(positions, frequencies)
-        sin, cos = sincos_of_turns(phase + quarter_turns(quarters))
+        sin, cos = _sincos_of_turns(phase + _quarter_turns(quarters))
         return _nan_rows(sin, invalid), _nan_rows(cos, invalid)
     return _floating_sincos(positions, frequencies, quarters)
 
@@ -283,7 +274,7 @@ def _floating_sincos(
     @jax.custom_jvp
     def kernel(p, *constants):
         phase, invalid = _floating_turns(p, constants if traced else frequencies)
-        sin, cos = sincos_of_turns(phase + quarter_turns(quarters))
+        sin, cos = _sincos_of_turns(phase + _quarter_turns(quarters))
         return _nan_rows(sin, invalid), _nan_rows(cos, invalid)
 
     @kernel.defjvp

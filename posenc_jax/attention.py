@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax.angles import check_positions
-from posenc_jax.rotary import check_positions_shape
+from posenc_jax import _checks
 from posenc_jax.schemes import PositionalScheme
 
 __all__ = ["KVCache", "attention"]
@@ -130,8 +129,8 @@ def attention(
         )
     k_len = _shape(k)[1]
     _check_scheme(scheme, caller)
-    check_positions_shape(_shape(q_positions), (batch, q_len), f"{caller}(q_positions)")
-    check_positions_shape(_shape(k_positions), (batch, k_len), f"{caller}(k_positions)")
+    _checks.positions_shape(caller, q_positions, (batch, q_len), "q_positions", of="q")
+    _checks.positions_shape(caller, k_positions, (batch, k_len), "k_positions", of="k")
     _check_mask(mask, caller)
     if not isinstance(is_causal, bool):
         raise TypeError(f"{caller}(is_causal={is_causal!r}): is_causal must be a Python bool")
@@ -259,7 +258,7 @@ class KVCache:
             )
         if new > capacity:
             raise ValueError(f"{caller}(k shape={_shape(k)}): {new} new entries exceed the capacity {capacity}")
-        check_positions_shape(_shape(positions), (batch, new), f"{caller}(positions)")
+        _checks.positions_shape(caller, positions, (batch, new), "positions", of="k")
         dtype = getattr(positions, "dtype", None)  # before any conversion
         dtype = np.asarray(positions).dtype if dtype is None else dtype
         if jnp.issubdtype(dtype, jnp.floating) and jnp.issubdtype(self.positions.dtype, jnp.integer):
@@ -267,7 +266,7 @@ class KVCache:
                 f"{caller}(positions dtype={dtype}): this cache stores integer positions; create it "
                 "with position_dtype=jnp.float32 for fractional positions"
             )
-        positions = check_positions(positions, caller)
+        positions = _checks.positions(caller, positions)
         slots = self.length[:, None] + jnp.arange(new, dtype=jnp.int32)  # [batch, new]
         rows = jnp.arange(batch)[:, None]
         return KVCache(

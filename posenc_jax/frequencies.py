@@ -22,41 +22,15 @@ high-precision constants from these exact values at trace time.
 from __future__ import annotations
 
 import math
-import numbers
 
-import jax
 import numpy as np
 
+from posenc_jax import _checks
 
-def check_dim(dim: object, caller: str, name: str = "dim") -> int:
-    """Returns ``dim`` as an ``int`` if it is a positive even integer, else raises naming ``caller``."""
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
-        raise TypeError(f"{caller}({name}={dim!r}): {name} must be a positive even Python int")
-    dim = int(dim)
-    if dim <= 0:
-        raise ValueError(f"{caller}({name}={dim}): {name} must be a positive even integer")
-    if dim % 2:
-        raise ValueError(
-            f"{caller}({name}={dim}): {name} must be even, got {dim}; every frequency fills a (sin, cos) "
-            f"pair of dimensions. For an odd width, build {dim + 1} features and drop the last one."
-        )
-    return dim
+__all__ = ["paper_frequencies", "tensor2tensor_frequencies"]
 
 
-def check_real_above(value: object, caller: str, name: str, bound: float) -> float:
-    """Returns ``value`` as a float if it is a finite real number > ``bound``, else raises naming ``caller``."""
-    message = f"{caller}({name}={value!r}): {name} must be a finite real number > {bound:g}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(message)
-    result = float(value)
-    if not math.isfinite(result) or result <= bound:
-        raise ValueError(message)
-    return result
-
-
-def check_base(base: object, caller: str, name: str = "base") -> float:
-    """Returns ``base`` as a float if it is a finite real number > 1, else raises naming ``caller``."""
-    return check_real_above(base, caller, name, 1.0)
+_PAIRS = "every frequency fills a (sin, cos) pair of features; for an odd width, build one more and drop it"
 
 
 def paper_frequencies(dim: int, base: float = 10_000.0) -> np.ndarray:
@@ -72,7 +46,7 @@ def paper_frequencies(dim: int, base: float = 10_000.0) -> np.ndarray:
     >>> paper_frequencies(4)
     array([1.  , 0.01])
     """
-    return resolve_frequencies(dim, base=base, caller="paper_frequencies")
+    return _resolve_frequencies(dim, base=base, caller="paper_frequencies")
 
 
 def tensor2tensor_frequencies(dim: int, min_timescale: float = 1.0, max_timescale: float = 1.0e4) -> np.ndarray:
@@ -92,21 +66,20 @@ def tensor2tensor_frequencies(dim: int, min_timescale: float = 1.0, max_timescal
     >>> tensor2tensor_frequencies(4)
     array([1.e+00, 1.e-04])
     """
-    caller = "tensor2tensor_frequencies"
-    dim = check_dim(dim, caller)
-    for name, value in (("min_timescale", min_timescale), ("max_timescale", max_timescale)):
-        check_real_above(value, caller, name, 0.0)
-    if float(max_timescale) < float(min_timescale):
-        raise ValueError(
-            f"{caller}(min_timescale={min_timescale!r}, max_timescale={max_timescale!r}): "
-            "max_timescale must be >= min_timescale"
+    call = "tensor2tensor_frequencies"
+    dim = _checks.even(call, "dim", dim, _PAIRS)
+    low = _checks.real_above(call, "min_timescale", min_timescale, 0.0)
+    high = _checks.real_above(call, "max_timescale", max_timescale, 0.0)
+    if high < low:
+        raise _checks.value_error(
+            call, "max_timescale", max_timescale, f"max_timescale must be >= min_timescale={min_timescale!r}"
         )
     n = dim // 2
-    increment = math.log(float(max_timescale) / float(min_timescale)) / max(n - 1, 1)
-    return float(min_timescale) * np.exp(np.arange(n, dtype=np.float64) * -increment)
+    increment = math.log(high / low) / max(n - 1, 1)
+    return low * np.exp(np.arange(n, dtype=np.float64) * -increment)
 
 
-def resolve_frequencies(
+def _resolve_frequencies(
     dim: int, *, base: float = 10_000.0, frequencies: object = None, caller: str
 ) -> np.ndarray:
     """Validates ``dim`` and returns the frequencies to use: explicit ones, else the paper's for ``base``.
@@ -124,26 +97,28 @@ def resolve_frequencies(
       TypeError: if ``frequencies`` is traced (it must be known at trace time) or not real.
       ValueError: on a bad ``dim``, ``base``, or a ``frequencies`` of the wrong shape or non-finite values.
     """
-    dim = check_dim(dim, caller)
+    dim = _checks.even(caller, "dim", dim, _PAIRS)
     if frequencies is None:
-        base = check_base(base, caller)
+        base = _checks.real_above(caller, "base", base, 1.0)
         i = np.arange(dim // 2, dtype=np.float64)
         return base ** (-2.0 * i / dim)
-    if isinstance(frequencies, jax.core.Tracer):
-        raise TypeError(
-            f"{caller}(frequencies=<traced {frequencies.dtype}{list(frequencies.shape)}>): frequencies must be "
-            "concrete (a numpy array, a list or a non-traced jax array), because the kernel prepares exact "
-            "constants from them at trace time; pass them as a static value, not as a jit argument"
-        )
+    _checks.concrete(
+        caller,
+        "frequencies",
+        frequencies,
+        "the kernel prepares exact constants from them at trace time; pass them as a static value, not as a "
+        "jit argument",
+    )
     array = np.asarray(frequencies)
     if array.dtype.kind not in "iuf":
-        raise TypeError(f"{caller}(frequencies dtype={array.dtype}): frequencies must be real numbers")
-    array = array.astype(np.float64)
+        raise _checks.type_error(caller, "frequencies", array, "frequencies must be real numbers")
     if array.shape != (dim // 2,):
-        raise ValueError(
-            f"{caller}(frequencies shape={array.shape}, dim={dim}): frequencies must have shape "
-            f"({dim // 2},), one per (sin, cos) pair"
+        raise _checks.value_error(
+            caller,
+            "frequencies",
+            array,
+            f"frequencies must have shape ({dim // 2},) for dim={dim}, one per (sin, cos) pair",
         )
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{caller}(frequencies={array}): frequencies must be finite")
-    return array
+        raise _checks.value_error(caller, "frequencies", array, "frequencies must be finite")
+    return array.astype(np.float64)

@@ -20,41 +20,46 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from posenc_jax import _checks
+
+__all__ = ["Layout", "interleaved_to_split", "split_to_interleaved"]
+
 Layout = Literal["interleaved", "split"]
-LAYOUTS: tuple[str, ...] = ("interleaved", "split")
+_LAYOUTS: tuple[str, ...] = ("interleaved", "split")
 
 
-def check_layout(layout: object, caller: str) -> None:
-    """Raises ``ValueError`` naming ``caller`` unless ``layout`` is one of :data:`LAYOUTS`."""
-    if not isinstance(layout, str) or layout not in LAYOUTS:
-        raise ValueError(f"{caller}(layout={layout!r}): layout must be one of {LAYOUTS}")
+def _check_layout(call: str, layout: object) -> Layout:
+    """``layout`` if it is one of the layouts' names, else ``ValueError`` naming ``call``."""
+    return _checks.one_of(call, "layout", layout, _LAYOUTS)  # type: ignore[return-value]
 
 
-def _check_axis_even(x: jax.Array, axis: int, caller: str) -> int:
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"{caller}(axis={axis}): axis out of range for an array of rank {x.ndim}")
-    size = x.shape[axis]
+def _feature_axis(call: str, x: jax.Array, axis: object) -> tuple[int, int]:
+    """The checked feature axis of ``x`` (an int of its rank) and its size, which must be even."""
+    index = _checks.axis(call, axis, x.ndim)
+    size = x.shape[index]
     if size % 2:
-        raise ValueError(f"{caller}: the size of axis {axis} must be even, got {size}")
-    return size
+        raise _checks.value_error(
+            call, "x", x, f"the size of axis {axis} of x must be even (pairs of features), got {size}"
+        )
+    return index, size
 
 
-def split_permutation(dim: int) -> np.ndarray:
+def _split_permutation(dim: int) -> np.ndarray:
     """Indices ``perm`` with ``split = interleaved[..., perm]`` for a feature axis of size ``dim``.
 
-    >>> split_permutation(6)
+    >>> _split_permutation(6)
     array([0, 2, 4, 1, 3, 5])
     """
     return np.concatenate([np.arange(0, dim, 2), np.arange(1, dim, 2)])
 
 
-def interleaved_permutation(dim: int) -> np.ndarray:
-    """Indices ``perm`` with ``interleaved = split[..., perm]``; the inverse of :func:`split_permutation`.
+def _interleaved_permutation(dim: int) -> np.ndarray:
+    """Indices ``perm`` with ``interleaved = split[..., perm]``; the inverse of :func:`_split_permutation`.
 
-    >>> interleaved_permutation(6)
+    >>> _interleaved_permutation(6)
     array([0, 3, 1, 4, 2, 5])
     """
-    return np.argsort(split_permutation(dim))
+    return np.argsort(_split_permutation(dim))
 
 
 def interleaved_to_split(x: jax.Array, axis: int = -1) -> jax.Array:
@@ -68,14 +73,15 @@ def interleaved_to_split(x: jax.Array, axis: int = -1) -> jax.Array:
       ``x`` with that axis in the split layout.
 
     Raises:
+      TypeError: if ``axis`` is not an int.
       ValueError: if the axis has odd size or does not exist.
 
     >>> interleaved_to_split(jnp.array([0, 1, 2, 3]))
     Array([0, 2, 1, 3], dtype=int32)
     """
     x = jnp.asarray(x)
-    dim = _check_axis_even(x, axis, "interleaved_to_split")
-    return jnp.take(x, split_permutation(dim), axis=axis)
+    index, dim = _feature_axis("interleaved_to_split", x, axis)
+    return jnp.take(x, _split_permutation(dim), axis=index)
 
 
 def split_to_interleaved(x: jax.Array, axis: int = -1) -> jax.Array:
@@ -89,17 +95,18 @@ def split_to_interleaved(x: jax.Array, axis: int = -1) -> jax.Array:
       ``x`` with that axis in the interleaved layout.
 
     Raises:
+      TypeError: if ``axis`` is not an int.
       ValueError: if the axis has odd size or does not exist.
 
     >>> split_to_interleaved(jnp.array([0, 2, 1, 3]))
     Array([0, 1, 2, 3], dtype=int32)
     """
     x = jnp.asarray(x)
-    dim = _check_axis_even(x, axis, "split_to_interleaved")
-    return jnp.take(x, interleaved_permutation(dim), axis=axis)
+    index, dim = _feature_axis("split_to_interleaved", x, axis)
+    return jnp.take(x, _interleaved_permutation(dim), axis=index)
 
 
-def merge_pairs(first: jax.Array, second: jax.Array, layout: Layout) -> jax.Array:
+def _merge_pairs(first: jax.Array, second: jax.Array, layout: Layout) -> jax.Array:
     """Places two ``[..., n]`` arrays as the members of ``n`` pairs of a ``[..., 2n]`` array.
 
     ``first`` goes to the even dimensions (interleaved) or the first half (split).
@@ -110,8 +117,8 @@ def merge_pairs(first: jax.Array, second: jax.Array, layout: Layout) -> jax.Arra
     return jnp.concatenate([first, second], axis=-1)
 
 
-def unmerge_pairs(x: jax.Array, layout: Layout) -> tuple[jax.Array, jax.Array]:
-    """The inverse of :func:`merge_pairs`: ``[..., 2n]`` -> two ``[..., n]`` arrays."""
+def _unmerge_pairs(x: jax.Array, layout: Layout) -> tuple[jax.Array, jax.Array]:
+    """The inverse of :func:`_merge_pairs`: ``[..., 2n]`` -> two ``[..., n]`` arrays."""
     if layout == "interleaved":
         pairs = x.reshape(*x.shape[:-1], x.shape[-1] // 2, 2)
         return pairs[..., 0], pairs[..., 1]

@@ -22,15 +22,15 @@ the last position). :func:`lookup` never maps a bad position to a valid row unle
 from __future__ import annotations
 
 import functools
-import logging
 import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.sharding import PartitionSpec
+
+from posenc_jax import _checks
 
 __all__ = ["OUT_OF_RANGE_POLICIES", "lookup"]
 
@@ -55,34 +55,14 @@ def _out_of_range_message(caller: str, max_length: int, low: int, high: int) -> 
     )
 
 
-class _OutOfRange(ValueError):
-    """Raised by the run-time check; a ``ValueError`` for the caller."""
-
-
-def _not_our_error(record: logging.LogRecord) -> bool:
-    return not (record.exc_info and isinstance(record.exc_info[1], _OutOfRange))
-
-
-# JAX logs every exception raised inside a callback with its traceback before re-raising it; the error the
-# caller receives already says everything, so the run-time check's own error is not logged a second time.
-logging.getLogger("jax._src.debugging").addFilter(_not_our_error)
-
-
-def _raise_if_bad(bad, low, high, *, caller: str, max_length: int) -> None:
-    if bool(np.any(bad)):
-        raise _OutOfRange(_out_of_range_message(caller, max_length, int(low), int(high)))
-
-
 def _check_at_run_time(positions: jax.Array, max_length: int, caller: str) -> None:
     if positions.size == 0:  # nothing to check (and min / max of nothing is undefined)
         return
     bad = jnp.any((positions < 0) | (positions >= max_length))
     low = jnp.min(positions).astype(jnp.int32)
     high = jnp.max(positions).astype(jnp.int32)
-    callback = functools.partial(_raise_if_bad, caller=caller, max_length=max_length)
-    # The cond skips the host round trip when all positions are valid (under vmap it becomes a select and
-    # the callback runs for every example, checking `bad` itself).
-    lax.cond(bad, lambda: jax.debug.callback(callback, bad, low, high), lambda: None)
+    message = functools.partial(_out_of_range_message, caller, max_length)
+    _checks.error_if(bad, lambda low, high: message(int(low), int(high)), low, high)
 
 
 def lookup(

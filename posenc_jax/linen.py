@@ -127,6 +127,7 @@ class Rotary(_Scheme):
     scale: float = 1.0
     rotary_dim: int | None = None
     frequencies: Any = None
+    scaling: Any = None
 
 
 class ALiBi(_Scheme):

@@ -26,6 +26,7 @@ from flax import nnx
 
 from posenc_jax import schemes
 from posenc_jax.layouts import Layout
+from posenc_jax.scaling import Scaling
 
 __all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal", "T5Bias", "TransformerXLRelative"]
 
@@ -148,8 +149,8 @@ class Rotary(_Scheme):
       the fields of :class:`posenc_jax.schemes.Rotary`: same names, same defaults, same checks.
 
     Raises:
-      ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``scale`` or
-        ``frequencies``.
+      ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``scale``,
+        ``frequencies`` or ``scaling``.
 
     >>> q = k = jnp.ones((1, 3, 2, 8))
     >>> [a.shape for a in Rotary(8).rotate(q, k)]
@@ -165,9 +166,16 @@ class Rotary(_Scheme):
         scale: float = 1.0,
         rotary_dim: int | None = None,
         frequencies: Any = None,
+        scaling: Scaling | None = None,
     ):
         self.scheme = schemes.Rotary(
-            head_dim, base=base, layout=layout, scale=scale, rotary_dim=rotary_dim, frequencies=frequencies
+            head_dim,
+            base=base,
+            layout=layout,
+            scale=scale,
+            rotary_dim=rotary_dim,
+            frequencies=frequencies,
+            scaling=scaling,
         )
 
 

@@ -25,8 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax.angles import check_positions, sincos
-from posenc_jax.frequencies import resolve_frequencies
+from posenc_jax import _checks
+from posenc_jax.alibi import _batched, _check_alibi_positions
+from posenc_jax.angles import _sincos, _SplitPositions
+from posenc_jax.frequencies import _resolve_frequencies
 
 __all__ = ["t5_buckets", "t5_bias", "transformer_xl_logits"]
 
@@ -36,33 +38,30 @@ _INT32_MAX = 2**31 - 1
 # ------------------------------------------------------------------------------------------------- T5
 
 
-def _check_int(value: object, caller: str, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{caller}({name}={value!r}): {name} must be a Python int >= {minimum}")
-    if int(value) < minimum:
-        raise ValueError(f"{caller}({name}={value}): {name} must be an integer >= {minimum}")
-    return int(value)
-
-
-def _check_t5_config(num_buckets: object, max_distance: object, bidirectional: object, caller: str) -> None:
-    """Validates the T5 bucket parameters (raising ``TypeError`` / ``ValueError`` naming ``caller``)."""
+def _check_t5_config(num_buckets: object, max_distance: object, bidirectional: object, call: str) -> None:
+    """Validates the T5 bucket parameters (raising ``TypeError`` / ``ValueError`` naming ``call``)."""
     if not isinstance(bidirectional, bool | np.bool_):
-        raise TypeError(
-            f"{caller}(bidirectional={bidirectional!r}): bidirectional must be a Python bool: True for an "
-            "encoder (keys on both sides get their own buckets), False for a decoder"
+        raise _checks.type_error(
+            call,
+            "bidirectional",
+            bidirectional,
+            "bidirectional must be a Python bool",
+            "True for an encoder (keys on both sides get their own buckets), False for a decoder",
         )
-    num_buckets = _check_int(num_buckets, caller, "num_buckets", 4 if bidirectional else 2)
+    num_buckets = _checks.integer(call, "num_buckets", num_buckets, 4 if bidirectional else 2)
     if bidirectional and num_buckets % 2:
-        raise ValueError(
-            f"{caller}(num_buckets={num_buckets}, bidirectional=True): num_buckets must be even, half of the "
-            "buckets for each direction"
+        raise _checks.value_error(
+            call, "num_buckets", num_buckets, "num_buckets must be even when bidirectional (half per direction)"
         )
     max_exact = num_buckets // (4 if bidirectional else 2)
-    max_distance = _check_int(max_distance, caller, "max_distance", 1)
+    max_distance = _checks.integer(call, "max_distance", max_distance)
     if max_distance <= max_exact:
-        raise ValueError(
-            f"{caller}(max_distance={max_distance}, num_buckets={num_buckets}): max_distance must exceed the "
-            f"{max_exact} distances that get a bucket each (num_buckets // {4 if bidirectional else 2})"
+        raise _checks.value_error(
+            call,
+            "max_distance",
+            max_distance,
+            f"max_distance must exceed the {max_exact} distances that get a bucket each with "
+            f"num_buckets={num_buckets} (num_buckets // {4 if bidirectional else 2})",
         )
 
 
@@ -118,37 +117,22 @@ def _saturating_distance(q: jax.Array, k: jax.Array) -> jax.Array:
     return jnp.where(overflow, jnp.where(k < 0, -_INT32_MAX, _INT32_MAX), jnp.maximum(difference, -_INT32_MAX))
 
 
-def _check_integer(positions: object, name: str, caller: str) -> None:
-    """Integer positions, judged by the dtype given (before any conversion of host values)."""
-    dtype = getattr(positions, "dtype", None)
-    dtype = np.asarray(positions).dtype if dtype is None else np.dtype(dtype)
-    if dtype == np.bool_ or not jnp.issubdtype(dtype, jnp.integer):
-        raise TypeError(
-            f"{caller}({name} dtype={dtype}): T5 buckets are defined for integer distances; pass "
-            "integer positions"
-        )
-
-
-def _check_positions(positions: object, name: str, caller: str) -> jax.Array:
-    positions = check_positions(positions, caller, name)
-    if positions.ndim not in (1, 2):
-        raise ValueError(
-            f"{caller}({name} shape={tuple(positions.shape)}): {name} must have shape [length] or "
-            "[batch, length]"
-        )
-    return positions
-
-
-def _pair(q_positions: object, k_positions: object, caller: str) -> tuple[jax.Array, jax.Array]:
-    """Positions as ``[batch or 1, length]`` arrays whose batch sizes broadcast."""
-    q = _check_positions(q_positions, "q_positions", caller)
-    k = _check_positions(k_positions, "k_positions", caller)
-    q2 = q if q.ndim == 2 else q[None]
-    k2 = k if k.ndim == 2 else k[None]
+def _pair(
+    q_positions: object, k_positions: object, call: str, *, integer_only: bool
+) -> tuple[jax.Array | _SplitPositions, jax.Array | _SplitPositions]:
+    """Validated positions as ``[batch or 1, length]`` whose batch sizes broadcast."""
+    if integer_only:  # checked on the values given, before any conversion
+        _checks.positions(call, q_positions, "q_positions", integer_only=True)
+        _checks.positions(call, k_positions, "k_positions", integer_only=True)
+    q2 = _batched(_check_alibi_positions(call, q_positions, "q_positions"))
+    k2 = _batched(_check_alibi_positions(call, k_positions, "k_positions"))
     if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
-        raise ValueError(
-            f"{caller}(q_positions shape={tuple(q.shape)}, k_positions shape={tuple(k.shape)}): the batch "
-            "sizes must be equal or one of them 1"
+        raise _checks.value_error(
+            call,
+            "k_positions",
+            k_positions,
+            f"the batch sizes of q_positions (shape {tuple(q2.shape)}) and k_positions must be equal or one "
+            "of them 1",
         )
     return q2, k2
 
@@ -199,9 +183,7 @@ def t5_buckets(
     """
     caller = "t5_buckets"
     _check_t5_config(num_buckets, max_distance, bidirectional, caller)
-    _check_integer(q_positions, "q_positions", caller)
-    _check_integer(k_positions, "k_positions", caller)
-    q2, k2 = _pair(q_positions, k_positions, caller)
+    q2, k2 = _pair(q_positions, k_positions, caller, integer_only=True)
     return _t5_buckets(
         q2, k2, num_buckets=int(num_buckets), max_distance=int(max_distance), bidirectional=bool(bidirectional)
     )
@@ -245,18 +227,9 @@ def t5_bias(
            [10., 10.,  0.]], dtype=float32)
     """
     caller = "t5_bias"
-    shape = tuple(getattr(table, "shape", np.shape(table)))
-    dtype = getattr(table, "dtype", None)
-    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(
-            f"{caller}(table dtype={dtype}): table must be a floating array [num_buckets, num_heads]"
-        )
-    if len(shape) != 2:
-        raise ValueError(f"{caller}(table shape={shape}): table must have shape [num_buckets, num_heads]")
+    shape = _check_array(table, "table", 2, "[num_buckets, num_heads]", caller)
     _check_t5_config(shape[0], max_distance, bidirectional, caller)
-    _check_integer(q_positions, "q_positions", caller)
-    _check_integer(k_positions, "k_positions", caller)
-    q2, k2 = _pair(q_positions, k_positions, caller)
+    q2, k2 = _pair(q_positions, k_positions, caller, integer_only=True)
     return _t5_bias(table, q2, k2, max_distance=int(max_distance), bidirectional=bool(bidirectional))
 
 
@@ -272,13 +245,13 @@ def _t5_bias(table, q2, k2, *, max_distance: int, bidirectional: bool) -> jax.Ar
 # ----------------------------------------------------------------------------------------- Transformer-XL
 
 
-def _check_array(value: Any, name: str, rank: int, what: str, caller: str) -> tuple[int, ...]:
-    shape = tuple(getattr(value, "shape", None) or np.shape(value))
+def _check_array(value: Any, name: str, rank: int, what: str, call: str) -> tuple[int, ...]:
     dtype = getattr(value, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{caller}({name} dtype={dtype}): {name} must be a floating array {what}")
+        raise _checks.type_error(call, name, value, f"{name} must be a floating array {what}")
+    shape = tuple(value.shape)
     if len(shape) != rank:
-        raise ValueError(f"{caller}({name} shape={shape}): {name} must have shape {what}")
+        raise _checks.value_error(call, name, value, f"{name} must have shape {what}")
     return shape
 
 
@@ -293,43 +266,51 @@ def _check_transformer_xl_shapes(q, k, kernel, u, v, caller: str) -> None:
         or heads % kv_heads
         or (k_shape[0] != q_shape[0] and 1 not in (k_shape[0], q_shape[0]))
     ):
-        raise ValueError(
-            f"{caller}(q shape={q_shape}, k shape={k_shape}): q and k must agree in head_dim, k's heads must "
-            "divide q's (grouped-query attention), and their batch sizes must be equal or one of them 1"
+        raise _checks.value_error(
+            caller,
+            "k",
+            k,
+            f"k must agree with q (shape {q_shape}) in head_dim, its heads must divide q's (grouped-query "
+            "attention), and the batch sizes must be equal or one of them 1",
         )
     kernel_shape = _check_array(kernel, "kernel", 3, "[rel_dim, heads, head_dim]", caller)
     if kernel_shape[1:] != heads_dim or kernel_shape[0] % 2 or kernel_shape[0] == 0:
-        raise ValueError(
-            f"{caller}(kernel shape={kernel_shape}): kernel must have shape [rel_dim, heads, head_dim] = "
-            f"[rel_dim, {heads_dim[0]}, {heads_dim[1]}] with rel_dim even and positive (the sinusoid width)"
+        raise _checks.value_error(
+            caller,
+            "kernel",
+            kernel,
+            f"kernel must have shape [rel_dim, heads, head_dim] = [rel_dim, {heads_dim[0]}, {heads_dim[1]}] "
+            "with rel_dim even and positive (the sinusoid width)",
         )
     for name, value in (("u", u), ("v", v)):
         shape = _check_array(value, name, 2, "[heads, head_dim]", caller)
         if shape != heads_dim:
-            raise ValueError(
-                f"{caller}({name} shape={shape}): {name} must have shape [heads, head_dim] = {heads_dim}"
+            raise _checks.value_error(
+                caller, name, value, f"{name} must have shape [heads, head_dim] = {heads_dim}"
             )
 
 
-def _check_lengths(q_positions: jax.Array, k_positions: jax.Array, q, k, caller: str) -> None:
+def _check_lengths(q_positions: Any, k_positions: Any, q: Any, k: Any, call: str) -> None:
     for name, positions, x in (("q_positions", q_positions, q), ("k_positions", k_positions, k)):
         batch, length = x.shape[0], x.shape[1]
         if positions.shape[-1] != length or (positions.ndim == 2 and positions.shape[0] not in (1, batch)):
-            want = f"[{length}] or [{batch}, {length}]"
-            raise ValueError(
-                f"{caller}({name} shape={tuple(positions.shape)}): {name} must have shape {want} to match "
-                f"{'q' if name[0] == 'q' else 'k'} of shape {tuple(x.shape)}"
+            raise _checks.value_error(
+                call,
+                name,
+                positions,
+                f"{name} must have shape [{length}] or [{batch}, {length}] to match "
+                f"{'q' if name[0] == 'q' else 'k'} of shape {tuple(x.shape)}",
             )
 
 
-def _check_scale(scale: object, caller: str) -> None:
+def _check_scale(scale: object, call: str) -> None:
     """``scale`` must be None or a finite real number."""
     if scale is None:
         return
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        raise TypeError(f"{caller}(scale={scale!r}): scale must be a Python float or None")
+        raise _checks.type_error(call, "scale", scale, "scale must be a Python float or None")
     if not math.isfinite(scale):
-        raise ValueError(f"{caller}(scale={scale!r}): scale must be finite")
+        raise _checks.value_error(call, "scale", scale, "scale must be finite")
 
 
 def transformer_xl_logits(
@@ -401,20 +382,23 @@ def transformer_xl_logits(
     """
     caller = "transformer_xl_logits"
     _check_transformer_xl_shapes(q, k, kernel, u, v, caller)
-    w = resolve_frequencies(kernel.shape[0], base=base, caller=caller)
+    w = _resolve_frequencies(kernel.shape[0], base=base, caller=caller)
     _check_scale(scale, caller)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     config = dict(frequencies=tuple(w.tolist()), scale=float(scale))
     if q_positions is None and k_positions is None:
         return _transformer_xl_consecutive(q, k, kernel, u, v, **config)
     if q_positions is None or k_positions is None:
-        raise ValueError(
-            f"{caller}(q_positions={'None' if q_positions is None else '<array>'}, k_positions="
-            f"{'None' if k_positions is None else '<array>'}): pass both positions or neither (neither means "
-            "0 … length-1 for queries and keys)"
+        argument = "q_positions" if q_positions is None else "k_positions"
+        raise _checks.value_error(
+            caller,
+            argument,
+            None,
+            "pass both positions or neither",
+            "neither means 0 … length-1 for queries and keys",
         )
-    q_pos = _check_positions(q_positions, "q_positions", caller)
-    k_pos = _check_positions(k_positions, "k_positions", caller)
+    q_pos = _check_alibi_positions(caller, q_positions, "q_positions")
+    k_pos = _check_alibi_positions(caller, k_positions, "k_positions")
     _check_lengths(q_pos, k_pos, q, k, caller)
     return _transformer_xl(q, k, q_pos, k_pos, kernel, u, v, **config)
 
@@ -442,8 +426,8 @@ def _transformer_xl(q, k, q_pos, k_pos, kernel, u, v, *, frequencies: tuple[floa
     dtype = q.dtype
     w = np.asarray(frequencies, dtype=np.float64)
     n = len(frequencies)
-    q_sin, q_cos = (t.astype(dtype)[..., None, :] for t in sincos(q_pos, w))  # [(batch,) q, 1, n]
-    k_sin, k_cos = (t.astype(dtype) for t in sincos(k_pos, w))  # [(batch,) k, n]
+    q_sin, q_cos = (t.astype(dtype)[..., None, :] for t in _sincos(q_pos, w))  # [(batch,) q, 1, n]
+    k_sin, k_cos = (t.astype(dtype) for t in _sincos(k_pos, w))  # [(batch,) k, n]
     # Coefficients of sin((i-j)w) and cos((i-j)w) in (q_i + v)·W_R R_{i-j}:  [batch, q, heads, n] each.
     query = q + v
     a = jnp.einsum("bqhd,nhd->bqhn", query, kernel[:n])
@@ -468,7 +452,7 @@ def _transformer_xl_consecutive(q, k, kernel, u, v, *, frequencies: tuple[float,
     q_len, k_len = q.shape[1], k.shape[1]
     # Distances i - j from q_len-1 down to -(k_len-1); column m holds distance q_len-1-m.
     distances = jnp.arange(q_len - 1, -k_len, -1, dtype=jnp.int32)
-    sin, cos = sincos(distances, np.asarray(frequencies, dtype=np.float64))
+    sin, cos = _sincos(distances, np.asarray(frequencies, dtype=np.float64))
     encoding = jnp.concatenate([sin, cos], axis=-1).astype(dtype)  # [m, rel_dim]
     projected = jnp.einsum("mr,rhd->mhd", encoding, kernel)
     scores = jnp.einsum("bqhd,mhd->bhqm", q + v, projected)  # [batch, heads, q, q+k-1]

@@ -4,7 +4,7 @@ RoPE rotates each (first, second) feature pair ``i`` of a query or key at positi
 ``p * w_i``. Because rotations compose, the dot product of a query rotated to position ``m`` and a key rotated
 to position ``n`` depends on positions only through ``m - n``.
 
-The angles come from :func:`posenc_jax.angles.sincos`, the same kernel that builds sinusoidal tables, so
+The angles come from :func:`posenc_jax.angles._sincos`, the same kernel that builds sinusoidal tables, so
 rotary embeddings are accurate to float32 rounding at any position in the int32 range. Sine and cosine are
 computed once at the shape of ``positions`` (never per head or per feature of ``x``) and in float32; they
 are cast to ``x``'s dtype only for the final multiply-add.
@@ -19,21 +19,23 @@ from __future__ import annotations
 
 import functools
 import numbers
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax.angles import check_positions, computed_once, sincos
-from posenc_jax.frequencies import check_base, check_real_above, resolve_frequencies
+from posenc_jax import _checks
+from posenc_jax.angles import _computed_once, _sincos, _SplitPositions
+from posenc_jax.frequencies import _resolve_frequencies
 from posenc_jax.grids import check_sections
 from posenc_jax.layouts import (
     Layout,
-    check_layout,
-    interleaved_permutation,
-    merge_pairs,
-    split_permutation,
-    unmerge_pairs,
+    _check_layout,
+    _interleaved_permutation,
+    _merge_pairs,
+    _split_permutation,
+    _unmerge_pairs,
 )
 from posenc_jax.scaling import (
     Scaling,
@@ -51,29 +53,40 @@ __all__ = [
     "rotary_split_to_interleaved",
 ]
 
-
-def check_even(value: object, caller: str, name: str) -> int:
-    """Returns ``value`` as an int if it is a positive even integer (a number of rotated features)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{caller}({name}={value!r}): {name} must be a positive even Python int")
-    if int(value) <= 0 or int(value) % 2:
-        raise ValueError(
-            f"{caller}({name}={value}): {name} must be a positive even integer, got {value}; rotary "
-            "embeddings rotate pairs of features"
-        )
-    return int(value)
+_PAIRS = "rotary embeddings rotate pairs of features"
 
 
-def _check_rotary_dim(rotary_dim: object, head_dim: int, caller: str) -> int:
+def _check_rotary_dim(call: str, rotary_dim: object, head_dim: int) -> int:
     if rotary_dim is None:
         return head_dim
-    rotary_dim = check_even(rotary_dim, caller, "rotary_dim")
+    rotary_dim = _checks.even(call, "rotary_dim", rotary_dim, _PAIRS)
     if rotary_dim > head_dim:
-        raise ValueError(
-            f"{caller}(rotary_dim={rotary_dim}): rotary_dim must be <= head_dim={head_dim} "
-            "(it is the number of leading features that are rotated)"
+        raise _checks.value_error(
+            call,
+            "rotary_dim",
+            rotary_dim,
+            f"rotary_dim must be <= head_dim={head_dim} (the number of leading features that are rotated)",
         )
     return rotary_dim
+
+
+def _rotary_frequencies(
+    call: str, rotary_dim: object, base: object, frequencies: object, scale: object
+) -> np.ndarray:
+    """:func:`rotary_frequencies`, with errors naming the public function ``call``."""
+    scale = _checks.real_above(call, "scale", scale, 0.0)
+    w = _resolve_frequencies(rotary_dim, base=base, frequencies=frequencies, caller=call)  # type: ignore[arg-type]
+    with np.errstate(over="ignore"):
+        scaled = w / scale
+    if not np.all(np.isfinite(scaled)):
+        raise _checks.value_error(
+            call,
+            "scale",
+            scale,
+            f"frequencies / scale overflow float64 (largest frequency {np.max(np.abs(w)):g})",
+            "positions are divided by scale: use a scale of a sensible size, e.g. 1 to 1e6",
+        )
+    return scaled
 
 
 def rotary_frequencies(
@@ -82,7 +95,6 @@ def rotary_frequencies(
     base: float = 10_000.0,
     frequencies: object = None,
     scale: float = 1.0,
-    caller: str = "rotary_frequencies",
 ) -> np.ndarray:
     """The static angular frequencies a rotary embedding uses: ``w_i / scale``.
 
@@ -94,7 +106,6 @@ def rotary_frequencies(
       base: the geometric base ``theta`` of ``w_i = base ** (-2i / rotary_dim)``.
       frequencies: explicit ``[rotary_dim // 2]`` frequencies instead of the geometric ones.
       scale: position interpolation factor (``> 0``; ``1`` means none).
-      caller: name used in error messages.
 
     Returns:
       float64 numpy array ``[rotary_dim // 2]``.
@@ -105,9 +116,7 @@ def rotary_frequencies(
     >>> rotary_frequencies(4, scale=2.0)
     array([0.5  , 0.005])
     """
-    scale = check_real_above(scale, caller, "scale", 0.0)
-    w = resolve_frequencies(rotary_dim, base=base, frequencies=frequencies, caller=caller)
-    return w / scale
+    return _rotary_frequencies("rotary_frequencies", rotary_dim, base, frequencies, scale)
 
 
 def apply_rotary(
@@ -175,48 +184,60 @@ def apply_rotary(
     >>> apply_rotary(q, jnp.arange(4)).shape
     (2, 4, 1, 8)
     """
-    caller = "apply_rotary"
-    check_layout(layout, caller)
-    x_dtype = getattr(x, "dtype", None)
-    if x_dtype is None:
+    call = "apply_rotary"
+    _check_layout(call, layout)
+    if getattr(x, "dtype", None) is None:
         x = jnp.asarray(x)
-        x_dtype = x.dtype
-    if not jnp.issubdtype(x_dtype, jnp.floating):
-        raise TypeError(f"{caller}(x dtype={x_dtype}): x must be a floating array (queries or keys)")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise _checks.type_error(call, "x", x, "x must be a floating array (queries or keys)")
     x_shape = tuple(x.shape)
     if len(x_shape) < 3:
-        raise ValueError(
-            f"{caller}(x shape={x_shape}): x must have shape [..., length, heads, head_dim] (rank >= 3); "
-            "add a size-1 heads axis for a single head"
+        raise _checks.value_error(
+            call,
+            "x",
+            x,
+            "x must have shape [..., length, heads, head_dim] (rank >= 3)",
+            "add a size-1 heads axis for a single head",
         )
-    head_dim = check_even(x_shape[-1], caller, "head_dim")
-    rotary_dim = _check_rotary_dim(rotary_dim, head_dim, caller)
-    scaling = check_scaling(scaling, caller)
-    w = rotary_frequencies(rotary_dim, base=base, frequencies=frequencies, scale=scale, caller=caller)
+    head_dim = x_shape[-1]
+    if head_dim <= 0 or head_dim % 2:
+        raise _checks.value_error(
+            call, "x", x, f"x's last axis (head_dim) must be positive and even, got {head_dim}", _PAIRS
+        )
+    rotary_dim = _check_rotary_dim(call, rotary_dim, head_dim)
+    scaling = check_scaling(scaling, call)
+    w = _rotary_frequencies(call, rotary_dim, base, frequencies, scale)
     if scaling is not None and (frequencies is not None or scale != 1.0):
-        raise ValueError(
-            f"{caller}(scaling={scaling!r}): scaling applies to the geometric frequencies of base; it cannot "
-            "be combined with frequencies= or scale= (use scaling=Linear(scale) for position interpolation)"
+        raise _checks.value_error(
+            call,
+            "scaling",
+            scaling,
+            "scaling applies to the geometric frequencies of base; it cannot be combined with frequencies= or "
+            "scale=",
+            "use scaling=Linear(scale) for position interpolation",
         )
     traced_length = None
     if scaling is not None:
-        base = check_base(base, caller)
+        base = _checks.real_above(call, "base", base, 1.0)
         if depends_on_length(scaling) and not isinstance(length, numbers.Integral):
-            traced_length = _traced_length(length, caller)
+            traced_length = _traced_length(length, call)
             w = None
         else:
-            w = rope_frequencies(rotary_dim, base=base, scaling=scaling, length=length, caller=caller)
-    positions = check_positions(positions, caller)
+            w = rope_frequencies(rotary_dim, base=base, scaling=scaling, length=length, caller=call)
+    positions = _checks.positions(call, positions)
     if sections is None:
-        check_positions_shape(positions.shape, x_shape[:-2], caller)
+        _checks.positions_shape(call, positions, x_shape[:-2])
     else:
-        sections = check_sections(sections, rotary_dim // 2, caller)
+        sections = check_sections(sections, rotary_dim // 2, call)
         if positions.ndim < 2 or positions.shape[-1] != len(sections):
-            raise ValueError(
-                f"{caller}(positions shape={tuple(positions.shape)}, sections={sections}): N-D positions "
-                f"must end in an axis of {len(sections)} coordinates, one per section"
+            raise _checks.value_error(
+                call,
+                "positions",
+                positions,
+                f"N-D positions must end in an axis of {len(sections)} coordinates, one per section "
+                f"(sections={sections})",
             )
-        check_positions_shape(positions.shape[:-1], x_shape[:-2], caller)
+        _checks.positions_shape(call, positions, x_shape[:-2], coordinates=True)
     return _rotate(
         x,
         positions,
@@ -231,17 +252,29 @@ def apply_rotary(
     )
 
 
-def _traced_length(length: object, caller: str) -> jax.Array | None:
+def _traced_length(length: object, call: str) -> jax.Array | None:
     """None (derive it from the positions in the graph) or a checked integer scalar array."""
     if length is None:
         return None
     dtype = getattr(length, "dtype", None)
     shape = getattr(length, "shape", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.integer) or shape != ():
-        raise TypeError(
-            f"{caller}(length={length!r}): length must be a Python int, an integer scalar array, or None"
+        raise _checks.type_error(
+            call, "length", length, "length must be a Python int, an integer scalar array, or None"
         )
     return jnp.asarray(length)
+
+
+def _index_last(positions, index: int):
+    """``positions[..., index]`` for an array or exactly split host positions."""
+    return jax.tree_util.tree_map(lambda a: a[..., index], positions)
+
+
+def _floor_max(positions) -> jax.Array:
+    """``floor(max(positions))`` as int32, also for exactly split host positions."""
+    if isinstance(positions, _SplitPositions):
+        return jnp.max(positions.whole - (positions.fraction < 0).astype(jnp.int32))
+    return jnp.floor(jnp.max(positions)).astype(jnp.int32)
 
 
 @functools.partial(
@@ -265,10 +298,10 @@ def _rotate(
         constants = np.array(frequencies, dtype=np.float64)
     else:  # a length-dependent scaling at a traced length
         if length is None:
-            length = jnp.floor(jnp.max(positions)).astype(jnp.int32) + 1
+            length = _floor_max(positions) + 1
         constants = traced_phase_constants(scaling, rotary_dim, base, length)
     if sections is None:
-        sin, cos = sincos(positions, constants)  # [..., length, r/2] float32
+        sin, cos = _sincos(positions, constants)  # [..., length, r/2] float32
     else:  # each axis turns its own pairs, on the same kernel
         parts, start = [], 0
         for axis, count in enumerate(sections):
@@ -277,58 +310,40 @@ def _rotate(
                 if isinstance(constants, np.ndarray)
                 else tuple(c[start : start + count] for c in constants)
             )
-            parts.append(sincos(positions[..., axis], part))
+            parts.append(_sincos(_index_last(positions, axis), part))
             start += count
         sin = jnp.concatenate([p[0] for p in parts], axis=-1)
         cos = jnp.concatenate([p[1] for p in parts], axis=-1)
     if factor != 1.0:  # the scaling's attention factor, on the rotated features of q and k alike
         sin, cos = sin * jnp.float32(factor), cos * jnp.float32(factor)
     # Computed once at the positions' shape, not once per head and batch row of the rotation.
-    sin, cos = computed_once(sin, cos)
+    sin, cos = _computed_once(sin, cos)
     sin = sin[..., None, :].astype(x.dtype)  # broadcast over heads
     cos = cos[..., None, :].astype(x.dtype)
     head_dim = x.shape[-1]
     rotated = x if rotary_dim == head_dim else x[..., :rotary_dim]
-    first, second = unmerge_pairs(rotated, layout)
-    rotated = merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
+    first, second = _unmerge_pairs(rotated, layout)
+    rotated = _merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
     if rotary_dim == head_dim:
         return rotated
     return jnp.concatenate([rotated, x[..., rotary_dim:]], axis=-1)
 
 
-def check_positions_shape(
-    positions_shape: tuple[int, ...], leading_shape: tuple[int, ...], caller: str
-) -> None:
-    """Positions must end in the length axis and broadcast to ``leading_shape`` without growing it."""
-    length = leading_shape[-1]
-    ok = len(positions_shape) >= 1 and positions_shape[-1] == length
-    if ok:
-        try:
-            ok = np.broadcast_shapes(tuple(positions_shape), leading_shape) == leading_shape
-        except ValueError:
-            ok = False
-    if not ok:
-        raise ValueError(
-            f"{caller}(positions shape={tuple(positions_shape)}): positions must broadcast to x's leading "
-            f"axes {leading_shape} with the length axis ({length}) last: use ({length},) or {leading_shape}"
-        )
-
-
-def _convert_weights(w: object, head_dim: object, axis: int, rotary_dim: object, to_split: bool, caller):
-    head_dim = check_even(head_dim, caller, "head_dim")
-    rotary_dim = _check_rotary_dim(rotary_dim, head_dim, caller)
-    xp = np if isinstance(w, np.ndarray) else jnp
+def _convert_weights(call: str, w: Any, head_dim: object, axis: object, rotary_dim: object, to_split: bool):
+    head_dim = _checks.even(call, "head_dim", head_dim, _PAIRS)
+    rotary_dim = _check_rotary_dim(call, rotary_dim, head_dim)
+    xp: Any = np if isinstance(w, np.ndarray) else jnp
     w = w if xp is np else jnp.asarray(w)
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -w.ndim <= axis < w.ndim:
-        raise ValueError(f"{caller}(axis={axis!r}): axis must be an int in [-{w.ndim}, {w.ndim})")
-    axis = int(axis) % w.ndim
+    axis = _checks.axis(call, axis, w.ndim)
     size = w.shape[axis]
     if size % head_dim:
-        raise ValueError(
-            f"{caller}(head_dim={head_dim}): the size of axis {axis} ({size}) must be a multiple of head_dim "
-            "(heads * head_dim features)"
+        raise _checks.value_error(
+            call,
+            "head_dim",
+            head_dim,
+            f"the size of axis {axis} ({size}) must be a multiple of head_dim (heads * head_dim features)",
         )
-    permutation = split_permutation(rotary_dim) if to_split else interleaved_permutation(rotary_dim)
+    permutation = _split_permutation(rotary_dim) if to_split else _interleaved_permutation(rotary_dim)
     per_head = np.concatenate([permutation, np.arange(rotary_dim, head_dim)])
     full = (np.arange(size // head_dim)[:, None] * head_dim + per_head[None, :]).reshape(-1)
     return xp.take(w, full, axis=axis)
@@ -361,7 +376,7 @@ def rotary_interleaved_to_split(
     >>> rotary_interleaved_to_split(np.arange(8), head_dim=4)
     array([0, 2, 1, 3, 4, 6, 5, 7])
     """
-    return _convert_weights(w, head_dim, axis, rotary_dim, True, "rotary_interleaved_to_split")
+    return _convert_weights("rotary_interleaved_to_split", w, head_dim, axis, rotary_dim, True)
 
 
 def rotary_split_to_interleaved(
@@ -386,4 +401,4 @@ def rotary_split_to_interleaved(
     >>> rotary_split_to_interleaved(np.array([0, 2, 1, 3]), head_dim=4)
     array([0, 1, 2, 3])
     """
-    return _convert_weights(w, head_dim, axis, rotary_dim, False, "rotary_split_to_interleaved")
+    return _convert_weights("rotary_split_to_interleaved", w, head_dim, axis, rotary_dim, False)

@@ -35,14 +35,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from posenc_jax import _checks
 from posenc_jax.alibi import alibi_bias
-from posenc_jax.angles import check_positions
-from posenc_jax.frequencies import check_base, check_dim, resolve_frequencies
-from posenc_jax.layouts import Layout, check_layout
+from posenc_jax.frequencies import _PAIRS as _SINUSOID_PAIRS
+from posenc_jax.frequencies import _resolve_frequencies
+from posenc_jax.layouts import Layout, _check_layout
 from posenc_jax.learned import _check_max_length, _check_out_of_range, lookup
-from posenc_jax.relative import _check_int, _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
-from posenc_jax.rotary import apply_rotary, check_even, check_positions_shape, rotary_frequencies
-from posenc_jax.sinusoidal import check_dtype, sinusoidal, sinusoidal_table
+from posenc_jax.relative import _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
+from posenc_jax.rotary import _PAIRS, _floor_max, _rotary_frequencies, apply_rotary
+from posenc_jax.scaling import Scaling, check_scaling, depends_on_length, rope_frequencies
+from posenc_jax.sinusoidal import sinusoidal, sinusoidal_table
 
 __all__ = [
     "ALiBi",
@@ -133,11 +135,11 @@ def _check_heads(caller: str, head_dim: int | None = None, **arrays: object) -> 
 def _check_embed_positions(x: jax.Array, positions: object, caller: str) -> None:
     """Positions (if given) must broadcast to ``x``'s leading axes; their values are the function's job."""
     if positions is not None:
-        check_positions_shape(_shape(positions), tuple(x.shape[:-1]), caller)
+        _checks.positions_shape(caller, positions, tuple(x.shape[:-1]))
 
 
 def _check_dtype_or_none(dtype: object, caller: str) -> Any:
-    return None if dtype is None else check_dtype(dtype, caller)
+    return None if dtype is None else _checks.floating_dtype(caller, dtype)
 
 
 def _add(x: jax.Array, encoding: jax.Array, dtype: Any) -> jax.Array:
@@ -167,7 +169,7 @@ class SchemeDefaults:
         _check_x(x, caller)
         _check_embed_positions(x, positions, caller)
         if positions is not None:
-            check_positions(positions, caller)  # the values an absolute scheme would accept
+            _checks.positions(caller, positions)  # the values an absolute scheme would accept
         return x
 
     def rotate(
@@ -278,8 +280,8 @@ class Sinusoidal(SchemeDefaults):
 
     def __post_init__(self):
         caller = type(self).__name__
-        resolved = resolve_frequencies(self.dim, base=self.base, frequencies=self.frequencies, caller=caller)
-        check_layout(self.layout, caller)
+        resolved = _resolve_frequencies(self.dim, base=self.base, frequencies=self.frequencies, caller=caller)
+        _check_layout(caller, self.layout)
         _check_dtype_or_none(self.dtype, caller)
         object.__setattr__(self, "dim", int(self.dim))
         object.__setattr__(self, "frequencies", _frequencies_tuple(self.frequencies, resolved))
@@ -357,7 +359,7 @@ class LearnedLookup:
             raise ValueError(f"{caller}(dim={self.dim}): dim must be a positive integer")
         object.__setattr__(self, "dim", int(self.dim))
         _check_dtype_or_none(self.dtype, caller)
-        check_dtype(self.param_dtype, f"{caller}(param_dtype)")
+        _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
         _check_out_of_range(self.out_of_range, caller)
 
     def encode(self, table: jax.Array, positions: jax.Array) -> jax.Array:
@@ -393,10 +395,15 @@ class Rotary(SchemeDefaults):
       scale: position interpolation factor (positions divided by ``scale``).
       rotary_dim: rotate only the first ``rotary_dim`` features of each head (default: all).
       frequencies: optional explicit ``[rotary_dim // 2]`` frequencies (stored as a tuple).
+      scaling: a long-context RoPE scaling (:class:`posenc_jax.YaRN`, :class:`posenc_jax.Llama3`, …; see
+        :mod:`posenc_jax.scaling`) of the ``base`` frequencies, or None. Its attention factor multiplies the
+        rotated features of queries and keys each (logits by its square). For length-dependent scalings
+        (DynamicNTK, LongRoPE) the length is ``max(positions) + 1`` computed in the graph, over the query and
+        key positions together in :meth:`rotate` so that both turn with the same frequencies.
 
     Raises:
-      ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``scale`` or
-        ``frequencies``.
+      ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``scale``,
+        ``frequencies`` or ``scaling`` (also: ``scaling`` combined with ``scale`` or ``frequencies``).
 
     >>> q = jnp.ones((1, 3, 2, 8))
     >>> Rotary(8)(q, jnp.arange(3)).shape
@@ -410,23 +417,40 @@ class Rotary(SchemeDefaults):
     scale: float = 1.0
     rotary_dim: int | None = None
     frequencies: tuple[float, ...] | None = None
+    scaling: Scaling | None = None
 
     def __post_init__(self):
         caller = type(self).__name__
-        head_dim = check_even(self.head_dim, caller, "head_dim")
-        dim = head_dim if self.rotary_dim is None else check_even(self.rotary_dim, caller, "rotary_dim")
+        head_dim = _checks.even(caller, "head_dim", self.head_dim, _PAIRS)
+        dim = (
+            head_dim if self.rotary_dim is None else _checks.even(caller, "rotary_dim", self.rotary_dim, _PAIRS)
+        )
         if dim > head_dim:
             raise ValueError(
                 f"{caller}(rotary_dim={self.rotary_dim}): rotary_dim must be <= head_dim={head_dim}"
             )
-        check_layout(self.layout, caller)
-        rotary_frequencies(dim, base=self.base, frequencies=self.frequencies, scale=self.scale, caller=caller)
+        _check_layout(caller, self.layout)
+        _rotary_frequencies(caller, dim, self.base, self.frequencies, self.scale)
+        if check_scaling(self.scaling, caller) is not None:
+            if self.frequencies is not None or self.scale != 1.0:
+                raise _checks.value_error(
+                    caller,
+                    "scaling",
+                    self.scaling,
+                    "scaling applies to the geometric frequencies of base; it cannot be combined with "
+                    "frequencies= or scale=",
+                    "use scaling=Linear(scale) for position interpolation",
+                )
+            # the scaled frequencies must exist for this head (any length; length-dependent ones at length 1)
+            rope_frequencies(
+                head_dim, base=self.base, scaling=self.scaling, rotary_dim=dim, length=1, caller=caller
+            )
         resolved = None if self.frequencies is None else np.asarray(self.frequencies, dtype=np.float64)
         object.__setattr__(self, "head_dim", head_dim)
         object.__setattr__(self, "rotary_dim", None if self.rotary_dim is None else dim)
         object.__setattr__(self, "frequencies", _frequencies_tuple(self.frequencies, resolved))
 
-    def _apply(self, x: jax.Array, positions: jax.Array | None) -> jax.Array:
+    def _apply(self, x: jax.Array, positions: jax.Array | None, length: jax.Array | None = None) -> jax.Array:
         return apply_rotary(
             x,
             jnp.arange(x.shape[1], dtype=jnp.int32) if positions is None else positions,
@@ -435,6 +459,8 @@ class Rotary(SchemeDefaults):
             frequencies=_frequencies_array(self.frequencies),
             scale=self.scale,
             rotary_dim=self.rotary_dim,
+            scaling=self.scaling,
+            length=length,
         )
 
     def rotate(
@@ -445,8 +471,18 @@ class Rotary(SchemeDefaults):
         k_positions: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Rotates ``q`` ``[batch, q_len, heads, head_dim]`` and ``k`` by their own positions."""
-        _check_heads(f"{type(self).__name__}.rotate", self.head_dim, q=q, k=k)
-        return self._apply(q, q_positions), self._apply(k, k_positions)
+        call = f"{type(self).__name__}.rotate"
+        _check_heads(call, self.head_dim, q=q, k=k)
+        length = None
+        if depends_on_length(self.scaling):  # one length (hence one set of frequencies) for q and k
+            ends = [
+                jnp.asarray(x.shape[1] - 1, jnp.int32)
+                if p is None
+                else _floor_max(_checks.positions(call, p, name))
+                for x, p, name in ((q, q_positions, "q_positions"), (k, k_positions, "k_positions"))
+            ]
+            length = jnp.maximum(*ends) + 1
+        return self._apply(q, q_positions, length), self._apply(k, k_positions, length)
 
     def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
         """Rotates one tensor ``[batch, length, heads, head_dim]`` (default positions ``0 … length-1``)."""
@@ -611,10 +647,10 @@ class T5BucketBias:
 
     def __post_init__(self):
         caller = "T5Bias"
-        object.__setattr__(self, "num_heads", _check_int(self.num_heads, caller, "num_heads", 1))
+        object.__setattr__(self, "num_heads", _checks.integer(caller, "num_heads", self.num_heads))
         _check_t5_config(self.num_buckets, self.max_distance, self.bidirectional, caller)
         _check_dtype_or_none(self.dtype, caller)
-        check_dtype(self.param_dtype, f"{caller}(param_dtype)")
+        _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
 
     @property
     def table_shape(self) -> tuple[int, int]:
@@ -660,14 +696,14 @@ class TransformerXLLogits:
 
     def __post_init__(self):
         caller = "TransformerXLRelative"
-        num_heads = _check_int(self.num_heads, caller, "num_heads", 1)
-        head_dim = _check_int(self.head_dim, caller, "head_dim", 1)
+        num_heads = _checks.integer(caller, "num_heads", self.num_heads)
+        head_dim = _checks.integer(caller, "head_dim", self.head_dim)
         rel_dim = num_heads * head_dim if self.rel_dim is None else self.rel_dim
-        rel_dim = check_dim(rel_dim, caller, "rel_dim")
-        check_base(self.base, caller)
+        rel_dim = _checks.even(caller, "rel_dim", rel_dim, _SINUSOID_PAIRS)
+        _checks.real_above(caller, "base", self.base, 1.0)
         _check_scale(self.scale, caller)
         _check_dtype_or_none(self.dtype, caller)
-        check_dtype(self.param_dtype, f"{caller}(param_dtype)")
+        _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
         object.__setattr__(self, "num_heads", num_heads)
         object.__setattr__(self, "head_dim", head_dim)
         object.__setattr__(self, "rel_dim", int(rel_dim))

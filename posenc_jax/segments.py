@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from posenc_jax import _checks
+
 __all__ = ["positions_from_segment_ids"]
 
 
@@ -29,19 +31,22 @@ def positions_from_segment_ids(segment_ids: jax.Array) -> jax.Array:
     >>> positions_from_segment_ids(jnp.array([1, 1, 1, 2, 2, 3]))
     Array([0, 1, 2, 0, 1, 0], dtype=int32)
     """
-    caller = "positions_from_segment_ids"
-    dtype = getattr(segment_ids, "dtype", None)
-    if dtype is None:
-        segment_ids = np.asarray(segment_ids)
-        dtype = segment_ids.dtype
-    if dtype == np.bool_ or not jnp.issubdtype(dtype, jnp.integer):
-        raise TypeError(f"{caller}(segment_ids dtype={dtype}): segment_ids must be an integer array")
-    segment_ids = jnp.asarray(segment_ids)
-    if segment_ids.ndim < 1:
-        raise ValueError(
-            f"{caller}(segment_ids shape={tuple(segment_ids.shape)}): segment_ids must have shape [length] or "
-            "[batch, length]"
+    call = "positions_from_segment_ids"
+    host = None if isinstance(segment_ids, jax.core.Tracer | jax.Array) else np.asarray(segment_ids)
+    array = segment_ids if host is None else host
+    dtype = np.dtype(array.dtype)  # type: ignore[union-attr]
+    if dtype == np.bool_ or dtype.kind not in "iu":
+        raise _checks.type_error(call, "segment_ids", array, "segment_ids must be an integer array")
+    if array.ndim < 1:  # type: ignore[union-attr]
+        raise _checks.value_error(
+            call, "segment_ids", array, "segment_ids must have shape [length] or [batch, length]"
         )
+    if host is not None:
+        # Compared in their own precision: converting 64-bit ids to int32 could merge distinct neighbours
+        # (7 and 2**32 + 7). Only "differs from the previous id" matters, so relabel runs 0, 1, 2, ...
+        changes = host[..., 1:] != host[..., :-1]
+        zeros = np.zeros(host.shape[:-1] + (min(host.shape[-1], 1),), np.int32)
+        return _positions(jnp.asarray(np.concatenate([zeros, np.cumsum(changes, axis=-1, dtype=np.int32)], -1)))
     return _positions(segment_ids)
 
 

@@ -14,37 +14,19 @@ pass ``frequencies=tensor2tensor_frequencies(dim)`` with ``layout="split"`` to r
 
 from __future__ import annotations
 
+import functools
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax.angles import check_positions, computed_once, quarter_turns, sincos, sincos_of_turns, turns
-from posenc_jax.frequencies import resolve_frequencies
-from posenc_jax.layouts import Layout, check_layout
+from posenc_jax import _checks
+from posenc_jax.angles import _computed_once, _quarter_turns, _sincos, _sincos_of_turns, _turns
+from posenc_jax.frequencies import _resolve_frequencies
+from posenc_jax.layouts import Layout, _check_layout
 
 __all__ = ["sinusoidal", "sinusoidal_table"]
-
-
-def check_dtype(dtype: object, caller: str) -> np.dtype:
-    """Returns ``dtype`` as a numpy dtype if it is a floating type JAX can produce, else raises."""
-    try:
-        resolved = np.dtype(jnp.dtype(dtype))
-    except TypeError as error:
-        raise TypeError(f"{caller}(dtype={dtype!r}): not a dtype") from error
-    if not jnp.issubdtype(resolved, jnp.floating):
-        raise TypeError(
-            f"{caller}(dtype={resolved}): dtype must be a floating type "
-            "(float32, bfloat16, float16, or float64 with jax_enable_x64)"
-        )
-    if resolved.itemsize == 8 and not jax.config.jax_enable_x64:
-        raise ValueError(
-            f"{caller}(dtype={resolved}): float64 output needs jax_enable_x64; "
-            "the values are float32-accurate either way"
-        )
-    return resolved
 
 
 def _feature_frequencies(frequencies: tuple[float, ...], layout: Layout) -> tuple[np.ndarray, np.ndarray]:
@@ -60,12 +42,12 @@ def _feature_frequencies(frequencies: tuple[float, ...], layout: Layout) -> tupl
     return np.tile(w, 2), np.repeat(quarters, len(w))
 
 
-@jax.jit(static_argnames=("frequencies", "layout", "dtype"))
+@functools.partial(jax.jit, static_argnames=("frequencies", "layout", "dtype"))
 def _encode(positions, *, frequencies: tuple[float, ...], layout: Layout, dtype: np.dtype):
     feature_w, feature_quarters = _feature_frequencies(frequencies, layout)
-    encoding, _ = sincos(positions, feature_w, feature_quarters)
+    encoding, _ = _sincos(positions, feature_w, feature_quarters)
     # Computed once at the positions' shape, not once per batch row of a broadcasting consumer.
-    (encoding,) = computed_once(encoding)
+    (encoding,) = _computed_once(encoding)
     return encoding.astype(dtype)
 
 
@@ -93,9 +75,11 @@ def sinusoidal(
     under ``jit`` they cannot raise, so non-finite floating positions or ``|pos| >= 2**31`` give NaN rows.
 
     Args:
-      positions: integer or float32 array of any shape ``[...]``: ``arange(L)``, offsets for decoding with a
-        cache, packed sequences' per-segment positions, per-row positions ``[batch, length]``, fractional or
-        negative positions. Traced under ``jit``.
+      positions: integer or floating array of any shape ``[...]``: ``arange(L)``, offsets for decoding with
+        a cache, packed sequences' per-segment positions, per-row positions ``[batch, length]``, fractional
+        or negative positions. Traced under ``jit``. Host float64 positions (numpy arrays, Python floats)
+        are split exactly into an integer and a fraction before any conversion, so ``123456789.0`` encodes
+        as ``123456789`` does, with ``jax_enable_x64`` off.
       dim: the encoding width, a positive even integer (static). Odd widths are rejected rather than padded
         with a zero column (tensor2tensor's behaviour): build ``dim + 1`` features and slice if needed.
       base: the geometric base of the frequencies (static).
@@ -118,11 +102,11 @@ def sinusoidal(
     >>> np.asarray(table, np.float64).round(3).tolist()
     [[0.0, 1.0, 0.0, 1.0], [0.841, 0.54, 0.01, 1.0], [0.909, -0.416, 0.02, 1.0]]
     """
-    caller = "sinusoidal"
-    w = resolve_frequencies(dim, base=base, frequencies=frequencies, caller=caller)
-    check_layout(layout, caller)
-    resolved = check_dtype(dtype, caller)
-    positions = check_positions(positions, caller)
+    call = "sinusoidal"
+    w = _resolve_frequencies(dim, base=base, frequencies=frequencies, caller=call)
+    _check_layout(call, layout)
+    resolved = _checks.floating_dtype(call, dtype)
+    positions = _checks.positions(call, positions)
     return _encode(positions, frequencies=tuple(w.tolist()), layout=layout, dtype=resolved)
 
 
@@ -131,7 +115,7 @@ def _block_size(length: int) -> int:
     return 1 << max(0, round(math.log2(max(length, 1)) / 2))
 
 
-@jax.jit(static_argnames=("length", "frequencies", "layout", "dtype"))
+@functools.partial(jax.jit, static_argnames=("length", "frequencies", "layout", "dtype"))
 def _table(offset, *, length: int, frequencies: tuple[float, ...], layout: Layout, dtype: np.dtype):
     feature_w, feature_quarters = _feature_frequencies(frequencies, layout)
     block = _block_size(length)
@@ -139,14 +123,14 @@ def _table(offset, *, length: int, frequencies: tuple[float, ...], layout: Layou
     # pos = offset + block * h + r. Fixed-point phases add exactly, so sines are evaluated only for the
     # num_blocks coarse and block fine positions, and each output is one multiply-add of those:
     # sin(a + b) = sin(a) cos(b) + cos(a) sin(b), with a the coarse phase (cosine features shifted by π/2).
-    coarse = turns(jnp.arange(num_blocks, dtype=jnp.int32) * block, feature_w)
-    coarse = coarse + turns(offset, feature_w)[..., None, :] + quarter_turns(feature_quarters)
-    coarse_sin, coarse_cos = sincos_of_turns(coarse)  # [..., num_blocks, dim]
+    coarse = _turns(jnp.arange(num_blocks, dtype=jnp.int32) * block, feature_w)
+    coarse = coarse + _turns(offset, feature_w)[..., None, :] + _quarter_turns(feature_quarters)
+    coarse_sin, coarse_cos = _sincos_of_turns(coarse)  # [..., num_blocks, dim]
     # Both small tables are computed once, not once per element of the large loop: the fine one is a
     # constant (evaluated at trace time), the coarse one depends on the offsets and is kept from fusing.
-    coarse_sin, coarse_cos = computed_once(coarse_sin, coarse_cos)
+    coarse_sin, coarse_cos = _computed_once(coarse_sin, coarse_cos)
     with jax.ensure_compile_time_eval():
-        fine_sin, fine_cos = sincos_of_turns(turns(jnp.arange(block, dtype=jnp.int32), feature_w))
+        fine_sin, fine_cos = _sincos_of_turns(_turns(jnp.arange(block, dtype=jnp.int32), feature_w))
     table = coarse_sin[..., :, None, :] * fine_cos + coarse_cos[..., :, None, :] * fine_sin
     table = table.reshape(*table.shape[:-3], num_blocks * block, len(feature_w))[..., :length, :]
     return table.astype(dtype)
@@ -189,22 +173,18 @@ def sinusoidal_table(
     >>> sinusoidal_table(2, 4, offset=jnp.array([0, 10])).shape
     (2, 2, 4)
     """
-    caller = "sinusoidal_table"
-    if isinstance(length, bool) or not isinstance(length, numbers.Integral):
-        raise TypeError(f"sinusoidal_table(length={length!r}): length must be a Python int >= 0")
-    if length < 0:
-        raise ValueError(f"sinusoidal_table(length={length}): length must be >= 0")
-    w = resolve_frequencies(dim, base=base, frequencies=frequencies, caller=caller)
-    check_layout(layout, caller)
-    resolved = check_dtype(dtype, caller)
-    offset = check_positions(offset, caller, "offset")
-    if not jnp.issubdtype(offset.dtype, jnp.integer):
-        raise TypeError(
-            f"sinusoidal_table(offset dtype={offset.dtype}): offset must be an integer or integer array; "
-            "use sinusoidal() for fractional positions"
-        )
+    call = "sinusoidal_table"
+    length = _checks.integer(call, "length", length, minimum=0)
+    w = _resolve_frequencies(dim, base=base, frequencies=frequencies, caller=call)
+    _check_layout(call, layout)
+    resolved = _checks.floating_dtype(call, dtype)
+    offset = _checks.positions(call, offset, "offset", integer_only=True)
     if offset.ndim > 1:
-        raise ValueError(
-            f"sinusoidal_table(offset shape={offset.shape}): offset must be a scalar or of shape [batch]"
+        raise _checks.value_error(
+            call,
+            "offset",
+            offset,
+            "offset must be a scalar or of shape [batch]",
+            "use sinusoidal() for other shapes",
         )
-    return _table(offset, length=int(length), frequencies=tuple(w.tolist()), layout=layout, dtype=resolved)
+    return _table(offset, length=length, frequencies=tuple(w.tolist()), layout=layout, dtype=resolved)

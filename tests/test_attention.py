@@ -180,7 +180,7 @@ BAD = [
             Q, K, V, scheme=schemes.NoPosition(), q_positions=POSITIONS[:, :3], k_positions=POSITIONS
         ),
         ValueError,
-        r"attention\(q_positions\)\(positions shape=\(2, 3\)\)",
+        r"attention\(q_positions=<int32\[2,3\]>\): q_positions must broadcast to q's leading axes \(2, 7\)",
     ),
     (
         "is_causal with q_len != k_len",
@@ -240,7 +240,7 @@ BAD = [
             K, V, POSITIONS.astype(np.int64) + 2**32
         ),
         ValueError,
-        r"KVCache.append\(positions contains 4294967342\): integer positions must lie in",
+        r"KVCache.append\(positions=<int64\[2,7\] containing 4294967342>\): integer positions must lie in",
     ),
 ]
 

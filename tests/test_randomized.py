@@ -57,9 +57,9 @@ def test_traced_key_under_vmap():
             (8, 4),
             {},
             ValueError,
-            r"randomized_positions\(length=8, max_length=4\): max_length must be >= length",
+            r"randomized_positions\(max_length=4\): max_length must be >= length=8",
         ),
-        ((0, 4), {}, ValueError, r"randomized_positions\(length=0\): length must be a positive integer"),
+        ((0, 4), {}, ValueError, r"randomized_positions\(length=0\): length must be a positive Python int"),
         ((2, -1), {}, ValueError, r"randomized_positions\(max_length=-1\)"),
         ((2.0, 4), {}, TypeError, r"randomized_positions\(length=2.0\): length must be a positive Python int"),
         (
@@ -78,10 +78,10 @@ def test_bad_input(args, kwargs, error, match):
 
 def test_bad_key():
     with pytest.raises(
-        ValueError, match=r"randomized_positions\(key shape=\(2,\)\): key must be a single PRNG key"
+        ValueError, match=r"randomized_positions\(key=<key<fry>\[2\]>\): key must be a single PRNG key"
     ):
         randomized_positions(jax.random.split(jax.random.key(0)), 2, 4)
-    with pytest.raises(TypeError, match=r"randomized_positions\(key=int dtype=None shape=\(\)\)"):
+    with pytest.raises(TypeError, match=r"randomized_positions\(key=0\): key must be a single PRNG key"):
         randomized_positions(0, 2, 4)
     with pytest.raises(TypeError, match=r"key must be a single PRNG key"):
         randomized_positions(jnp.zeros(2, jnp.float32), 2, 4)

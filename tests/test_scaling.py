@@ -370,7 +370,7 @@ def test_attention_factor_leaves_pass_through_features_alone():
         (
             lambda: apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scaling=DynamicNTK(2.0, 8), length=-3),
             ValueError,
-            r"apply_rotary\(length=-3\): length must be a positive integer",
+            r"apply_rotary\(length=-3\): length must be a positive Python int",
         ),
     ],
 )

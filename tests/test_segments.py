@@ -42,10 +42,10 @@ def test_random_rows_one_dimensional_and_empty():
 
 def test_bad_input():
     with pytest.raises(
-        TypeError, match=r"positions_from_segment_ids\(segment_ids dtype=float32\): segment_ids must be"
+        TypeError, match=r"positions_from_segment_ids\(segment_ids=<float32\[2,3\]>\): segment_ids must be an integer array"
     ):
         positions_from_segment_ids(jnp.zeros((2, 3)))
-    with pytest.raises(TypeError, match=r"positions_from_segment_ids\(segment_ids dtype=bool\)"):
+    with pytest.raises(TypeError, match=r"positions_from_segment_ids\(segment_ids=<bool\[3\]>\): segment_ids must be an integer array"):
         positions_from_segment_ids(np.ones(3, bool))
-    with pytest.raises(ValueError, match=r"positions_from_segment_ids\(segment_ids shape=\(\)\)"):
+    with pytest.raises(ValueError, match=r"positions_from_segment_ids\(segment_ids=<int32\[\]>\): segment_ids must have shape \[length\]"):
         positions_from_segment_ids(jnp.int32(3))

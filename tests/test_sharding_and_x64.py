@@ -61,8 +61,14 @@ def test_with_x64_enabled():
         # traced int64 beyond the int32 range: NaN rows (they cannot raise under jit)
         out = jax.jit(lambda p: sinusoidal(p, 8))(jnp.asarray([1, 2**40], jnp.int64))
         assert np.isnan(np.asarray(out[1])).all() and not np.isnan(np.asarray(out[0])).any()
-        with pytest.raises(ValueError, match="positions contains 1099511627776"):
+        with pytest.raises(ValueError, match=r"positions=<int64\\[1\\] containing 1099511627776>"):
             sinusoidal(np.array([2**40]), 8)
+        # float64 positions must round to an int32: [2**31 - 1/2, 2**31) raise on the host, NaN when traced
+        with pytest.raises(ValueError, match=r"containing 2147483647.75>\\): floating positions must be finite"):
+            sinusoidal(np.array([2**31 - 0.25]), 8)
+        edge = np.array([2**31 - 0.25, 2**31 - 0.75, -(2**31) + 0.75])
+        out = np.asarray(jax.jit(lambda p: sinusoidal(p, 8))(jnp.asarray(edge)))
+        assert np.isnan(out[0]).all() and np.abs(out[1:] - reference_sinusoidal(edge[1:], 8)).max() < 1e-6
         t = sinusoidal_table(10, 16, offset=jnp.asarray([2**31 - 5], jnp.int64))
         assert np.abs(np.asarray(t) - reference_sinusoidal(2**31 - 5 + np.arange(10)[None], 16)).max() < 1e-6
         # a traced DynamicNTK length (max(positions) + 1 in the graph) from int64 positions

@@ -27,15 +27,15 @@ import numpy as np
 
 from experiments.bench.timing import compare
 from posenc_jax.frequencies import paper_frequencies
-from posenc_jax.layouts import merge_pairs, unmerge_pairs
+from posenc_jax.layouts import _merge_pairs, _unmerge_pairs
 from posenc_jax.rotary import apply_rotary
 
 
 def _rotate_with_table(x, positions, sin_table, cos_table, layout):
     sin = sin_table[positions][..., None, :].astype(x.dtype)
     cos = cos_table[positions][..., None, :].astype(x.dtype)
-    first, second = unmerge_pairs(x, layout)
-    return merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
+    first, second = _unmerge_pairs(x, layout)
+    return _merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
 
 
 def _naive_rotate_half(x, positions, head_dim):

@@ -25,7 +25,7 @@ from experiments.bench.rotary import _cpu_seconds
 from experiments.bench.timing import compare
 from posenc_jax import apply_rotary, grid_positions, paper_frequencies
 from posenc_jax.grids import check_sections
-from posenc_jax.layouts import merge_pairs, unmerge_pairs
+from posenc_jax.layouts import _merge_pairs, _unmerge_pairs
 
 
 def _axis_tables(sizes: tuple[int, ...], sections: tuple[int, ...], head_dim: int) -> list[tuple]:
@@ -43,8 +43,8 @@ def _rotate_with_axis_tables(x, coords, tables, layout="interleaved"):
     sin = jnp.concatenate([s[coords[..., a]] for a, (s, _) in enumerate(tables)], axis=-1)
     cos = jnp.concatenate([c[coords[..., a]] for a, (_, c) in enumerate(tables)], axis=-1)
     sin, cos = sin[..., None, :].astype(x.dtype), cos[..., None, :].astype(x.dtype)
-    first, second = unmerge_pairs(x, layout)
-    return merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
+    first, second = _unmerge_pairs(x, layout)
+    return _merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
 
 
 def _case(batch: int, grid: tuple[int, ...], heads: int, head_dim: int, repeats: int) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import paper_frequencies, sinusoidal
-from posenc_jax.frequencies import check_dim
+from posenc_jax import _checks, paper_frequencies, sinusoidal
+from posenc_jax.frequencies import _PAIRS
 
 __all__ = [
     "FLOAT32_UNIT_ROUNDOFF",
@@ -73,7 +73,7 @@ def worked_table(
     >>> worked_table(4, [0])["rows"][1]["function"]
     'cos'
     """
-    dim = check_dim(dim, "worked_table")
+    dim = _checks.even("worked_table", "dim", dim, _PAIRS)
     positions = list(positions)
     if not positions:
         raise ValueError("worked_table(positions=[]): at least one position is needed")
@@ -202,7 +202,7 @@ def offset_maps(
     True
     """
     caller = "offset_maps"
-    dim = check_dim(dim, caller)
+    dim = _checks.even(caller, "dim", dim, _PAIRS)
     offsets = [_check_positive_int(k, caller, "offsets") for k in offsets]
     if not offsets:
         raise ValueError(f"{caller}(offsets=[]): at least one offset is needed")
@@ -329,7 +329,7 @@ def similarity(
     4.0
     """
     caller = "similarity"
-    dim = check_dim(dim, caller)
+    dim = _checks.even(caller, "dim", dim, _PAIRS)
     length = _check_positive_int(length, caller, "length", minimum=2)
     far_offset = _check_positive_int(far_offset, caller, "far_offset", minimum=0)
     positions = np.arange(length)
@@ -383,7 +383,7 @@ def nearest_neighbour_distances(dim: int, max_length: int, *, encode: Encode = s
     >>> nearest_neighbour_distances(2, 3).round(3)  # 2 sin(δ / 2)
     array([0.959, 1.683])
     """
-    dim = check_dim(dim, "nearest_neighbour_distances")
+    dim = _checks.even("nearest_neighbour_distances", "dim", dim, _PAIRS)
     max_length = _check_positive_int(max_length, "nearest_neighbour_distances", "max_length", minimum=2)
     table = _encode64(encode, np.arange(max_length), dim)
     return np.sqrt(((table[1:] - table[0]) ** 2).sum(axis=1))
@@ -442,7 +442,7 @@ def uniqueness(
             f"{caller}(min_log2_length={min_log2_length}, max_log2_length={max_log2_length}): "
             "need 1 <= min_log2_length <= max_log2_length <= 24"
         )
-    dims = [check_dim(dim, caller, "dims") for dim in dims]
+    dims = [_checks.even(caller, "dims", dim, _PAIRS) for dim in dims]
     if not dims:
         raise ValueError(f"{caller}(dims=[]): at least one width is needed")
     max_length = 2**max_log2_length
