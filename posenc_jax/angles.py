@@ -52,7 +52,7 @@ _RADIANS_PER_UNIT = float(2 * np.pi / 2.0**32)
 
 
 @functools.lru_cache(maxsize=256)
-def _phase_constants_cached(frequencies_bytes: bytes) -> tuple[np.ndarray, ...]:
+def _phase_constants_cached(frequencies_bytes: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     frequencies = np.frombuffer(frequencies_bytes, dtype=np.float64)
     words = [round(Fraction(w) * _TWO_POW_64 / (2 * _PI)) % _TWO_POW_64 for w in frequencies.tolist()]
     high = np.array([word >> 32 for word in words], dtype=np.uint32)
@@ -72,6 +72,10 @@ def _phase_constants(
     """
     frequencies = np.ascontiguousarray(frequencies, dtype=np.float64)
     return _phase_constants_cached(frequencies.tobytes())
+
+
+# Concrete float64 frequencies, or the (possibly traced) phase constants of :func:`_phase_constants`.
+_Frequencies = np.ndarray | tuple[jax.Array, ...]
 
 
 def _constants(frequencies) -> tuple:
@@ -101,7 +105,7 @@ def _quarter_turns(quarters: np.ndarray | None) -> jax.Array | int:
     return jnp.asarray((np.asarray(quarters, dtype=np.uint32) % 4) << 30, dtype=jnp.uint32)
 
 
-def _turns(positions: jax.Array, frequencies: np.ndarray) -> jax.Array:
+def _turns(positions: jax.Array, frequencies: _Frequencies) -> jax.Array:
     """The phases ``frac(pos * w_i / 2π)`` as uint32 fixed-point turns (``2**32`` = one full turn).
 
     Args:
@@ -164,7 +168,7 @@ def _computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(result)
 
 
-def _integer_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.Array, jax.Array | None]:
+def _integer_turns(positions: jax.Array, frequencies: _Frequencies) -> tuple[jax.Array, jax.Array | None]:
     """Phases of integer positions plus a mask of those outside the int32 range (None when impossible)."""
     dtype = np.dtype(positions.dtype)
     out_of_range = None
@@ -175,7 +179,7 @@ def _integer_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.A
     return _turns(positions.astype(jnp.int32), frequencies), out_of_range
 
 
-def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: np.ndarray) -> jax.Array:
+def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: _Frequencies) -> jax.Array:
     """Phases of ``whole + fraction`` for int32 ``whole`` and float32 ``|fraction| <= 1/2``."""
     _, _, turns32, _ = _constants(frequencies)
     fractional_turns = fraction[..., None] * jnp.asarray(turns32)
@@ -184,7 +188,7 @@ def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: np.ndarray)
     return _turns(whole, frequencies) + lax.bitcast_convert_type(fixed, jnp.uint32)
 
 
-def _floating_turns(positions: jax.Array, frequencies: np.ndarray) -> tuple[jax.Array, jax.Array]:
+def _floating_turns(positions: jax.Array, frequencies: _Frequencies) -> tuple[jax.Array, jax.Array]:
     """Phases of floating positions (exact split into integer and fraction) plus a mask of invalid ones."""
     # round(p) must be an int32; a float32 limit rounds to 2**31, which is right for float32 positions.
     invalid = ~(jnp.abs(positions) < _FLOAT_LIMIT)  # also catches NaN
@@ -234,7 +238,9 @@ def _nan_rows(values: jax.Array, invalid: jax.Array | None) -> jax.Array:
 
 
 def _sincos(
-    positions: jax.Array | _SplitPositions, frequencies: np.ndarray, quarters: np.ndarray | None = None
+    positions: jax.Array | _SplitPositions,
+    frequencies: _Frequencies,
+    quarters: np.ndarray | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """``sin(pos * w_i + q_i π/2)`` and ``cos(pos * w_i + q_i π/2)`` in float32, accurate at any position.
 
@@ -265,7 +271,7 @@ def _sincos(
 
 
 def _floating_sincos(
-    positions: jax.Array, frequencies: np.ndarray | tuple, quarters: np.ndarray | None
+    positions: jax.Array, frequencies: _Frequencies, quarters: np.ndarray | None
 ) -> tuple[jax.Array, jax.Array]:
     # Traced phase constants are arguments of the custom_jvp function (it cannot close over tracers);
     # concrete frequencies stay closed over, so their constants remain compile-time constants.

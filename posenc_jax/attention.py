@@ -266,7 +266,7 @@ class KVCache:
                 f"{caller}(positions dtype={dtype}): this cache stores integer positions; create it "
                 "with position_dtype=jnp.float32 for fractional positions"
             )
-        positions = _checks.positions(caller, positions)
+        positions = _checks.positions(caller, positions, split=False)
         slots = self.length[:, None] + jnp.arange(new, dtype=jnp.int32)  # [batch, new]
         rows = jnp.arange(batch)[:, None]
         return KVCache(

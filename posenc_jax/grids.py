@@ -19,7 +19,7 @@ import numpy as np
 __all__ = ["grid_positions"]
 
 
-def check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...]:
+def _check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...]:
     """Pair counts per axis for ``pairs`` rotated pairs.
 
     Args:
@@ -35,7 +35,7 @@ def check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...]
       TypeError: ``sections`` neither an int nor a sequence of ints.
       ValueError: a non-positive count, an unequal split, or counts that do not sum to ``pairs``.
 
-    >>> check_sections(2, 8, "f"), check_sections([2, 3, 3], 8, "f")
+    >>> _check_sections(2, 8, "f"), _check_sections([2, 3, 3], 8, "f")
     ((4, 4), (2, 3, 3))
     """
     if isinstance(sections, numbers.Integral) and not isinstance(sections, bool):
@@ -50,6 +50,7 @@ def check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...]
                 + ")"
             )
         return (pairs // axes,) * axes
+    counts: tuple | None
     try:
         counts = tuple(sections)  # type: ignore[arg-type]
     except TypeError:

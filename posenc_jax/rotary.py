@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,7 @@ import numpy as np
 from posenc_jax import _checks
 from posenc_jax.angles import _computed_once, _sincos, _SplitPositions
 from posenc_jax.frequencies import _resolve_frequencies
-from posenc_jax.grids import check_sections
+from posenc_jax.grids import _check_sections
 from posenc_jax.layouts import (
     Layout,
     _check_layout,
@@ -39,11 +39,11 @@ from posenc_jax.layouts import (
 )
 from posenc_jax.scaling import (
     Scaling,
-    check_scaling,
-    depends_on_length,
+    _check_scaling,
+    _depends_on_length,
+    _traced_phase_constants,
     rope_attention_factor,
     rope_frequencies,
-    traced_phase_constants,
 )
 
 __all__ = [
@@ -205,8 +205,8 @@ def apply_rotary(
             call, "x", x, f"x's last axis (head_dim) must be positive and even, got {head_dim}", _PAIRS
         )
     rotary_dim = _check_rotary_dim(call, rotary_dim, head_dim)
-    scaling = check_scaling(scaling, call)
-    w = _rotary_frequencies(call, rotary_dim, base, frequencies, scale)
+    scaling = _check_scaling(scaling, call)
+    w: np.ndarray | None = _rotary_frequencies(call, rotary_dim, base, frequencies, scale)
     if scaling is not None and (frequencies is not None or scale != 1.0):
         raise _checks.value_error(
             call,
@@ -219,28 +219,30 @@ def apply_rotary(
     traced_length = None
     if scaling is not None:
         base = _checks.real_above(call, "base", base, 1.0)
-        if depends_on_length(scaling) and not isinstance(length, numbers.Integral):
+        if _depends_on_length(scaling) and not isinstance(length, numbers.Integral):
             traced_length = _traced_length(length, call)
             w = None
         else:
-            w = rope_frequencies(rotary_dim, base=base, scaling=scaling, length=length, caller=call)
-    positions = _checks.positions(call, positions)
+            w = rope_frequencies(
+                rotary_dim, base=base, scaling=scaling, length=cast(int | None, length), caller=call
+            )
+    checked = _checks.positions(call, positions)
     if sections is None:
-        _checks.positions_shape(call, positions, x_shape[:-2])
+        _checks.positions_shape(call, checked, x_shape[:-2])
     else:
-        sections = check_sections(sections, rotary_dim // 2, call)
-        if positions.ndim < 2 or positions.shape[-1] != len(sections):
+        sections = _check_sections(sections, rotary_dim // 2, call)
+        if checked.ndim < 2 or checked.shape[-1] != len(sections):
             raise _checks.value_error(
                 call,
                 "positions",
-                positions,
+                checked,
                 f"N-D positions must end in an axis of {len(sections)} coordinates, one per section "
                 f"(sections={sections})",
             )
-        _checks.positions_shape(call, positions, x_shape[:-2], coordinates=True)
+        _checks.positions_shape(call, checked, x_shape[:-2], coordinates=True)
     return _rotate(
         x,
-        positions,
+        checked,
         traced_length,
         frequencies=None if w is None else tuple(w.tolist()),
         scaling=scaling if w is None else None,
@@ -294,12 +296,13 @@ def _rotate(
     sections: tuple[int, ...] | None,
     factor: float,
 ):
+    constants: np.ndarray | tuple[jax.Array, ...]
     if frequencies is not None:
         constants = np.array(frequencies, dtype=np.float64)
     else:  # a length-dependent scaling at a traced length
         if length is None:
             length = _floor_max(positions) + 1
-        constants = traced_phase_constants(scaling, rotary_dim, base, length)
+        constants = _traced_phase_constants(scaling, rotary_dim, base, length)
     if sections is None:
         sin, cos = _sincos(positions, constants)  # [..., length, r/2] float32
     else:  # each axis turns its own pairs, on the same kernel

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -167,7 +168,8 @@ class DynamicNTK:
 
     def _frequencies(self, d: int, base: float, length: int | None) -> np.ndarray:
         window = self.original_max_position
-        growth = np.float64(self.factor * max(length, window) / window - (self.factor - 1.0))
+        length = window if length is None else max(length, window)  # rope_frequencies passes a length
+        growth = np.float64(self.factor * length / window - (self.factor - 1.0))
         return _geometric(d, base * growth ** _ntk_exponent(d, "rope_frequencies"))
 
     def _attention_factor(self) -> float:
@@ -344,9 +346,12 @@ class LongRoPE:
         for name in ("short_factors", "long_factors"):
             set_(name, _factor_tuple(getattr(self, name), caller, name))
         if len(self.short_factors) != len(self.long_factors):
-            raise ValueError(
-                f"{caller}(short_factors of length {len(self.short_factors)}, long_factors of length "
-                f"{len(self.long_factors)}): both must have one factor per rotated pair"
+            raise _checks.value_error(
+                caller,
+                "long_factors",
+                self.long_factors,
+                f"long_factors must have as many factors as short_factors ({len(self.short_factors)}), one "
+                "per rotated pair",
             )
         window = _positive_int(self.original_max_position, caller, "original_max_position")
         if window < 2:
@@ -367,7 +372,8 @@ class LongRoPE:
         return np.asarray(self.long_factors if long else self.short_factors, np.float64)
 
     def _frequencies(self, d: int, base: float, length: int | None) -> np.ndarray:
-        return _geometric(d, base) / self._factors(d, length > self.original_max_position)
+        long = length is not None and length > self.original_max_position  # rope_frequencies passes a length
+        return _geometric(d, base) / self._factors(d, long)
 
     def _attention_factor(self) -> float:
         if self.attention_factor is not None:
@@ -401,7 +407,7 @@ def _factor_tuple(values: object, caller: str, name: str) -> tuple[float, ...]:
     return tuple(array.tolist())
 
 
-def check_scaling(scaling: object, caller: str) -> Scaling | None:
+def _check_scaling(scaling: object, caller: str) -> Scaling | None:
     """Returns ``scaling`` if it is None or one of the scaling types, else raises a TypeError."""
     if scaling is None or isinstance(scaling, _SCALINGS):
         return scaling
@@ -409,12 +415,12 @@ def check_scaling(scaling: object, caller: str) -> Scaling | None:
     raise TypeError(f"{caller}(scaling={scaling!r}): scaling must be None or one of {names}")
 
 
-def depends_on_length(scaling: object) -> bool:
+def _depends_on_length(scaling: object) -> bool:
     """Whether the scaling's frequencies depend on the current sequence length."""
     return isinstance(scaling, _LENGTH_DEPENDENT)
 
 
-def check_length(length: object, caller: str) -> int:
+def _check_length(length: object, caller: str) -> int:
     """A concrete sequence length: a positive Python int (or integer numpy scalar)."""
     return _positive_int(length, caller, "length")
 
@@ -461,18 +467,18 @@ def rope_frequencies(
             "(it is the number of leading features that are rotated)"
         )
     base = _checks.real_above(caller, "base", base, 1.0)
-    scaling = check_scaling(scaling, caller)
+    scaling = _check_scaling(scaling, caller)
     if scaling is None:
         return _geometric(d, base)
     if isinstance(scaling, NTK | DynamicNTK):
         _ntk_exponent(d, caller)
-    if depends_on_length(scaling):
+    if _depends_on_length(scaling):
         if length is None:
             raise ValueError(
                 f"{caller}(scaling={type(scaling).__name__}(...), length=None): this scaling's frequencies "
                 "depend on the sequence length; pass length="
             )
-        length = check_length(length, caller)
+        length = _check_length(length, caller)
     with np.errstate(over="ignore", under="ignore"):
         w = scaling._frequencies(d, base, length)
     if not np.all(np.isfinite(w) & (w > 0)):
@@ -498,7 +504,7 @@ def rope_attention_factor(scaling: Scaling | None) -> float:
     >>> rope_attention_factor(YaRN(16.0, original_max_position=2048, attention_factor=1.5))
     1.5
     """
-    scaling = check_scaling(scaling, "rope_attention_factor")
+    scaling = _check_scaling(scaling, "rope_attention_factor")
     return 1.0 if scaling is None else scaling._attention_factor()
 
 
@@ -583,7 +589,7 @@ def _dynamic_ntk_constants(scaling: DynamicNTK, d: int, base: float, length: jax
     # constants, which would cancel the error terms of the double-float sums.
     zero = length.astype(jnp.float32) * 0.0
     one = zero + 1.0
-    product = _dd_mul(_dd_constant(np.float64(scaling.factor / window)), excess_dd)
+    product = _dd_mul(_dd_constant(np.array(scaling.factor / window)), excess_dd)
     growth = _dd_add((one, zero), product)
     # r = growth ** (-1 / (n - 1)): a float32 start, then two corrections r <- r · q ** (-1 / (n - 1)) with
     # q = growth · r ** (n - 1) = 1 - e evaluated in double-float, and q ** (-1/(n-1)) = 1 + δ + δ²/2,
@@ -613,15 +619,17 @@ def _dynamic_ntk_constants(scaling: DynamicNTK, d: int, base: float, length: jax
     return high, low, turns32, turns32 * jnp.float32(2 * np.pi)
 
 
-def traced_phase_constants(
+def _traced_phase_constants(
     scaling: Scaling, d: int, base: float, length: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Phase constants ``(high, low, turns32, w32)`` (see :func:`posenc_jax.angles.phase_constants`) of a
+    """Phase constants ``(high, low, turns32, w32)`` (see :func:`posenc_jax.angles._phase_constants`) of a
     length-dependent scaling for a traced scalar ``length``."""
     if isinstance(scaling, LongRoPE):
         short = _phase_constants(scaling._frequencies(d, base, scaling.original_max_position))
         long = _phase_constants(scaling._frequencies(d, base, scaling.original_max_position + 1))
         use_long = length > scaling.original_max_position
-        pairs = zip(short, long, strict=True)
-        return tuple(jnp.where(use_long, jnp.asarray(b), jnp.asarray(a)) for a, b in pairs)
-    return _dynamic_ntk_constants(scaling, d, base, length)
+        high, low, turns32, w32 = (
+            jnp.where(use_long, jnp.asarray(b), jnp.asarray(a)) for a, b in zip(short, long, strict=True)
+        )
+        return high, low, turns32, w32
+    return _dynamic_ntk_constants(cast(DynamicNTK, scaling), d, base, length)

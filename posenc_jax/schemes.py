@@ -43,7 +43,7 @@ from posenc_jax.layouts import Layout, _check_layout
 from posenc_jax.learned import _check_max_length, _check_out_of_range, lookup
 from posenc_jax.relative import _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
 from posenc_jax.rotary import _PAIRS, _floor_max, _rotary_frequencies, apply_rotary
-from posenc_jax.scaling import Scaling, check_scaling, depends_on_length, rope_frequencies
+from posenc_jax.scaling import Scaling, _check_scaling, _depends_on_length, rope_frequencies
 from posenc_jax.sinusoidal import sinusoidal, sinusoidal_table
 
 __all__ = [
@@ -431,7 +431,7 @@ class Rotary(SchemeDefaults):
             )
         _check_layout(caller, self.layout)
         _rotary_frequencies(caller, dim, self.base, self.frequencies, self.scale)
-        if check_scaling(self.scaling, caller) is not None:
+        if _check_scaling(self.scaling, caller) is not None:
             if self.frequencies is not None or self.scale != 1.0:
                 raise _checks.value_error(
                     caller,
@@ -474,7 +474,7 @@ class Rotary(SchemeDefaults):
         call = f"{type(self).__name__}.rotate"
         _check_heads(call, self.head_dim, q=q, k=k)
         length = None
-        if depends_on_length(self.scaling):  # one length (hence one set of frequencies) for q and k
+        if _depends_on_length(self.scaling):  # one length (hence one set of frequencies) for q and k
             ends = [
                 jnp.asarray(x.shape[1] - 1, jnp.int32)
                 if p is None

@@ -419,7 +419,12 @@ def test_linen_modules_compose_inside_a_model():
             ValueError,
             r"Sinusoidal.embed\(positions=<int32\[3,6\]>\): positions must broadcast to x's leading axes \(2, 6\)",
         ),
-        ("Learned", "embed_bad_positions", ValueError, r"Learned.embed\(positions=<int32\[3,6\]>\): positions must broadcast"),
+        (
+            "Learned",
+            "embed_bad_positions",
+            ValueError,
+            r"Learned.embed\(positions=<int32\[3,6\]>\): positions must broadcast",
+        ),
         (
             "Learned",
             "embed_float_positions",
@@ -438,8 +443,18 @@ def test_linen_modules_compose_inside_a_model():
             ValueError,
             r"Rotary.rotate\(q shape=\(2, 6, 4, 6\)\): the last axis of q must equal the scheme's head_dim=8",
         ),
-        ("Rotary", "rotate_bad_positions", ValueError, r"apply_rotary\(positions=<int32\[5\]>\): positions must broadcast"),
-        ("Rotary", "rotate_bf16_positions", TypeError, r"apply_rotary\(positions=<bfloat16\[6\]>\): 16-bit floating positions"),
+        (
+            "Rotary",
+            "rotate_bad_positions",
+            ValueError,
+            r"apply_rotary\(positions=<int32\[5\]>\): positions must broadcast",
+        ),
+        (
+            "Rotary",
+            "rotate_bf16_positions",
+            TypeError,
+            r"apply_rotary\(positions=<bfloat16\[6\]>\): 16-bit floating positions",
+        ),
         (
             "NoPosition",
             "rotate_rank_3",

@@ -24,7 +24,7 @@ import numpy as np
 from experiments.bench.rotary import _cpu_seconds
 from experiments.bench.timing import compare
 from posenc_jax import apply_rotary, grid_positions, paper_frequencies
-from posenc_jax.grids import check_sections
+from posenc_jax.grids import _check_sections
 from posenc_jax.layouts import _merge_pairs, _unmerge_pairs
 
 
@@ -50,7 +50,7 @@ def _rotate_with_axis_tables(x, coords, tables, layout="interleaved"):
 def _case(batch: int, grid: tuple[int, ...], heads: int, head_dim: int, repeats: int) -> dict[str, Any]:
     coords_np = grid_positions(*grid, class_tokens=1)
     tokens = coords_np.shape[0]
-    sections = check_sections(len(grid), head_dim // 2, "bench")
+    sections = _check_sections(len(grid), head_dim // 2, "bench")
     rng = np.random.default_rng(0)
     shape = (batch, tokens, heads, head_dim)
     q = jnp.asarray(rng.standard_normal(shape), jnp.float32)
