@@ -205,8 +205,9 @@ def test_command_line_overrides():
     quick = cli.config_from_args(cli.parse_args([]))
     assert quick == config_lib.PRESETS["quick"]
     assert len(quick.seeds) >= 3 and ("sort", "decoder") in quick.runs and ("majority", "encoder") in quick.runs
-    assert set(quick.schemes) == set(config_lib.SCHEMES)
+    assert set(quick.schemes) == set(config_lib.SCHEMES) - set(config_lib.RELATIVE_SCHEMES)
     full = config_lib.PRESETS["full"]
+    assert set(full.schemes) == set(config_lib.SCHEMES)
     assert len(full.seeds) >= 5 and full.model == ModelConfig(5, 64, 8, 4) and full.test_max_length == 500
 
 
