@@ -25,8 +25,6 @@ import posenc_jax as pe
 from posenc_jax import nnx as pn
 
 BOS, SEP = 0, 1  # the other tokens are symbols
-# Flax >= 0.12 holds lists of modules in nnx.List; older versions take a plain list.
-_ModuleList = getattr(nnx, "List", list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +97,11 @@ class Transformer(nnx.Module):
         self.config = config
         self.scheme = make_scheme(config, rngs)
         self.token_embedding = nnx.Embed(config.vocab, config.width, rngs=rngs)
-        blocks = [Block(config.width, config.num_heads, rngs=rngs) for _ in range(config.num_layers)]
-        self.blocks = _ModuleList(blocks)
+        # nnx.List from flax 0.12 on; before it, a plain list holds submodules.
+        module_list = getattr(nnx, "List", list)
+        self.blocks = module_list(
+            [Block(config.width, config.num_heads, rngs=rngs) for _ in range(config.num_layers)]
+        )
         self.final_norm = nnx.LayerNorm(config.width, rngs=rngs)
         self.head = nnx.Linear(config.width, config.vocab, rngs=rngs)
 

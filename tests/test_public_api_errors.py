@@ -130,6 +130,30 @@ BAD = [
         "rope_attention_factor",
         "scaling",
     ),
+    ("t5_buckets", lambda: pe.t5_buckets(_P, _P, bidirectional=1), TypeError, "t5_buckets", "bidirectional"),
+    (
+        "t5_buckets",
+        lambda: pe.t5_buckets(_P, _P, num_buckets=3, bidirectional=True),
+        ValueError,
+        "t5_buckets",
+        "num_buckets",
+    ),
+    (
+        "t5_bias",
+        lambda: pe.t5_bias(jnp.ones((8, 2)), _P, jnp.arange(2.0), bidirectional=True),
+        TypeError,
+        "t5_bias",
+        "k_positions",
+    ),
+    (
+        "transformer_xl_logits",
+        lambda: pe.transformer_xl_logits(
+            _X, _X, _P, _P, kernel=jnp.ones((4, 1, 4)), u=jnp.ones((1, 4)), v=jnp.ones((1, 4)), base=1.0
+        ),
+        ValueError,
+        "transformer_xl_logits",
+        "base",
+    ),
     ("Linear", lambda: pe.Linear("2"), TypeError, "Linear", "factor"),
     ("NTK", lambda: pe.NTK(factor=0), ValueError, "NTK", "factor"),
     (
