@@ -238,6 +238,8 @@ def test_command_line_overrides():
     assert any(config_lib.SCHEMES[s].randomized for s in quick.schemes)
     long = config_lib.PRESETS["long"]
     assert len(long.seeds) >= 5 and long.model == ModelConfig(5, 64, 8, 4) and long.test_max_length == 500
+    assert not set(quick.schemes) & set(config_lib.RELATIVE_SCHEMES)
+    assert set(long.schemes) == set(config_lib.SCHEMES)
 
 
 @pytest.mark.parametrize(
