@@ -202,7 +202,6 @@ BAD = [
         "KVCache.append",
         "positions",
     ),
-    ("t5_buckets", lambda: pe.t5_buckets(_P, _P, bidirectional=1), TypeError, "t5_buckets", "bidirectional"),
     (
         "t5_buckets",
         lambda: pe.t5_buckets(_P * 1.0, _P, bidirectional=True),
