@@ -97,7 +97,9 @@ class Transformer(nnx.Module):
         self.config = config
         self.scheme = make_scheme(config, rngs)
         self.token_embedding = nnx.Embed(config.vocab, config.width, rngs=rngs)
-        self.blocks = nnx.List(
+        # nnx.List from flax 0.12 on; before it, a plain list holds submodules.
+        module_list = getattr(nnx, "List", list)
+        self.blocks = module_list(
             [Block(config.width, config.num_heads, rngs=rngs) for _ in range(config.num_layers)]
         )
         self.final_norm = nnx.LayerNorm(config.width, rngs=rngs)

@@ -1,9 +1,10 @@
 """Max-abs-error table of the sinusoidal encoding against a float64 evaluation of the formula.
 
-Usage: ``python -m experiments.accuracy [--out-dir experiments/results]`` writes ``accuracy.json`` and
-``accuracy.md``: for integer positions drawn uniformly from ``[-limit, limit)`` (plus both ends), the max abs
-error of ``posenc_jax.sinusoidal`` and of ``posenc_jax.sinusoidal_table`` (float32, ``jax_enable_x64`` off),
-and of the textbook float32 ``sin(pos * w)`` for comparison.
+Usage: ``python -m experiments.accuracy [--out-dir DIR]`` writes ``accuracy.json`` and ``accuracy.md`` to
+``runs/accuracy/`` by default (committing them is a deliberate ``--out-dir experiments/results``): for
+integer positions drawn uniformly from ``[-limit, limit)`` (plus both ends), the max abs error of
+``posenc_jax.sinusoidal`` and of ``posenc_jax.sinusoidal_table`` (float32, ``jax_enable_x64`` off), and of
+the textbook float32 ``sin(pos * w)`` for comparison.
 
 A second table covers long-context rotary embeddings: for each RoPE scaling (head_dim 128, base 10000), the
 max abs error of the rotated unit pairs ``(cos, sin) · attention factor`` from ``posenc_jax.apply_rotary`` and
@@ -168,7 +169,11 @@ def rotary_to_markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.accuracy", description=__doc__)
-    parser.add_argument("--out-dir", default="experiments/results")
+    parser.add_argument(
+        "--out-dir",
+        default="runs/accuracy",
+        help="where to write accuracy.json and accuracy.md (the committed tables: experiments/results)",
+    )
     args = parser.parse_args(argv)
     rows = measure()
     rotary_rows = measure_rotary()

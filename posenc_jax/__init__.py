@@ -5,10 +5,10 @@ The sinusoidal encoding of "Attention is all you need", for pair index ``i = 0 â
     PE(pos, 2i)     = sin(pos * w_i),    w_i = base ** (-2i / dim)
     PE(pos, 2i + 1) = cos(pos * w_i)
 
-computed accurately (float32 within 1e-6 of float64 at any int32 position), plus learned, rotary, ALiBi
-and randomized positions, as pure functions, frozen scheme values (:mod:`posenc_jax.schemes`) and Flax
-(NNX and Linen) modules over one protocol (:class:`PositionalScheme`); :func:`attention` and
-:class:`KVCache` apply any scheme in attention and incremental decoding.
+computed accurately (float32 within 1e-6 of float64 at any int32 position), plus learned, rotary, ALiBi,
+T5 and Transformer-XL relative attention, and randomized positions, as pure functions, frozen scheme values
+(:mod:`posenc_jax.schemes`) and Flax (NNX and Linen) modules over one protocol (:class:`PositionalScheme`);
+:func:`attention` and :class:`KVCache` apply any scheme in attention and incremental decoding.
 """
 
 __version__ = "0.1.0"
@@ -23,6 +23,9 @@ from posenc_jax.grids import grid_positions as grid_positions
 from posenc_jax.layouts import interleaved_to_split as interleaved_to_split
 from posenc_jax.layouts import split_to_interleaved as split_to_interleaved
 from posenc_jax.randomized import randomized_positions as randomized_positions
+from posenc_jax.relative import t5_bias as t5_bias
+from posenc_jax.relative import t5_buckets as t5_buckets
+from posenc_jax.relative import transformer_xl_logits as transformer_xl_logits
 from posenc_jax.rotary import apply_rotary as apply_rotary
 from posenc_jax.rotary import rotary_frequencies as rotary_frequencies
 from posenc_jax.rotary import rotary_interleaved_to_split as rotary_interleaved_to_split
@@ -67,5 +70,8 @@ __all__ = [
     "sinusoidal",
     "sinusoidal_table",
     "split_to_interleaved",
+    "t5_bias",
+    "t5_buckets",
     "tensor2tensor_frequencies",
+    "transformer_xl_logits",
 ]

@@ -4,18 +4,23 @@ Every error reads ``call(argument=value): what is allowed; the fix``. A wrong *t
 wrong *value* of the right type raises ``ValueError``. Host values (Python numbers, numpy arrays, lists) are
 checked in their own precision before any conversion to a JAX array, so nothing wraps or rounds silently.
 
-API (internal; every function takes the public call's name ``call`` and the ``argument`` checked):
+API (internal; each check takes the public call's name ``call`` first, then the ``argument`` checked, then
+its value, and returns the value in its checked form):
 
 * :func:`type_error` / :func:`value_error` build (not raise) an exception in the common format:
-  ``raise type_error(call, argument, value, allowed, fix)``. ``value`` is shown by :func:`shown`.
+  ``raise type_error(call, argument, value, allowed, fix)``. ``value`` is shown by :func:`shown`: ``repr``
+  for scalars, ``<dtype[shape]>`` for arrays, ``<traced dtype[shape]>`` under ``jit``.
 * :class:`Shown` wraps a ready-made description of a value (e.g. ``"<int64[2] containing 4294967296>"``).
-* :func:`integer` (int of a lower bound, e.g. positive sizes), :func:`even` (positive even int),
-  :func:`real_above` (finite real above a bound), :func:`one_of` (a string among choices),
-  :func:`axis` (an int axis of an array), :func:`floating_dtype` (an output dtype JAX can produce),
-  :func:`positions` (integer/floating positions, validated on the host in their own precision),
-  :func:`positions_shape` (positions that end in the length axis of ``x``), :func:`concrete` (not traced).
-* :func:`error_if` raises a ``ValueError`` from compiled code when a traced predicate holds (one clean
-  error per failure: the callback's own logging of the exception is silenced for these errors).
+* :func:`integer` (a non-bool int ``>= minimum``), :func:`even` (a positive even int), :func:`real_above`
+  (a finite real above a bound), :func:`one_of` (a string among choices), :func:`boolean`, :func:`axis`
+  (an axis of an array of a given rank), :func:`concrete` (not traced), :func:`floating_dtype` (an output
+  dtype JAX can produce under the current x64 setting).
+* :func:`positions` (integer or floating positions, checked on the host in their own precision; host
+  float64 positions without x64 come back split exactly into an int32 whole part and a float32 fraction,
+  which the angle kernel accepts) and :func:`positions_shape` (positions ending in the length axis of an
+  input and broadcasting to its leading axes).
+* :func:`error_if` raises :class:`RuntimeCheckError` (a ``ValueError``) from compiled code when a traced
+  predicate holds, reported once: JAX's own log of the callback's exception is filtered for these errors.
 
 >>> value_error("sinusoidal", "dim", 7, "dim must be even", "build 8 features and drop the last one")
 ValueError('sinusoidal(dim=7): dim must be even; build 8 features and drop the last one')
@@ -27,7 +32,7 @@ import logging
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -169,7 +174,7 @@ def floating_dtype(call: str, value: object, argument: str = "dtype") -> np.dtyp
     if value is None:
         raise type_error(call, argument, value, allowed, "this function has no input dtype to follow")
     try:
-        resolved = np.dtype(jnp.dtype(value))  # type: ignore[arg-type]
+        resolved = np.dtype(jnp.dtype(cast(Any, value)))
     except TypeError as error:
         raise type_error(call, argument, value, allowed) from error
     if not jnp.issubdtype(resolved, jnp.floating):
@@ -191,8 +196,8 @@ def _array_dtype(value: object) -> np.dtype | None:
 
 
 def positions(
-    call: str, value: object, argument: str = "positions", *, integer_only: bool = False
-) -> jax.Array | _SplitPositions:
+    call: str, value: object, argument: str = "positions", *, integer_only: bool = False, split: bool = True
+) -> Any:
     """Validates positions and returns them ready for the angle kernel.
 
     Host values (Python numbers, lists, numpy arrays) are checked *before* conversion, in their own
@@ -206,10 +211,12 @@ def positions(
       value: the positions.
       argument: the argument's name in messages.
       integer_only: reject floating positions (``TypeError``).
+      split: split host float64 positions exactly (without x64); False converts them to float32, for
+        callers that store positions in a float32 array by design.
 
     Returns:
       A jax array (int32 / float32, or 64-bit under x64), or, for host float64 positions without x64, a
-      split pair understood by :func:`posenc_jax.angles._sincos`.
+      split pair understood by the angle kernel (``posenc_jax.angles._SplitPositions``, typed ``Any``).
 
     Raises:
       TypeError: boolean, complex, non-numeric or 16-bit floating positions (bfloat16 cannot represent 257,
@@ -241,7 +248,7 @@ def positions(
             "pass int32 or float32 positions",
         )
     if host is None:
-        return value  # type: ignore[return-value]
+        return value
     if dtype.kind in "iu":
         if host.size and (host.min() < _INT32_MIN or host.max() >= _INT32_LIMIT):
             bad = host.max() if host.max() >= _INT32_LIMIT else host.min()
@@ -261,7 +268,7 @@ def positions(
             Shown(f"<{_array_text(host)} containing {bad}>"),
             f"floating {argument} must be finite with |pos| < 2**31 - 1/2",
         )
-    if dtype.itemsize == 8 and not jax.config.read("jax_enable_x64"):
+    if split and dtype.itemsize == 8 and not jax.config.read("jax_enable_x64"):
         whole = np.round(host)
         return _SplitPositions(
             jnp.asarray(whole.astype(np.int32)), jnp.asarray((host - whole).astype(np.float32))

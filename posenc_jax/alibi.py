@@ -57,8 +57,8 @@ def alibi_slopes(num_heads: int) -> np.ndarray:
     return np.asarray(_slopes(num_heads), dtype=np.float64)
 
 
-def _check_alibi_positions(call: str, positions: object, name: str) -> jax.Array | _SplitPositions:
-    positions = _checks.positions(call, positions, name)
+def _check_alibi_positions(call: str, value: object, name: str) -> jax.Array | _SplitPositions:
+    positions = _checks.positions(call, value, name)
     if positions.ndim not in (1, 2):
         raise _checks.value_error(call, name, positions, f"{name} must have shape [length] or [batch, length]")
     return positions

@@ -52,7 +52,7 @@ _RADIANS_PER_UNIT = float(2 * np.pi / 2.0**32)
 
 
 @functools.lru_cache(maxsize=256)
-def _phase_constants_cached(frequencies_bytes: bytes) -> tuple[np.ndarray, ...]:
+def _phase_constants_cached(frequencies_bytes: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     frequencies = np.frombuffer(frequencies_bytes, dtype=np.float64)
     words = [round(Fraction(w) * _TWO_POW_64 / (2 * _PI)) % _TWO_POW_64 for w in frequencies.tolist()]
     high = np.array([word >> 32 for word in words], dtype=np.uint32)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from posenc_jax import schemes
 
-__all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal"]
+__all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal", "T5Bias", "TransformerXLRelative"]
 
 
 class _Scheme(schemes._Delegating, nn.Module):
@@ -146,3 +146,75 @@ class ALiBi(_Scheme):
     scheme_type = schemes.ALiBi
     num_heads: int
     causal: bool = False
+
+
+class T5Bias(schemes._T5Delegating, _Scheme):
+    """T5's relative attention bias: a learned scalar per head and bucket of ``k_pos - q_pos``.
+
+    The table is the parameter ``embedding`` ``[num_buckets, num_heads]``. Fields as
+    :class:`posenc_jax.nnx.T5Bias` (see :class:`posenc_jax.schemes.T5BucketBias`).
+
+    Attributes:
+      the arguments of :class:`posenc_jax.nnx.T5Bias` but ``rngs``: ``num_heads``, ``bidirectional`` (no
+      default), ``num_buckets``, ``max_distance``, ``embedding_init``, ``dtype``, ``param_dtype``; same
+      defaults.
+
+    >>> module = T5Bias(4, bidirectional=False)
+    >>> variables = module.init(jax.random.key(0), jnp.arange(3), jnp.arange(3))
+    >>> module.apply(variables, jnp.arange(3), jnp.arange(3)).shape
+    (1, 4, 3, 3)
+    """
+
+    scheme_type = schemes.T5BucketBias
+    num_heads: int
+    bidirectional: bool
+    num_buckets: int = 32
+    max_distance: int = 128
+    embedding_init: Any = schemes.T5_EMBEDDING_INIT
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def setup(self):
+        self.embedding = self.param("embedding", self.embedding_init, self.scheme.table_shape, self.param_dtype)
+
+    def _table(self) -> jax.Array:
+        return jnp.asarray(self.embedding)
+
+
+class TransformerXLRelative(schemes._TransformerXLDelegating, _Scheme):
+    """Transformer-XL's relative attention (Dai et al. 2019): a content-dependent term of the logits.
+
+    Parameters ``kernel`` (``W_R``), ``content_bias`` (``u``) and ``position_bias`` (``v``); fields as
+    :class:`posenc_jax.nnx.TransformerXLRelative` (see :class:`posenc_jax.schemes.TransformerXLLogits`).
+
+    Attributes:
+      the arguments of :class:`posenc_jax.nnx.TransformerXLRelative` but ``rngs``: ``num_heads``,
+      ``head_dim``, ``rel_dim``, ``base``, ``scale``, ``kernel_init``, ``bias_init``, ``dtype``,
+      ``param_dtype``; same defaults.
+
+    >>> q = k = jnp.ones((1, 3, 2, 4))
+    >>> module = TransformerXLRelative(2, 4)
+    >>> variables = module.init(jax.random.key(0), q, k)
+    >>> module.apply(variables, q, k, jnp.arange(3), jnp.arange(3)).shape
+    (1, 2, 3, 3)
+    """
+
+    scheme_type = schemes.TransformerXLLogits
+    num_heads: int
+    head_dim: int
+    rel_dim: int | None = None
+    base: float = 10_000.0
+    scale: float | None = None
+    kernel_init: Any = schemes.TRANSFORMER_XL_KERNEL_INIT
+    bias_init: Any = nn.initializers.zeros
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def setup(self):
+        shape = self.scheme.bias_shape
+        self.kernel = self.param("kernel", self.kernel_init, self.scheme.kernel_shape, self.param_dtype)
+        self.content_bias = self.param("content_bias", self.bias_init, shape, self.param_dtype)
+        self.position_bias = self.param("position_bias", self.bias_init, shape, self.param_dtype)
+
+    def _params(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        return jnp.asarray(self.kernel), jnp.asarray(self.content_bias), jnp.asarray(self.position_bias)

@@ -28,7 +28,7 @@ from posenc_jax import schemes
 from posenc_jax.layouts import Layout
 from posenc_jax.scaling import Scaling
 
-__all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal"]
+__all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal", "T5Bias", "TransformerXLRelative"]
 
 #: The default initializer of :class:`Learned` tables: normal with standard deviation 0.02.
 DEFAULT_EMBEDDING_INIT = nnx.initializers.normal(stddev=0.02)
@@ -197,3 +197,110 @@ class ALiBi(_Scheme):
 
     def __init__(self, num_heads: int, *, causal: bool = False):
         self.scheme = schemes.ALiBi(num_heads, causal=causal)
+
+
+class T5Bias(schemes._T5Delegating, _Scheme):
+    """T5's relative attention bias: a learned scalar per head and bucket of ``k_pos - q_pos``.
+
+    The table is ``nnx.Param`` ``embedding`` ``[num_buckets, num_heads]``; :meth:`attention_bias` gathers it
+    by :func:`posenc_jax.t5_buckets` (Raffel et al. 2020). T5 shares one table across its layers and adds
+    the bias to unscaled logits; a model decides both. See :class:`posenc_jax.schemes.T5BucketBias`.
+
+    Args:
+      num_heads: attention heads (positive).
+      bidirectional: ``True`` for an encoder, ``False`` for a decoder (keyword, no default).
+      num_buckets: buckets per head (32 in T5).
+      max_distance: distances from here on share the last bucket (128 in T5).
+      embedding_init: initializer of the table (default: T5X's, uniform of variance 1 / fan_avg).
+      dtype: the bias's dtype; ``None`` (default) keeps the table's.
+      param_dtype: the table's dtype.
+      rngs: random streams (keyword-only); the table is drawn from ``rngs.params()``.
+
+    Raises:
+      ValueError, TypeError: as :class:`posenc_jax.schemes.T5BucketBias`.
+
+    >>> from flax import nnx
+    >>> T5Bias(4, bidirectional=True, rngs=nnx.Rngs(0)).attention_bias(jnp.arange(3), jnp.arange(3)).shape
+    (1, 4, 3, 3)
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        *,
+        bidirectional: bool,
+        num_buckets: int = 32,
+        max_distance: int = 128,
+        embedding_init: nnx.Initializer = schemes.T5_EMBEDDING_INIT,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.scheme = schemes.T5BucketBias(
+            num_heads,
+            bidirectional=bidirectional,
+            num_buckets=num_buckets,
+            max_distance=max_distance,
+            dtype=dtype,
+            param_dtype=param_dtype,
+        )
+        self.embedding = nnx.Param(embedding_init(rngs.params(), self.scheme.table_shape, param_dtype))
+
+    def _table(self) -> jax.Array:
+        return self.embedding[...]
+
+
+class TransformerXLRelative(schemes._TransformerXLDelegating, _Scheme):
+    """Transformer-XL's relative attention (Dai et al. 2019): a content-dependent term of the logits.
+
+    :meth:`attention_logits_bias` returns ``scale * ((q_i + v)·W_R R_{i-j} + u·k_j)``
+    (:func:`posenc_jax.transformer_xl_logits`), which attention adds to ``scale * q·k``. Parameters:
+    ``kernel`` (``W_R``, ``[rel_dim, num_heads, head_dim]``), ``content_bias`` (``u``) and
+    ``position_bias`` (``v``), both ``[num_heads, head_dim]``. Works with any positions (randomized ones
+    included); ``None`` for both means ``0 … length-1`` and takes the cheaper relative-shift route. See
+    :class:`posenc_jax.schemes.TransformerXLLogits`.
+
+    Args:
+      num_heads: query heads (positive).
+      head_dim: features per head (positive).
+      rel_dim: width of the relative sinusoid (even); ``None``: ``num_heads * head_dim``.
+      base: geometric base of the sinusoid's frequencies.
+      scale: factor of the term, equal to the attention's scale; ``None``: ``1 / sqrt(head_dim)``.
+      kernel_init: initializer of ``W_R`` (default: variance ``1 / rel_dim``).
+      bias_init: initializer of ``u`` and ``v`` (default: zeros).
+      dtype: computation and output dtype; ``None`` (default) follows the queries.
+      param_dtype: the parameters' dtype.
+      rngs: random streams (keyword-only).
+
+    Raises:
+      ValueError, TypeError: as :class:`posenc_jax.schemes.TransformerXLLogits`.
+
+    >>> from flax import nnx
+    >>> q = k = jnp.ones((1, 3, 2, 4))
+    >>> TransformerXLRelative(2, 4, rngs=nnx.Rngs(0)).attention_logits_bias(q, k, None, None).shape
+    (1, 2, 3, 3)
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        head_dim: int,
+        *,
+        rel_dim: int | None = None,
+        base: float = 10_000.0,
+        scale: float | None = None,
+        kernel_init: nnx.Initializer = schemes.TRANSFORMER_XL_KERNEL_INIT,
+        bias_init: nnx.Initializer = nnx.initializers.zeros,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.scheme = schemes.TransformerXLLogits(
+            num_heads, head_dim, rel_dim=rel_dim, base=base, scale=scale, dtype=dtype, param_dtype=param_dtype
+        )
+        self.kernel = nnx.Param(kernel_init(rngs.params(), self.scheme.kernel_shape, param_dtype))
+        self.content_bias = nnx.Param(bias_init(rngs.params(), self.scheme.bias_shape, param_dtype))
+        self.position_bias = nnx.Param(bias_init(rngs.params(), self.scheme.bias_shape, param_dtype))
+
+    def _params(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        return self.kernel[...], self.content_bias[...], self.position_bias[...]

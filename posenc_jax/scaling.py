@@ -346,9 +346,12 @@ class LongRoPE:
         for name in ("short_factors", "long_factors"):
             set_(name, _factor_tuple(getattr(self, name), caller, name))
         if len(self.short_factors) != len(self.long_factors):
-            raise ValueError(
-                f"{caller}(short_factors of length {len(self.short_factors)}, long_factors of length "
-                f"{len(self.long_factors)}): both must have one factor per rotated pair"
+            raise _checks.value_error(
+                caller,
+                "long_factors",
+                self.long_factors,
+                f"long_factors must have as many factors as short_factors ({len(self.short_factors)}), one "
+                "per rotated pair",
             )
         window = _positive_int(self.original_max_position, caller, "original_max_position")
         if window < 2:

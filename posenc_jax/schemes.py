@@ -15,8 +15,8 @@ which scheme it is:
 The parameter-free schemes here (:class:`NoPosition`, :class:`Sinusoidal`, :class:`Rotary`, :class:`ALiBi`)
 are frozen dataclasses whose fields are checked once, at construction; they can be passed as they are to
 :func:`posenc_jax.attention`, or held by a model. :mod:`posenc_jax.nnx` and :mod:`posenc_jax.linen` wrap the
-same values (and, for the learned table, :class:`LearnedLookup` with the parameter), so every API computes
-the same numbers with the same code.
+same values (and, for the schemes with parameters, :class:`LearnedLookup`, :class:`T5BucketBias` and
+:class:`TransformerXLLogits` with the parameters), so every API computes the same numbers with the same code.
 
 >>> import jax.numpy as jnp
 >>> scheme = Rotary(8, layout="split")
@@ -28,7 +28,6 @@ the same numbers with the same code.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import jax
@@ -37,10 +36,12 @@ import numpy as np
 
 from posenc_jax import _checks
 from posenc_jax.alibi import alibi_bias
+from posenc_jax.frequencies import _PAIRS as _SINUSOID_PAIRS
 from posenc_jax.frequencies import _resolve_frequencies
 from posenc_jax.layouts import Layout, _check_layout
-from posenc_jax.learned import _check_max_length, _check_out_of_range, lookup
-from posenc_jax.rotary import _PAIRS, _floor_max, _rotary_frequencies, apply_rotary
+from posenc_jax.learned import OUT_OF_RANGE_POLICIES, lookup
+from posenc_jax.relative import _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
+from posenc_jax.rotary import _PAIRS, _check_rotary_dim, _floor_max, _rotary_frequencies, apply_rotary
 from posenc_jax.scaling import Scaling, _check_scaling, _depends_on_length, rope_frequencies
 from posenc_jax.sinusoidal import sinusoidal, sinusoidal_table
 
@@ -52,6 +53,8 @@ __all__ = [
     "Rotary",
     "SchemeDefaults",
     "Sinusoidal",
+    "T5BucketBias",
+    "TransformerXLLogits",
 ]
 
 
@@ -97,34 +100,28 @@ def _shape(value: Any) -> tuple[int, ...]:
     return tuple(getattr(value, "shape", None) or np.shape(value))
 
 
-def _check_x(x: object, caller: str, dim: int | None = None) -> None:
+def _check_x(x: Any, caller: str, dim: int | None = None) -> None:
     """``x`` must be a floating ``[batch, length, dim]`` or ``[length, dim]`` array (last axis ``dim``)."""
     shape, dtype = _shape(x), getattr(x, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{caller}(x dtype={dtype}): x must be a floating array of token embeddings")
+        raise _checks.type_error(caller, "x", x, "x must be a floating array of token embeddings")
     if len(shape) not in (2, 3):
-        raise ValueError(
-            f"{caller}(x shape={shape}): x must have shape [batch, length, dim] or [length, dim] "
-            f"(rank 2 or 3), got rank {len(shape)}"
-        )
+        raise _checks.value_error(caller, "x", x, "x must have shape [batch, length, dim] or [length, dim]")
     if dim is not None and shape[-1] != dim:
-        raise ValueError(
-            f"{caller}(x shape={shape}): the last axis of x must equal the scheme's dim={dim}, got {shape[-1]}"
-        )
+        raise _checks.value_error(caller, "x", x, f"the last axis of x must equal the scheme's dim={dim}")
 
 
-def _check_heads(caller: str, head_dim: int | None = None, **arrays: object) -> None:
+def _check_heads(caller: str, head_dim: int | None = None, **arrays: Any) -> None:
     """Each array must be ``[batch, length, heads, head_dim]`` (with the scheme's ``head_dim`` if given)."""
     for name, value in arrays.items():
         shape = _shape(value)
         if len(shape) != 4:
-            raise ValueError(
-                f"{caller}({name} shape={shape}): {name} must have shape [batch, length, heads, head_dim]"
+            raise _checks.value_error(
+                caller, name, value, f"{name} must have shape [batch, length, heads, head_dim]"
             )
         if head_dim is not None and shape[-1] != head_dim:
-            raise ValueError(
-                f"{caller}({name} shape={shape}): the last axis of {name} must equal the scheme's "
-                f"head_dim={head_dim}, got {shape[-1]}"
+            raise _checks.value_error(
+                caller, name, value, f"the last axis of {name} must equal the scheme's head_dim={head_dim}"
             )
 
 
@@ -348,15 +345,11 @@ class LearnedLookup:
 
     def __post_init__(self):
         caller = "Learned"
-        object.__setattr__(self, "max_length", _check_max_length(self.max_length, caller))
-        if isinstance(self.dim, bool) or not isinstance(self.dim, numbers.Integral):
-            raise TypeError(f"{caller}(dim={self.dim!r}): dim must be a positive Python int")
-        if int(self.dim) <= 0:
-            raise ValueError(f"{caller}(dim={self.dim}): dim must be a positive integer")
-        object.__setattr__(self, "dim", int(self.dim))
+        object.__setattr__(self, "max_length", _checks.integer(caller, "max_length", self.max_length))
+        object.__setattr__(self, "dim", _checks.integer(caller, "dim", self.dim))
         _check_dtype_or_none(self.dtype, caller)
         _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
-        _check_out_of_range(self.out_of_range, caller)
+        _checks.one_of(caller, "out_of_range", self.out_of_range, OUT_OF_RANGE_POLICIES)
 
     def encode(self, table: jax.Array, positions: jax.Array) -> jax.Array:
         """The rows for integer ``positions``: ``positions.shape + (dim,)`` (``dtype``, else the table's)."""
@@ -369,9 +362,12 @@ class LearnedLookup:
         _check_x(x, caller, self.dim)
         if positions is None:
             if x.shape[-2] > self.max_length:
-                raise ValueError(
-                    f"{caller}(x shape={tuple(x.shape)}): sequence length {x.shape[-2]} exceeds "
-                    f"max_length={self.max_length} of the learned table"
+                raise _checks.value_error(
+                    caller,
+                    "x",
+                    x,
+                    f"its length {x.shape[-2]} exceeds max_length={self.max_length} of the learned table",
+                    "use a larger max_length, or pass the positions explicitly",
                 )
             positions = jnp.arange(x.shape[-2], dtype=jnp.int32)
         _check_embed_positions(x, positions, caller)
@@ -418,13 +414,7 @@ class Rotary(SchemeDefaults):
     def __post_init__(self):
         caller = type(self).__name__
         head_dim = _checks.even(caller, "head_dim", self.head_dim, _PAIRS)
-        dim = (
-            head_dim if self.rotary_dim is None else _checks.even(caller, "rotary_dim", self.rotary_dim, _PAIRS)
-        )
-        if dim > head_dim:
-            raise ValueError(
-                f"{caller}(rotary_dim={self.rotary_dim}): rotary_dim must be <= head_dim={head_dim}"
-            )
+        dim = _check_rotary_dim(caller, self.rotary_dim, head_dim)
         _check_layout(caller, self.layout)
         _rotary_frequencies(caller, dim, self.base, self.frequencies, self.scale)
         if _check_scaling(self.scaling, caller) is not None:
@@ -514,13 +504,8 @@ class ALiBi(SchemeDefaults):
 
     def __post_init__(self):
         caller = type(self).__name__
-        if isinstance(self.num_heads, bool) or not isinstance(self.num_heads, numbers.Integral):
-            raise TypeError(f"{caller}(num_heads={self.num_heads!r}): num_heads must be a positive Python int")
-        if int(self.num_heads) <= 0:
-            raise ValueError(f"{caller}(num_heads={self.num_heads}): num_heads must be a positive integer")
-        if not isinstance(self.causal, bool):
-            raise TypeError(f"{caller}(causal={self.causal!r}): causal must be a Python bool")
-        object.__setattr__(self, "num_heads", int(self.num_heads))
+        object.__setattr__(self, "num_heads", _checks.integer(caller, "num_heads", self.num_heads))
+        object.__setattr__(self, "causal", _checks.boolean(caller, "causal", self.causal))
 
     def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
         """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
@@ -599,3 +584,219 @@ class _LearnedDelegating(SchemeDefaults):
     def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
         """Same as :meth:`embed`."""
         return self.embed(x, positions)
+
+
+# ------------------------------------------------------------------------------------ relative schemes
+
+
+#: The initial T5 bias table: uniform with variance 1 / fan_avg, as in the T5X reference implementation.
+T5_EMBEDDING_INIT = jax.nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+#: The initial Transformer-XL projection ``W_R`` ``[rel_dim, heads, head_dim]``: variance 1 / rel_dim (LeCun
+#: normal over its input, the sinusoid), as Flax's ``DenseGeneral`` initializes a kernel of that shape.
+TRANSFORMER_XL_KERNEL_INIT = jax.nn.initializers.variance_scaling(
+    1.0, "fan_in", "truncated_normal", in_axis=0, out_axis=(1, 2)
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class T5BucketBias:
+    """What the T5 bias modules share: their checked configuration and the bias given their table.
+
+    Not a scheme by itself: the table ``[num_buckets, num_heads]`` is a parameter that
+    :class:`posenc_jax.nnx.T5Bias` and :class:`posenc_jax.linen.T5Bias` hold and pass in.
+
+    Attributes:
+      num_heads: attention heads (positive).
+      bidirectional: ``True`` for an encoder (keys before and after a query get separate buckets),
+        ``False`` for a decoder; no default, since either is silently wrong in the other setting.
+      num_buckets: buckets per head (see :func:`posenc_jax.t5_buckets`).
+      max_distance: distances from here on share the last bucket.
+      dtype: the bias's dtype; ``None`` keeps the table's.
+      param_dtype: the table's dtype.
+
+    Raises:
+      TypeError, ValueError: as :func:`posenc_jax.t5_buckets`, for ``num_heads`` and for the dtypes.
+    """
+
+    num_heads: int
+    _: dataclasses.KW_ONLY
+    bidirectional: bool
+    num_buckets: int = 32
+    max_distance: int = 128
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        caller = "T5Bias"
+        object.__setattr__(self, "num_heads", _checks.integer(caller, "num_heads", self.num_heads))
+        _check_t5_config(self.num_buckets, self.max_distance, self.bidirectional, caller)
+        _check_dtype_or_none(self.dtype, caller)
+        _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
+
+    @property
+    def table_shape(self) -> tuple[int, int]:
+        """``(num_buckets, num_heads)``."""
+        return (int(self.num_buckets), self.num_heads)
+
+    def attention_bias(self, table: jax.Array, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """``table[bucket(k_pos - q_pos)]`` as ``[batch or 1, num_heads, q_len, k_len]``."""
+        bias = t5_bias(
+            table, q_positions, k_positions, max_distance=self.max_distance, bidirectional=self.bidirectional
+        )
+        return bias if self.dtype is None else bias.astype(self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerXLLogits:
+    """What the Transformer-XL modules share: their checked configuration and the logits term given their
+    parameters (see :func:`posenc_jax.transformer_xl_logits`).
+
+    Attributes:
+      num_heads: query heads (positive).
+      head_dim: features per head (positive).
+      rel_dim: width of the relative sinusoid ``R`` (positive, even); ``None`` means
+        ``num_heads * head_dim``, the model width, as in the paper.
+      base: geometric base of the sinusoid's frequencies.
+      scale: factor of the term; ``None`` means ``1 / sqrt(head_dim)``. It must equal the attention's scale of
+        ``q·k`` (the paper scales the whole score), which is ``1 / sqrt(head_dim)`` by default everywhere.
+      dtype: computation and output dtype; ``None`` follows the queries' dtype.
+      param_dtype: dtype of ``W_R``, ``u`` and ``v``.
+
+    Raises:
+      TypeError, ValueError: non-positive sizes, an odd ``rel_dim``, a bad ``base``, ``scale`` or dtype.
+    """
+
+    num_heads: int
+    head_dim: int
+    _: dataclasses.KW_ONLY
+    rel_dim: int | None = None
+    base: float = 10_000.0
+    scale: float | None = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        caller = "TransformerXLRelative"
+        num_heads = _checks.integer(caller, "num_heads", self.num_heads)
+        head_dim = _checks.integer(caller, "head_dim", self.head_dim)
+        rel_dim = num_heads * head_dim if self.rel_dim is None else self.rel_dim
+        rel_dim = _checks.even(caller, "rel_dim", rel_dim, _SINUSOID_PAIRS)
+        _checks.real_above(caller, "base", self.base, 1.0)
+        _check_scale(self.scale, caller)
+        _check_dtype_or_none(self.dtype, caller)
+        _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
+        object.__setattr__(self, "num_heads", num_heads)
+        object.__setattr__(self, "head_dim", head_dim)
+        object.__setattr__(self, "rel_dim", int(rel_dim))
+        object.__setattr__(self, "base", float(self.base))
+
+    @property
+    def kernel_shape(self) -> tuple[int, int, int]:
+        """``(rel_dim, num_heads, head_dim)``: the shape of ``W_R``."""
+        return (
+            int(self.num_heads * self.head_dim if self.rel_dim is None else self.rel_dim),
+            self.num_heads,
+            self.head_dim,
+        )
+
+    @property
+    def bias_shape(self) -> tuple[int, int]:
+        """``(num_heads, head_dim)``: the shape of ``u`` and ``v``."""
+        return (self.num_heads, self.head_dim)
+
+    def attention_logits_bias(
+        self,
+        params: tuple[jax.Array, jax.Array, jax.Array],
+        q: jax.Array,
+        k: jax.Array,
+        q_positions: jax.Array | None,
+        k_positions: jax.Array | None,
+    ) -> jax.Array:
+        """``scale * ((q_i + v)·W_R R_{i-j} + u·k_j)`` ``[batch, heads, q_len, k_len]``.
+
+        Args:
+          params: ``(kernel, content_bias, position_bias)``: ``W_R``, ``u`` and ``v``.
+          q: queries ``[batch, q_len, num_heads, head_dim]``.
+          k: keys ``[batch, k_len, kv_heads, head_dim]``.
+          q_positions: ``[q_len]`` or ``[batch, q_len]``, or None with ``k_positions`` None for
+            ``0 … length-1`` (then the relative-shift route runs).
+          k_positions: ``[k_len]`` or ``[batch, k_len]``, or None.
+        """
+        caller = "TransformerXLRelative.attention_logits_bias"
+        for name, value in (("q", q), ("k", k)):
+            shape = tuple(getattr(value, "shape", np.shape(value)))
+            if len(shape) != 4 or shape[-1] != self.head_dim or (name == "q" and shape[2] != self.num_heads):
+                heads = self.num_heads if name == "q" else "kv_heads"
+                raise ValueError(
+                    f"{caller}({name} shape={shape}): {name} must have shape [batch, length, {heads}, "
+                    f"{self.head_dim}] for num_heads={self.num_heads}, head_dim={self.head_dim}"
+                )
+        dtype = q.dtype if self.dtype is None else self.dtype
+        kernel, content_bias, position_bias = (jnp.asarray(p).astype(dtype) for p in params)
+        return transformer_xl_logits(
+            q.astype(dtype),
+            k.astype(dtype),
+            q_positions,
+            k_positions,
+            kernel=kernel,
+            u=content_bias,
+            v=position_bias,
+            base=self.base,
+            scale=self.scale,
+        )
+
+
+class _T5Delegating(SchemeDefaults):
+    """The T5 bias modules: ``attention_bias`` through the :class:`T5BucketBias` in ``self.scheme`` with the
+    table that the module returns from ``_table()``; no embedding, no rotation, no content term.
+
+    Placed before the module base class, so these methods take precedence over :class:`_Delegating`'s.
+    """
+
+    if TYPE_CHECKING:
+        scheme: T5BucketBias
+
+    def _table(self) -> jax.Array:  # pragma: no cover - every module defines it
+        raise NotImplementedError
+
+    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """The bias ``[batch or 1, num_heads, q_len, k_len]`` for integer positions."""
+        return self.scheme.attention_bias(self._table(), q_positions, k_positions)
+
+    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """Same as :meth:`attention_bias`."""
+        return self.attention_bias(q_positions, k_positions)
+
+
+class _TransformerXLDelegating(SchemeDefaults):
+    """The Transformer-XL modules: ``attention_logits_bias`` through the :class:`TransformerXLLogits` in
+    ``self.scheme`` with the parameters ``(W_R, u, v)`` that the module returns from ``_params()``.
+
+    Placed before the module base class, so these methods take precedence over :class:`_Delegating`'s.
+    """
+
+    if TYPE_CHECKING:
+        scheme: TransformerXLLogits
+
+    def _params(self) -> tuple[jax.Array, jax.Array, jax.Array]:  # pragma: no cover - every module defines it
+        raise NotImplementedError
+
+    def attention_logits_bias(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        q_positions: jax.Array | None,
+        k_positions: jax.Array | None,
+    ) -> jax.Array:
+        """The term ``[batch, num_heads, q_len, k_len]`` for queries and keys at their positions."""
+        return self.scheme.attention_logits_bias(self._params(), q, k, q_positions, k_positions)
+
+    def __call__(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        q_positions: jax.Array | None = None,
+        k_positions: jax.Array | None = None,
+    ) -> jax.Array:
+        """Same as :meth:`attention_logits_bias` (positions ``None``: ``0 … length-1``)."""
+        return self.attention_logits_bias(q, k, q_positions, k_positions)

@@ -34,10 +34,10 @@ def positions_from_segment_ids(segment_ids: jax.Array) -> jax.Array:
     call = "positions_from_segment_ids"
     host = None if isinstance(segment_ids, jax.core.Tracer | jax.Array) else np.asarray(segment_ids)
     array = segment_ids if host is None else host
-    dtype = np.dtype(array.dtype)  # type: ignore[union-attr]
+    dtype = np.dtype(array.dtype)
     if dtype == np.bool_ or dtype.kind not in "iu":
         raise _checks.type_error(call, "segment_ids", array, "segment_ids must be an integer array")
-    if array.ndim < 1:  # type: ignore[union-attr]
+    if array.ndim < 1:
         raise _checks.value_error(
             call, "segment_ids", array, "segment_ids must have shape [length] or [batch, length]"
         )

@@ -79,7 +79,8 @@ def sinusoidal(
         a cache, packed sequences' per-segment positions, per-row positions ``[batch, length]``, fractional
         or negative positions. Traced under ``jit``. Host float64 positions (numpy arrays, Python floats)
         are split exactly into an integer and a fraction before any conversion, so ``123456789.0`` encodes
-        as ``123456789`` does, with ``jax_enable_x64`` off.
+        as ``123456789`` does, with ``jax_enable_x64`` off (an argument of ``jax.jit`` is converted by JAX
+        itself before this function sees it: pass integer positions there).
       dim: the encoding width, a positive even integer (static). Odd widths are rejected rather than padded
         with a zero column (tensor2tensor's behaviour): build ``dim + 1`` features and slice if needed.
       base: the geometric base of the frequencies (static).
@@ -178,13 +179,13 @@ def sinusoidal_table(
     w = _resolve_frequencies(dim, base=base, frequencies=frequencies, caller=call)
     _check_layout(call, layout)
     resolved = _checks.floating_dtype(call, dtype)
-    offset = _checks.positions(call, offset, "offset", integer_only=True)
-    if offset.ndim > 1:
+    offsets = _checks.positions(call, offset, "offset", integer_only=True)
+    if offsets.ndim > 1:
         raise _checks.value_error(
             call,
             "offset",
-            offset,
+            offsets,
             "offset must be a scalar or of shape [batch]",
             "use sinusoidal() for other shapes",
         )
-    return _table(offset, length=length, frequencies=tuple(w.tolist()), layout=layout, dtype=resolved)
+    return _table(offsets, length=length, frequencies=tuple(w.tolist()), layout=layout, dtype=resolved)

@@ -41,7 +41,12 @@ BAD_INPUTS = [
         TypeError,
         r"sinusoidal\(positions=<complex64\[4\]>\): positions must be an integer or float32",
     ),
-    ("bool positions", lambda: sinusoidal(np.array([True]), 8), TypeError, r"sinusoidal\(positions=<bool\[1\]>\): positions must be an integer"),
+    (
+        "bool positions",
+        lambda: sinusoidal(np.array([True]), 8),
+        TypeError,
+        r"sinusoidal\(positions=<bool\[1\]>\): positions must be an integer",
+    ),
     (
         "bfloat16 positions",
         lambda: sinusoidal(jnp.arange(4, dtype=jnp.bfloat16), 8),
@@ -72,7 +77,12 @@ BAD_INPUTS = [
         ValueError,
         r"sinusoidal\(positions=<float32\[2\] containing nan>\): floating positions must be finite",
     ),
-    ("string positions", lambda: sinusoidal(np.array(["a"]), 8), TypeError, r"sinusoidal\(positions=<<U1\[1\]>\): positions must be an integer"),
+    (
+        "string positions",
+        lambda: sinusoidal(np.array(["a"]), 8),
+        TypeError,
+        r"sinusoidal\(positions=<<U1\[1\]>\): positions must be an integer",
+    ),
     ("unknown layout", lambda: sinusoidal(jnp.arange(4), 8, layout="halves"), ValueError, r"layout='halves'"),
     (
         "integer dtype",

@@ -223,7 +223,9 @@ def test_command_line_overrides():
     assert any(mode == "decoder" and tasks.get_task(t).needs_position[mode] for t, mode in quick.runs)
     assert {"none", "sinusoidal", "learned"} <= set(quick.schemes)
     assert any(config_lib.SCHEMES[s].randomized for s in quick.schemes)
+    assert not set(quick.schemes) & set(config_lib.RELATIVE_SCHEMES)
     long = config_lib.PRESETS["long"]
+    assert set(long.schemes) == set(config_lib.SCHEMES)
     assert len(long.seeds) >= 5 and long.model == ModelConfig(5, 64, 8, 4) and long.test_max_length == 500
 
 

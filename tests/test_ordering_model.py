@@ -15,7 +15,7 @@ from experiments.ordering.model import ModelConfig, Transformer, attention_mask,
 
 CONFIG = ModelConfig(num_layers=2, width=16, num_heads=2, mlp_ratio=2)
 SMALL = ModelConfig(num_layers=1, width=16, num_heads=2, mlp_ratio=2)
-BASES = ("none", "sinusoidal", "learned", "rotary", "alibi")
+BASES = ("none", "sinusoidal", "learned", "rotary", "alibi", "t5", "relative")
 
 
 @functools.cache
@@ -87,7 +87,10 @@ def test_without_positions_every_empty_token_of_an_example_gets_the_same_logits(
 
 
 @pytest.mark.parametrize("jit", [False, True])
-@pytest.mark.parametrize("scheme", ["none", "sinusoidal", "learned", "rotary", "alibi", "randomized_rotary"])
+@pytest.mark.parametrize(
+    "scheme",
+    ["none", "sinusoidal", "learned", "rotary", "alibi", "randomized_rotary", "t5", "randomized_relative"],
+)
 def test_cached_decoding_step_matches_the_full_causal_forward(scheme, jit):
     spec = SCHEMES[scheme]
     model = _model(spec.base, "decoder")

@@ -220,20 +220,40 @@ X = jnp.zeros((2, 5, 3, 8))
             ValueError,
             r"apply_rotary\(positions=<int32\[4\]>\).*length axis \(5\)",
         ),
-        (dict(positions=jnp.zeros((3, 5), jnp.int32)), ValueError, r"apply_rotary\(positions=<int32\[3,5\]>\): positions must broadcast"),
-        (dict(positions=jnp.zeros(())), ValueError, r"apply_rotary\(positions=<float32\[\]>\): positions must broadcast"),
+        (
+            dict(positions=jnp.zeros((3, 5), jnp.int32)),
+            ValueError,
+            r"apply_rotary\(positions=<int32\[3,5\]>\): positions must broadcast",
+        ),
+        (
+            dict(positions=jnp.zeros(())),
+            ValueError,
+            r"apply_rotary\(positions=<float32\[\]>\): positions must broadcast",
+        ),
         (
             dict(positions=jnp.arange(5).astype(jnp.bfloat16)),
             TypeError,
             r"apply_rotary\(positions=<bfloat16\[5\]>\): 16-bit floating positions are rejected",
         ),
-        (dict(positions=jnp.ones(5, bool)), TypeError, r"apply_rotary\(positions=<bool\[5\]>\): positions must be an integer"),
+        (
+            dict(positions=jnp.ones(5, bool)),
+            TypeError,
+            r"apply_rotary\(positions=<bool\[5\]>\): positions must be an integer",
+        ),
         (dict(x=jnp.zeros((5, 8))), ValueError, r"apply_rotary\(x=<float32\[5,8\]>\): x must have shape"),
-        (dict(x=jnp.zeros((2, 5, 3, 8), jnp.int32)), TypeError, r"apply_rotary\(x=<int32\[2,5,3,8\]>\): x must be a floating array"),
+        (
+            dict(x=jnp.zeros((2, 5, 3, 8), jnp.int32)),
+            TypeError,
+            r"apply_rotary\(x=<int32\[2,5,3,8\]>\): x must be a floating array",
+        ),
         (dict(scale=0.0), ValueError, r"apply_rotary\(scale=0.0\): scale must be a finite real number > 0"),
         (dict(scale=float("inf")), ValueError, r"apply_rotary\(scale=inf\)"),
         (dict(base=1.0), ValueError, r"apply_rotary\(base=1.0\): base must be a finite real number > 1"),
-        (dict(frequencies=[1.0, 0.1]), ValueError, r"apply_rotary\(frequencies=<float64\[2\]>\): frequencies must have shape \(4,\) for dim=8"),
+        (
+            dict(frequencies=[1.0, 0.1]),
+            ValueError,
+            r"apply_rotary\(frequencies=<float64\[2\]>\): frequencies must have shape \(4,\) for dim=8",
+        ),
     ],
 )
 def test_bad_input(kwargs, error, match):
@@ -244,7 +264,10 @@ def test_bad_input(kwargs, error, match):
 
 
 def test_bad_input_host_positions_out_of_int32():
-    with pytest.raises(ValueError, match=r"apply_rotary\(positions=<int64\[5\] containing 2147483648>\): integer positions must lie in"):
+    with pytest.raises(
+        ValueError,
+        match=r"apply_rotary\(positions=<int64\[5\] containing 2147483648>\): integer positions must lie in",
+    ):
         apply_rotary(X, np.array([0, 1, 2, 3, 2**31], np.int64))
 
 

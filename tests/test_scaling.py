@@ -307,7 +307,7 @@ def test_attention_factor_leaves_pass_through_features_alone():
         (lambda: YaRN(2.0, 4096, truncate=1), TypeError, r"YaRN\(truncate=1\): truncate must be a bool"),
         (lambda: Llama3(high_freq_factor=1.0), ValueError, r"Llama3\(high_freq_factor=1.0\): .* > 1"),
         (lambda: Llama3(factor=True), TypeError, r"Llama3\(factor=True\)"),
-        (lambda: LongRoPE((1.0, 2.0), (1.0,), 16), ValueError, r"LongRoPE\(short_factors of length 2"),
+        (lambda: LongRoPE((1.0, 2.0), (1.0,), 16), ValueError, r"LongRoPE\(long_factors=\(1.0,\)\): long_factors must have as many factors as short_factors \(2\)"),
         (lambda: LongRoPE((1.0, 0.0), (1.0, 1.0), 16), ValueError, r"LongRoPE\(short_factors=\[1.0, 0.0\]\)"),
         (lambda: LongRoPE((), (), 16), ValueError, r"LongRoPE\(short_factors shape=\(0,\)\)"),
         (lambda: LongRoPE(("a",), ("b",), 16), TypeError, r"LongRoPE\(short_factors dtype=<U1\)"),

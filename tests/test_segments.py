@@ -42,10 +42,17 @@ def test_random_rows_one_dimensional_and_empty():
 
 def test_bad_input():
     with pytest.raises(
-        TypeError, match=r"positions_from_segment_ids\(segment_ids=<float32\[2,3\]>\): segment_ids must be an integer array"
+        TypeError,
+        match=r"positions_from_segment_ids\(segment_ids=<float32\[2,3\]>\): segment_ids must be an integer array",
     ):
         positions_from_segment_ids(jnp.zeros((2, 3)))
-    with pytest.raises(TypeError, match=r"positions_from_segment_ids\(segment_ids=<bool\[3\]>\): segment_ids must be an integer array"):
+    with pytest.raises(
+        TypeError,
+        match=r"positions_from_segment_ids\(segment_ids=<bool\[3\]>\): segment_ids must be an integer array",
+    ):
         positions_from_segment_ids(np.ones(3, bool))
-    with pytest.raises(ValueError, match=r"positions_from_segment_ids\(segment_ids=<int32\[\]>\): segment_ids must have shape \[length\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"positions_from_segment_ids\(segment_ids=<int32\[\]>\): segment_ids must have shape \[length\]",
+    ):
         positions_from_segment_ids(jnp.int32(3))

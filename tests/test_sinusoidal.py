@@ -1,6 +1,7 @@
 """Numerical tests of sinusoidal / sinusoidal_table against float64 references of the formula."""
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -160,7 +161,7 @@ def test_t2t_frequencies_and_table():
     dim = 10
     # tensor2tensor's get_timing_signal_1d, written out in float64: timescales inclusive of both ends.
     n = dim // 2
-    increment = np.log(1.0e4 / 1.0) / max(n - 1, 1)
+    increment = math.log(1.0e4 / 1.0) / max(n - 1, 1)  # tensor2tensor uses math.log
     inv = 1.0 * np.exp(np.arange(n) * -increment)
     np.testing.assert_allclose(posenc_jax.tensor2tensor_frequencies(dim), inv, rtol=1e-15)
     positions = np.arange(50)

@@ -15,6 +15,7 @@ from posenc_jax import linen as schemes_linen
 
 __all__ = [
     "SCHEMES",
+    "RELATIVE_SCHEMES",
     "SchemeSpec",
     "scheme_spec",
     "ExperimentConfig",
@@ -37,7 +38,8 @@ class SchemeSpec:
 
     Attributes:
       name: the scheme's name in tables.
-      base: the positional module it uses (``none``, ``sinusoidal``, ``learned``, ``rotary``, ``alibi``).
+      base: the positional module it uses (``none``, ``sinusoidal``, ``learned``, ``rotary``, ``alibi``,
+        ``t5`` (T5's bucketed relative bias), ``relative`` (Transformer-XL's relative attention)).
       randomized: positions are a sorted random subset of ``[0, position_range)`` (drawn per example or
         once per batch), at training and at evaluation (Ruoss et al. 2023), instead of ``0, 1, …``.
     """
@@ -51,7 +53,7 @@ class SchemeSpec:
 
         Args:
           model: the model size.
-          mode: ``"encoder"`` (bidirectional ALiBi) or ``"decoder"`` (causal ALiBi).
+          mode: ``"encoder"`` (bidirectional ALiBi and T5 buckets) or ``"decoder"`` (causal ones).
           max_positions: rows of the learned table (`ExperimentConfig.table_rows`).
         """
         if self.base == "none":
@@ -67,6 +69,10 @@ class SchemeSpec:
             return schemes_linen.Rotary(model.head_dim)
         if self.base == "alibi":
             return schemes_linen.ALiBi(model.num_heads, causal=mode == "decoder")
+        if self.base == "t5":
+            return schemes_linen.T5Bias(model.num_heads, bidirectional=mode == "encoder")
+        if self.base == "relative":
+            return schemes_linen.TransformerXLRelative(model.num_heads, model.head_dim)
         raise AssertionError(self.base)  # pragma: no cover - SCHEMES holds only the bases above
 
 
@@ -81,8 +87,15 @@ SCHEMES: dict[str, SchemeSpec] = {
         SchemeSpec("randomized_sinusoidal", "sinusoidal", True),
         SchemeSpec("randomized_rotary", "rotary", True),
         SchemeSpec("randomized_learned", "learned", True),
+        SchemeSpec("t5", "t5", False),
+        SchemeSpec("relative", "relative", False),
+        # Transformer-XL's relative attention at randomized positions: the best scheme of Ruoss et al. 2023.
+        SchemeSpec("randomized_relative", "relative", True),
     )
 }
+
+#: The relative-attention schemes, compared by the long presets (the quick one keeps its first-run budget).
+RELATIVE_SCHEMES = ("t5", "relative", "randomized_relative")
 
 
 def scheme_spec(name: str) -> SchemeSpec:

@@ -1,10 +1,11 @@
 """A small pre-LayerNorm Transformer (Flax Linen) that takes its positional scheme as a module.
 
-The model never knows which scheme it holds. It asks the scheme the protocol's three questions:
+The model never knows which scheme it holds. It asks the scheme the protocol's questions:
 ``embed(x, positions)`` (what to add to the token embeddings), ``rotate(q, k, q_positions, k_positions)``
-(how to transform queries and keys, in every layer) and ``attention_bias(q_positions, k_positions)`` (what to
-add to the attention logits, or ``None``). Attention stays within a packed segment and, for the decoder, is
-causal.
+(how to transform queries and keys, in every layer), ``attention_bias(q_positions, k_positions)`` (what to
+add to the attention logits, or ``None``) and ``attention_logits_bias(q, k, q_positions, k_positions)`` (a
+term of the logits that depends on each layer's queries and keys, or ``None``; a scheme's parameters are
+shared by all layers). Attention stays within a packed segment and, for the decoder, is causal.
 
 Two entry points share the parameters: ``__call__`` runs a whole (packed) batch; ``decode_step`` runs one
 token per row against a key/value cache, for greedy autoregressive decoding with fixed shapes.
@@ -132,6 +133,11 @@ def logit_bias(mask: jax.Array, bias: jax.Array | None) -> jax.Array:
     return jnp.where(mask, 0.0 if bias is None else bias, _MASKED).astype(jnp.float32)
 
 
+def _with_term(bias: jax.Array, term: jax.Array | None) -> jax.Array:
+    """``bias`` (mask and static bias) plus a layer's content-dependent logits term, if any (float32)."""
+    return bias if term is None else bias + term.astype(jnp.float32)
+
+
 class Block(nn.Module):
     """Pre-LayerNorm attention + MLP block."""
 
@@ -153,23 +159,27 @@ class Block(nn.Module):
     def _mlp(self, x, deterministic=True):
         return x + self._drop(self.mlp_out(nn.relu(self.mlp_in(self.mlp_norm(x)))), deterministic)
 
-    def __call__(self, x, positions, bias, rotate, deterministic=True):
+    def __call__(self, x, positions, bias, scheme, deterministic=True):
         qkv = self.qkv(self.attention_norm(x))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        q, k = rotate(q, k, positions, positions)
+        q, k = scheme.rotate(q, k, positions, positions)
+        bias = _with_term(bias, scheme.attention_logits_bias(q, k, positions, positions))
         x = x + self._drop(self.out(_attend(q, k, v, bias)), deterministic)
         return self._mlp(x, deterministic)
 
-    def step(self, x, position, index, cache, bias, rotate):
-        """One token per row: ``x`` `[batch, 1, width]`, written to the cache at ``index``."""
+    def step(self, x, position, positions, index, cache, bias, scheme):
+        """One token per row: ``x`` `[batch, 1, width]` at ``position``, written to the cache at ``index``;
+        ``positions`` `[batch, length]` are those of the cache's slots."""
         qkv = self.qkv(self.attention_norm(x))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        q, k = rotate(q, k, position, position)
+        q, k = scheme.rotate(q, k, position, position)
         k = k.transpose(0, 2, 1, 3).astype(cache[0].dtype)  # [batch, heads, 1, head_dim]
         v = v.transpose(0, 2, 3, 1).astype(cache[1].dtype)  # [batch, heads, head_dim, 1]
         cache_k = jax.lax.dynamic_update_slice_in_dim(cache[0], k, index, 2)
         cache_v = jax.lax.dynamic_update_slice_in_dim(cache[1], v, index, 3)
-        y = self._mlp(x + self.out(_attend_one(q, cache_k, cache_v, bias)))
+        # Slots after `index` hold zeros; the mask in `bias` hides them.
+        term = scheme.attention_logits_bias(q, cache_k.transpose(0, 2, 1, 3), position, positions)
+        y = self._mlp(x + self.out(_attend_one(q, cache_k, cache_v, _with_term(bias, term))))
         return y, (cache_k, cache_v)
 
 
@@ -177,7 +187,8 @@ class Transformer(nn.Module):
     """Token classifier over packed sequences.
 
     Attributes:
-      scheme: a positional scheme module with ``embed``, ``rotate`` and ``attention_bias``.
+      scheme: a positional scheme module with ``embed``, ``rotate``, ``attention_bias`` and
+        ``attention_logits_bias``.
       config: the `ModelConfig`.
       vocab_size: input vocabulary size.
       num_classes: output classes.
@@ -228,7 +239,7 @@ class Transformer(nn.Module):
         mask = attention_mask(segment_ids, causal=self.causal)
         bias = logit_bias(mask, self.scheme.attention_bias(positions, positions))
         for block in self.blocks:
-            x = block(x, positions, bias, self.scheme.rotate, deterministic)
+            x = block(x, positions, bias, self.scheme, deterministic)
         return self.head(self.final_norm(x))
 
     def decode_step(self, token, index, positions, cache):
@@ -250,6 +261,6 @@ class Transformer(nn.Module):
         bias = logit_bias(mask, self.scheme.attention_bias(position, positions))
         new_cache = []
         for block, layer_cache in zip(self.blocks, cache, strict=True):
-            x, layer_cache = block.step(x, position, index, layer_cache, bias, self.scheme.rotate)
+            x, layer_cache = block.step(x, position, positions, index, layer_cache, bias, self.scheme)
             new_cache.append(layer_cache)
         return self.head(self.final_norm(x))[:, 0], tuple(new_cache)

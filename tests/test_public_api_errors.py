@@ -1,0 +1,434 @@
+"""Every public name meets bad input with an error that names the call and the argument.
+
+The table holds, per public callable of ``posenc_jax.__all__``, bad inputs with the exception type and the
+argument the message must name: each message reads ``call(argument=value): what is allowed[; the fix]``.
+A second test checks that the table covers every public callable. A second table does the same for every
+scheme value (``posenc_jax.schemes``) and Flax module (``posenc_jax.nnx``, ``posenc_jax.linen``): their
+constructors and their calls.
+"""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import posenc_jax as pe
+from posenc_jax import linen as pl
+from posenc_jax import nnx as pn
+from posenc_jax import schemes
+from posenc_jax.schemes import Rotary
+
+_X = jnp.ones((1, 2, 1, 4))  # [batch, length, heads, head_dim]
+_P = jnp.arange(2)
+
+# (public name, the call that must fail, exception type, call as named in the message, argument)
+BAD = [
+    ("sinusoidal", lambda: pe.sinusoidal(_P, 7), ValueError, "sinusoidal", "dim"),
+    ("sinusoidal", lambda: pe.sinusoidal(_P, 8.0), TypeError, "sinusoidal", "dim"),
+    ("sinusoidal", lambda: pe.sinusoidal(np.array([True]), 8), TypeError, "sinusoidal", "positions"),
+    ("sinusoidal", lambda: pe.sinusoidal(np.array([2**40]), 8), ValueError, "sinusoidal", "positions"),
+    ("sinusoidal", lambda: pe.sinusoidal(_P, 8, dtype=None), TypeError, "sinusoidal", "dtype"),
+    ("sinusoidal", lambda: pe.sinusoidal(_P, 8, layout="halves"), ValueError, "sinusoidal", "layout"),
+    ("sinusoidal", lambda: pe.sinusoidal(_P, 8, base=1.0), ValueError, "sinusoidal", "base"),
+    ("sinusoidal_table", lambda: pe.sinusoidal_table(-1, 8), ValueError, "sinusoidal_table", "length"),
+    (
+        "sinusoidal_table",
+        lambda: pe.sinusoidal_table(3, 8, offset=0.5),
+        TypeError,
+        "sinusoidal_table",
+        "offset",
+    ),
+    ("paper_frequencies", lambda: pe.paper_frequencies(0), ValueError, "paper_frequencies", "dim"),
+    ("paper_frequencies", lambda: pe.paper_frequencies(8, base="e"), TypeError, "paper_frequencies", "base"),
+    (
+        "tensor2tensor_frequencies",
+        lambda: pe.tensor2tensor_frequencies(8, min_timescale=0.0),
+        ValueError,
+        "tensor2tensor_frequencies",
+        "min_timescale",
+    ),
+    (
+        "rotary_frequencies",
+        lambda: pe.rotary_frequencies(8, scale=1e-310),
+        ValueError,
+        "rotary_frequencies",
+        "scale",
+    ),
+    ("rotary_frequencies", lambda: pe.rotary_frequencies(3), ValueError, "rotary_frequencies", "dim"),
+    ("apply_rotary", lambda: pe.apply_rotary(_X.astype(jnp.int32), _P), TypeError, "apply_rotary", "x"),
+    ("apply_rotary", lambda: pe.apply_rotary(_X, jnp.arange(3)), ValueError, "apply_rotary", "positions"),
+    ("apply_rotary", lambda: pe.apply_rotary(_X, _P, rotary_dim=6), ValueError, "apply_rotary", "rotary_dim"),
+    ("apply_rotary", lambda: pe.apply_rotary(_X, _P, scale=0.0), ValueError, "apply_rotary", "scale"),
+    ("apply_rotary", lambda: pe.apply_rotary(_X, _P, scaling="ntk"), TypeError, "apply_rotary", "scaling"),
+    (
+        "rotary_interleaved_to_split",
+        lambda: pe.rotary_interleaved_to_split(np.ones(8), 5),
+        ValueError,
+        "rotary_interleaved_to_split",
+        "head_dim",
+    ),
+    (
+        "rotary_split_to_interleaved",
+        lambda: pe.rotary_split_to_interleaved(np.ones(8), 4, axis=1.0),
+        TypeError,
+        "rotary_split_to_interleaved",
+        "axis",
+    ),
+    (
+        "interleaved_to_split",
+        lambda: pe.interleaved_to_split(jnp.ones(3)),
+        ValueError,
+        "interleaved_to_split",
+        "x",
+    ),
+    (
+        "split_to_interleaved",
+        lambda: pe.split_to_interleaved(jnp.ones((2, 4)), axis=1.0),
+        TypeError,
+        "split_to_interleaved",
+        "axis",
+    ),
+    ("alibi_slopes", lambda: pe.alibi_slopes(0), ValueError, "alibi_slopes", "num_heads"),
+    ("alibi_bias", lambda: pe.alibi_bias(2, _P, _P, causal=1), TypeError, "alibi_bias", "causal"),
+    (
+        "alibi_bias",
+        lambda: pe.alibi_bias(2, _P, jnp.arange(2, dtype=jnp.bfloat16), causal=True),
+        TypeError,
+        "alibi_bias",
+        "key_positions",
+    ),
+    (
+        "positions_from_segment_ids",
+        lambda: pe.positions_from_segment_ids([1.5]),
+        TypeError,
+        "positions_from_segment_ids",
+        "segment_ids",
+    ),
+    (
+        "randomized_positions",
+        lambda: pe.randomized_positions(jax.random.key(0), 4, 2**31),
+        ValueError,
+        "randomized_positions",
+        "max_length",
+    ),
+    (
+        "randomized_positions",
+        lambda: pe.randomized_positions(0, 4, 8),
+        TypeError,
+        "randomized_positions",
+        "key",
+    ),
+    (
+        "grid_positions",
+        lambda: pe.grid_positions(4, class_tokens=-1),
+        ValueError,
+        "grid_positions",
+        "class_tokens",
+    ),
+    ("rope_frequencies", lambda: pe.rope_frequencies(7), ValueError, "rope_frequencies", "head_dim"),
+    (
+        "rope_attention_factor",
+        lambda: pe.rope_attention_factor("yarn"),
+        TypeError,
+        "rope_attention_factor",
+        "scaling",
+    ),
+    ("t5_buckets", lambda: pe.t5_buckets(_P, _P, bidirectional=1), TypeError, "t5_buckets", "bidirectional"),
+    (
+        "t5_buckets",
+        lambda: pe.t5_buckets(_P, _P, num_buckets=3, bidirectional=True),
+        ValueError,
+        "t5_buckets",
+        "num_buckets",
+    ),
+    (
+        "t5_bias",
+        lambda: pe.t5_bias(jnp.ones((8, 2)), _P, jnp.arange(2.0), bidirectional=True),
+        TypeError,
+        "t5_bias",
+        "k_positions",
+    ),
+    (
+        "transformer_xl_logits",
+        lambda: pe.transformer_xl_logits(
+            _X, _X, _P, _P, kernel=jnp.ones((4, 1, 4)), u=jnp.ones((1, 4)), v=jnp.ones((1, 4)), base=1.0
+        ),
+        ValueError,
+        "transformer_xl_logits",
+        "base",
+    ),
+    ("Linear", lambda: pe.Linear("2"), TypeError, "Linear", "factor"),
+    ("NTK", lambda: pe.NTK(factor=0), ValueError, "NTK", "factor"),
+    (
+        "DynamicNTK",
+        lambda: pe.DynamicNTK(factor=-1.0, original_max_position=2048),
+        ValueError,
+        "DynamicNTK",
+        "factor",
+    ),
+    ("YaRN", lambda: pe.YaRN(factor=0.5, original_max_position=2048), ValueError, "YaRN", "factor"),
+    ("Llama3", lambda: pe.Llama3(factor=8.0, low_freq_factor=0.0), ValueError, "Llama3", "low_freq_factor"),
+    ("LongRoPE", lambda: pe.LongRoPE((1.0,), (1.0, 2.0), 4096), ValueError, "LongRoPE", "long_factors"),
+    (
+        "attention",
+        lambda: pe.attention(_X, _X, _X, scheme=Rotary(4), q_positions=_P, k_positions=_P, is_causal=1),
+        TypeError,
+        "attention",
+        "is_causal",
+    ),
+    (
+        "attention",
+        lambda: pe.attention(_X, _X, _X, scheme="rope", q_positions=_P, k_positions=_P),
+        TypeError,
+        "attention",
+        "scheme",
+    ),
+    (
+        "KVCache",
+        lambda: pe.KVCache.init(batch=0, capacity=4, num_kv_heads=1, head_dim=4),
+        ValueError,
+        "KVCache.init",
+        "batch",
+    ),
+    (
+        "KVCache",
+        lambda: pe.KVCache.init(batch=1, capacity=4, num_kv_heads=1, head_dim=4).append(
+            _X, _X, np.array([0, 2**32])
+        ),
+        ValueError,
+        "KVCache.append",
+        "positions",
+    ),
+    (
+        "t5_buckets",
+        lambda: pe.t5_buckets(_P * 1.0, _P, bidirectional=True),
+        TypeError,
+        "t5_buckets",
+        "q_positions",
+    ),
+    (
+        "t5_buckets",
+        lambda: pe.t5_buckets(_P, _P, num_buckets=7, bidirectional=True),
+        ValueError,
+        "t5_buckets",
+        "num_buckets",
+    ),
+    (
+        "t5_bias",
+        lambda: pe.t5_bias(jnp.zeros((8, 2)), _P, _P, max_distance=2, bidirectional=True),
+        ValueError,
+        "t5_bias",
+        "max_distance",
+    ),
+    ("t5_bias", lambda: pe.t5_bias(jnp.zeros(8), _P, _P, bidirectional=True), ValueError, "t5_bias", "table"),
+    (
+        "transformer_xl_logits",
+        lambda: pe.transformer_xl_logits(
+            _X, _X, _P, _P, kernel=jnp.zeros((3, 1, 4)), u=jnp.zeros((1, 4)), v=jnp.zeros((1, 4))
+        ),
+        ValueError,
+        "transformer_xl_logits",
+        "kernel",
+    ),
+    (
+        "transformer_xl_logits",
+        lambda: pe.transformer_xl_logits(
+            _X, _X, _P, None, kernel=jnp.zeros((4, 1, 4)), u=jnp.zeros((1, 4)), v=jnp.zeros((1, 4))
+        ),
+        ValueError,
+        "transformer_xl_logits",
+        "k_positions",
+    ),
+    (
+        "transformer_xl_logits",
+        lambda: pe.transformer_xl_logits(
+            _X, _X, _P, _P, kernel=jnp.zeros((4, 1, 4)), u=jnp.zeros((1, 4)), v=jnp.zeros((1, 4)), scale="1"
+        ),
+        TypeError,
+        "transformer_xl_logits",
+        "scale",
+    ),
+]
+
+# Names in __all__ that take no input of their own.
+NO_INPUT = {"__version__", "PositionalScheme"}
+
+
+@pytest.mark.parametrize(
+    "call, error, name, argument", [row[1:] for row in BAD], ids=[f"{row[0]}-{row[4]}" for row in BAD]
+)
+def test_bad_input_names_the_call_and_the_argument(call, error, name, argument):
+    with pytest.raises(error) as caught:
+        call()
+    assert type(caught.value) is error, type(caught.value)  # TypeError for a type, ValueError for a value
+    message = str(caught.value)
+    # call(argument=value): what is allowed  (value shown as repr, or <dtype[shape]> for arrays)
+    pattern = rf"{re.escape(name)}\({re.escape(argument)}=[^\n]*?\): \S"
+    assert re.match(pattern, message), message
+
+
+def test_the_table_covers_every_public_callable():
+    covered = {row[0] for row in BAD}
+    public = set(pe.__all__) - NO_INPUT
+    assert public <= covered, sorted(public - covered)
+    assert all(callable(getattr(pe, name)) for name in public)
+
+
+# ------------------------------------------------------------------------- scheme values and Flax modules
+
+_E = jnp.ones((1, 2, 8))  # token embeddings [batch, length, dim]
+_Q = jnp.ones((1, 2, 2, 8))  # [batch, length, heads, head_dim]
+
+
+def _rngs():
+    return nnx.Rngs(0)
+
+
+def _linen_call(module, *args, method="__call__"):
+    """Runs a Linen module's method the way a user does: init, then apply."""
+    variables = module.init(jax.random.key(0), *args, method=method)
+    return module.apply(variables, *args, method=method)
+
+
+# (module.Name, the call that must fail, exception type, call as named in the message, argument)
+SCHEME_BAD = [
+    (
+        "schemes.NoPosition",
+        lambda: schemes.NoPosition().embed(_E.astype(jnp.int32)),
+        TypeError,
+        "NoPosition.embed",
+        "x",
+    ),
+    (
+        "schemes.NoPosition",
+        lambda: schemes.NoPosition().rotate(_Q[0], _Q[0]),
+        ValueError,
+        "NoPosition.rotate",
+        "q",
+    ),
+    ("schemes.Sinusoidal", lambda: schemes.Sinusoidal(8.0), TypeError, "Sinusoidal", "dim"),
+    ("schemes.Sinusoidal", lambda: schemes.Sinusoidal(8, dtype=jnp.int32), TypeError, "Sinusoidal", "dtype"),
+    ("schemes.Sinusoidal", lambda: schemes.Sinusoidal(4).embed(_E), ValueError, "Sinusoidal.embed", "x"),
+    ("schemes.LearnedLookup", lambda: schemes.LearnedLookup(0, 8), ValueError, "Learned", "max_length"),
+    (
+        "schemes.LearnedLookup",
+        lambda: schemes.LearnedLookup(4, 8, out_of_range="drop"),
+        ValueError,
+        "Learned",
+        "out_of_range",
+    ),
+    (
+        "schemes.LearnedLookup",
+        lambda: schemes.LearnedLookup(4, 8).embed(jnp.ones((4, 8)), _E, np.array([0, 2**32 + 3])),
+        ValueError,
+        "Learned.embed",
+        "positions",
+    ),
+    ("schemes.Rotary", lambda: schemes.Rotary(8, layout="neox"), ValueError, "Rotary", "layout"),
+    ("schemes.Rotary", lambda: schemes.Rotary(8, rotary_dim=16), ValueError, "Rotary", "rotary_dim"),
+    ("schemes.Rotary", lambda: schemes.Rotary(4).rotate(_Q, _Q), ValueError, "Rotary.rotate", "q"),
+    ("schemes.ALiBi", lambda: schemes.ALiBi(0), ValueError, "ALiBi", "num_heads"),
+    ("schemes.ALiBi", lambda: schemes.ALiBi(2, causal="yes"), TypeError, "ALiBi", "causal"),
+    (
+        "schemes.T5BucketBias",
+        lambda: schemes.T5BucketBias(0, bidirectional=True),
+        ValueError,
+        "T5Bias",
+        "num_heads",
+    ),
+    (
+        "schemes.TransformerXLLogits",
+        lambda: schemes.TransformerXLLogits(2, 0),
+        ValueError,
+        "TransformerXLRelative",
+        "head_dim",
+    ),
+    ("nnx.NoPosition", lambda: pn.NoPosition()(_E, jnp.arange(3)), ValueError, "NoPosition.embed", "positions"),
+    ("nnx.Sinusoidal", lambda: pn.Sinusoidal(7), ValueError, "Sinusoidal", "dim"),
+    (
+        "nnx.Sinusoidal",
+        lambda: pn.Sinusoidal(8)(_E, jnp.arange(2.0, dtype=jnp.bfloat16)),
+        TypeError,
+        "sinusoidal",
+        "positions",
+    ),
+    (
+        "nnx.Learned",
+        lambda: pn.Learned(4, 8, param_dtype=jnp.int32, rngs=_rngs()),
+        TypeError,
+        "Learned",
+        "param_dtype",
+    ),
+    (
+        "nnx.Learned",
+        lambda: pn.Learned(4, 8, rngs=_rngs())(_E, jnp.arange(2.0)),
+        TypeError,
+        "Learned.embed",
+        "positions",
+    ),
+    (
+        "nnx.Learned",
+        lambda: pn.Learned(4, 8, rngs=_rngs())(_E, jnp.array([0, 4])),
+        ValueError,
+        "Learned.embed",
+        "positions",
+    ),
+    ("nnx.Rotary", lambda: pn.Rotary(7), ValueError, "Rotary", "head_dim"),
+    ("nnx.Rotary", lambda: pn.Rotary(8, scale=0.0), ValueError, "Rotary", "scale"),
+    ("nnx.ALiBi", lambda: pn.ALiBi(2.0), TypeError, "ALiBi", "num_heads"),
+    ("nnx.T5Bias", lambda: pn.T5Bias(2, bidirectional=1, rngs=_rngs()), TypeError, "T5Bias", "bidirectional"),
+    (
+        "nnx.TransformerXLRelative",
+        lambda: pn.TransformerXLRelative(2, 4, rel_dim=3, rngs=_rngs()),
+        ValueError,
+        "TransformerXLRelative",
+        "rel_dim",
+    ),
+    ("linen.NoPosition", lambda: _linen_call(pl.NoPosition(), _E[0, 0]), ValueError, "NoPosition.embed", "x"),
+    ("linen.Sinusoidal", lambda: pl.Sinusoidal(8, base=1.0), ValueError, "Sinusoidal", "base"),
+    ("linen.Learned", lambda: pl.Learned(4, 0), ValueError, "Learned", "dim"),
+    (
+        "linen.Learned",
+        lambda: _linen_call(pl.Learned(4, 8), jnp.ones((1, 5, 8))),
+        ValueError,
+        "Learned.embed",
+        "x",
+    ),
+    ("linen.Rotary", lambda: pl.Rotary(8, base=0.5), ValueError, "Rotary", "base"),
+    ("linen.ALiBi", lambda: pl.ALiBi(-1), ValueError, "ALiBi", "num_heads"),
+    (
+        "linen.T5Bias",
+        lambda: pl.T5Bias(2, bidirectional=True, num_buckets=0),
+        ValueError,
+        "T5Bias",
+        "num_buckets",
+    ),
+    (
+        "linen.TransformerXLRelative",
+        lambda: pl.TransformerXLRelative(0, 4),
+        ValueError,
+        "TransformerXLRelative",
+        "num_heads",
+    ),
+]
+SCHEME_NO_INPUT = {"schemes.PositionalScheme", "schemes.SchemeDefaults"}
+
+
+@pytest.mark.parametrize(
+    "call, error, name, argument",
+    [row[1:] for row in SCHEME_BAD],
+    ids=[f"{row[0]}-{row[4]}" for row in SCHEME_BAD],
+)
+def test_scheme_and_module_bad_input_names_the_call_and_the_argument(call, error, name, argument):
+    test_bad_input_names_the_call_and_the_argument(call, error, name, argument)
+
+
+def test_the_scheme_table_covers_every_scheme_value_and_module():
+    covered = {row[0] for row in SCHEME_BAD}
+    public = {
+        f"{module.__name__.rsplit('.', 1)[1]}.{name}" for module in (schemes, pn, pl) for name in module.__all__
+    }
+    assert public - SCHEME_NO_INPUT <= covered, sorted(public - SCHEME_NO_INPUT - covered)
