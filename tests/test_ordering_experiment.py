@@ -236,10 +236,10 @@ def test_command_line_overrides():
     assert any(mode == "decoder" and tasks.get_task(t).needs_position[mode] for t, mode in quick.runs)
     assert {"none", "sinusoidal", "learned"} <= set(quick.schemes)
     assert any(config_lib.SCHEMES[s].randomized for s in quick.schemes)
-    long = config_lib.PRESETS["long"]
-    assert len(long.seeds) >= 5 and long.model == ModelConfig(5, 64, 8, 4) and long.test_max_length == 500
     assert not set(quick.schemes) & set(config_lib.RELATIVE_SCHEMES)
+    long = config_lib.PRESETS["long"]
     assert set(long.schemes) == set(config_lib.SCHEMES)
+    assert len(long.seeds) >= 5 and long.model == ModelConfig(5, 64, 8, 4) and long.test_max_length == 500
 
 
 @pytest.mark.parametrize(
@@ -367,3 +367,26 @@ def test_paper_preset_follows_the_published_protocol():
     assert "Not known" in config_lib.PRESET_NOTES["paper"]
     assert "not the papers' scale" in config_lib.PRESET_NOTES["long"]
     assert "full" not in config_lib.PRESETS
+
+
+def test_committed_quick_results_follow_the_protocol():
+    """The committed results come from the quick preset as defined now: equal budgets within every run, at
+    least 5 seeds, and a report whose findings are exactly those generated from the committed paired
+    intervals (which are recomputed here from the per-seed values)."""
+    from experiments.ordering import report, summary
+
+    results = Path(__file__).resolve().parents[1] / "experiments" / "results" / "ordering"
+    config = config_lib.ExperimentConfig.from_json(json.loads((results / "config.json").read_text()))
+    assert config == config_lib.PRESETS["quick"]
+    committed = json.loads((results / "summary.json").read_text())
+    groups = committed["groups"]
+    assert len(groups) == len(config.groups())
+    for task, mode in config.runs:
+        budgets = {g["steps"] for g in groups if (g["task"], g["mode"]) == (task, mode)}
+        assert budgets == {config.steps_for(task, mode)}
+    assert all(len(g["seeds"]) >= 5 for g in groups)
+    recomputed = summary.compare_schemes(committed["rows"])
+    assert recomputed == committed["comparisons"]
+    text = (results / "report.md").read_text()
+    for line in report.findings(config, groups, committed["comparisons"]):
+        assert line in text

@@ -94,7 +94,7 @@ SCHEMES: dict[str, SchemeSpec] = {
     )
 }
 
-#: The relative-attention schemes, compared by the full preset (the quick one keeps its first-run budget).
+#: The relative-attention schemes, compared by the long presets (the quick one keeps its first-run budget).
 RELATIVE_SCHEMES = ("t5", "relative", "randomized_relative")
 
 
