@@ -161,6 +161,8 @@ def test_findings_state_only_differences_whose_paired_interval_excludes_zero():
         train_max_length=2,
         test_max_length=4,
         steps=20,
+        run_steps=(),
+        warmup_steps=5,
         check_every=10,
     )
     base = np.array([[1, 1, 0.5, 0.4], [1, 1, 0.6, 0.5], [1, 1, 0.4, 0.5], [1, 1, 0.5, 0.6], [1, 1, 0.7, 0.3]])
