@@ -43,7 +43,7 @@ from posenc_jax.layouts import Layout, _check_layout
 from posenc_jax.learned import _check_max_length, _check_out_of_range, lookup
 from posenc_jax.relative import _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
 from posenc_jax.rotary import _PAIRS, _floor_max, _rotary_frequencies, apply_rotary
-from posenc_jax.scaling import Scaling, _check_scaling, _depends_on_length, rope_frequencies
+from posenc_jax.scaling import Scaling, _check_scaling, _depends_on_length, _rope_frequencies
 from posenc_jax.sinusoidal import sinusoidal, sinusoidal_table
 
 __all__ = [
@@ -442,9 +442,7 @@ class Rotary(SchemeDefaults):
                     "use scaling=Linear(scale) for position interpolation",
                 )
             # the scaled frequencies must exist for this head (any length; length-dependent ones at length 1)
-            rope_frequencies(
-                head_dim, base=self.base, scaling=self.scaling, rotary_dim=dim, length=1, caller=caller
-            )
+            _rope_frequencies(caller, head_dim, base=self.base, scaling=self.scaling, rotary_dim=dim, length=1)
         resolved = None if self.frequencies is None else np.asarray(self.frequencies, dtype=np.float64)
         object.__setattr__(self, "head_dim", head_dim)
         object.__setattr__(self, "rotary_dim", None if self.rotary_dim is None else dim)
