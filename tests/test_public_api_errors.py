@@ -202,6 +202,55 @@ BAD = [
         "KVCache.append",
         "positions",
     ),
+    (
+        "t5_buckets",
+        lambda: pe.t5_buckets(_P * 1.0, _P, bidirectional=True),
+        TypeError,
+        "t5_buckets",
+        "q_positions",
+    ),
+    (
+        "t5_buckets",
+        lambda: pe.t5_buckets(_P, _P, num_buckets=7, bidirectional=True),
+        ValueError,
+        "t5_buckets",
+        "num_buckets",
+    ),
+    (
+        "t5_bias",
+        lambda: pe.t5_bias(jnp.zeros((8, 2)), _P, _P, max_distance=2, bidirectional=True),
+        ValueError,
+        "t5_bias",
+        "max_distance",
+    ),
+    ("t5_bias", lambda: pe.t5_bias(jnp.zeros(8), _P, _P, bidirectional=True), ValueError, "t5_bias", "table"),
+    (
+        "transformer_xl_logits",
+        lambda: pe.transformer_xl_logits(
+            _X, _X, _P, _P, kernel=jnp.zeros((3, 1, 4)), u=jnp.zeros((1, 4)), v=jnp.zeros((1, 4))
+        ),
+        ValueError,
+        "transformer_xl_logits",
+        "kernel",
+    ),
+    (
+        "transformer_xl_logits",
+        lambda: pe.transformer_xl_logits(
+            _X, _X, _P, None, kernel=jnp.zeros((4, 1, 4)), u=jnp.zeros((1, 4)), v=jnp.zeros((1, 4))
+        ),
+        ValueError,
+        "transformer_xl_logits",
+        "k_positions",
+    ),
+    (
+        "transformer_xl_logits",
+        lambda: pe.transformer_xl_logits(
+            _X, _X, _P, _P, kernel=jnp.zeros((4, 1, 4)), u=jnp.zeros((1, 4)), v=jnp.zeros((1, 4)), scale="1"
+        ),
+        TypeError,
+        "transformer_xl_logits",
+        "scale",
+    ),
 ]
 
 # Names in __all__ that take no input of their own.
