@@ -33,32 +33,35 @@ def _shape(value: Any) -> tuple[int, ...]:
     return tuple(getattr(value, "shape", None) or np.shape(value))
 
 
-def _check_array(value: object, name: str, caller: str) -> None:
+def _check_array(value: Any, name: str, caller: str) -> None:
     dtype = getattr(value, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{caller}({name} dtype={dtype}): {name} must be a floating jax or numpy array")
+        raise _checks.type_error(caller, name, value, f"{name} must be a floating jax or numpy array")
     if len(_shape(value)) != 4:
-        raise ValueError(
-            f"{caller}({name} shape={_shape(value)}): {name} must have shape [batch, length, heads, head_dim]"
+        raise _checks.value_error(
+            caller, name, value, f"{name} must have shape [batch, length, heads, head_dim]"
         )
 
 
 def _check_scheme(scheme: object, caller: str) -> None:
     if not isinstance(scheme, PositionalScheme):
-        raise TypeError(
-            f"{caller}(scheme={scheme!r}): scheme must implement posenc_jax.PositionalScheme (embed, rotate, "
-            "attention_bias, attention_logits_bias), e.g. posenc_jax.schemes.Rotary(head_dim) or a module of "
-            "posenc_jax.nnx"
+        raise _checks.type_error(
+            caller,
+            "scheme",
+            scheme,
+            "scheme must implement posenc_jax.PositionalScheme (embed, rotate, attention_bias, "
+            "attention_logits_bias)",
+            "e.g. posenc_jax.schemes.Rotary(head_dim) or a module of posenc_jax.nnx",
         )
 
 
-def _check_mask(mask: object, caller: str) -> None:
-    if mask is None:
-        return
-    if getattr(mask, "dtype", None) != jnp.bool_ or len(_shape(mask)) != 4:
-        raise TypeError(
-            f"{caller}(mask dtype={getattr(mask, 'dtype', None)}, shape={_shape(mask)}): mask must be a "
-            "boolean array of rank 4 broadcastable to [batch, heads, q_len, k_len] (True = attend)"
+def _check_mask(mask: Any, caller: str) -> None:
+    if mask is not None and (getattr(mask, "dtype", None) != jnp.bool_ or len(_shape(mask)) != 4):
+        raise _checks.type_error(
+            caller,
+            "mask",
+            mask,
+            "mask must be a boolean rank-4 array broadcastable to [batch, heads, q_len, k_len] (True = attend)",
         )
 
 
@@ -121,23 +124,28 @@ def attention(
     for name, value in (("q", q), ("k", k), ("v", v)):
         _check_array(value, name, caller)
     batch, q_len, heads, head_dim = _shape(q)
-    if _shape(k) != _shape(v) or _shape(k)[0] != batch or _shape(k)[3] != head_dim or heads % _shape(k)[2]:
-        raise ValueError(
-            f"{caller}(q shape={_shape(q)}, k shape={_shape(k)}, v shape={_shape(v)}): k and v must have the "
-            "same shape [batch, k_len, kv_heads, head_dim], with q's batch and head_dim and a number of "
-            "kv_heads that divides q's heads"
+    k_batch, k_len, kv_heads, k_head_dim = _shape(k)
+    if k_batch != batch or k_head_dim != head_dim or heads % kv_heads:
+        raise _checks.value_error(
+            caller,
+            "k",
+            k,
+            f"k must have shape [batch={batch}, k_len, kv_heads, head_dim={head_dim}] with kv_heads dividing "
+            f"q's {heads} heads",
         )
-    k_len = _shape(k)[1]
+    if _shape(v) != _shape(k):
+        raise _checks.value_error(caller, "v", v, f"v must have k's shape {_shape(k)}")
     _check_scheme(scheme, caller)
     _checks.positions_shape(caller, q_positions, (batch, q_len), "q_positions", of="q")
     _checks.positions_shape(caller, k_positions, (batch, k_len), "k_positions", of="k")
     _check_mask(mask, caller)
-    if not isinstance(is_causal, bool):
-        raise TypeError(f"{caller}(is_causal={is_causal!r}): is_causal must be a Python bool")
-    if is_causal and q_len != k_len:
-        raise ValueError(
-            f"{caller}(is_causal=True, q_len={q_len}, k_len={k_len}): is_causal aligns queries and keys by "
-            "index and needs q_len == k_len; pass a mask built from the positions instead (or KVCache.attend)"
+    if _checks.boolean(caller, "is_causal", is_causal) and q_len != k_len:
+        raise _checks.value_error(
+            caller,
+            "is_causal",
+            is_causal,
+            f"is_causal aligns queries and keys by index and needs q_len == k_len, got {q_len} and {k_len}",
+            "pass a mask built from the positions instead (or use KVCache.attend)",
         )
     q, k = scheme.rotate(q, k, q_positions, k_positions)
     bias = _sum_terms(
@@ -208,15 +216,11 @@ class KVCache:
         caller = "KVCache.init"
         sizes = {"batch": batch, "capacity": capacity, "num_kv_heads": num_kv_heads, "head_dim": head_dim}
         for name, size in sizes.items():
-            if isinstance(size, bool) or not isinstance(size, int | np.integer):
-                raise TypeError(f"{caller}({name}={size!r}): {name} must be a positive Python int")
-            if size <= 0:
-                raise ValueError(f"{caller}({name}={size}): {name} must be a positive integer")
-        if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(f"{caller}(dtype={dtype!r}): dtype must be a floating type")
+            _checks.integer(caller, name, size)
+        dtype = _checks.floating_dtype(caller, dtype)
         if np.dtype(position_dtype) not in (np.dtype(np.int32), np.dtype(np.float32)):
-            raise TypeError(
-                f"{caller}(position_dtype={position_dtype!r}): position_dtype must be int32 or float32"
+            raise _checks.type_error(
+                caller, "position_dtype", position_dtype, "position_dtype must be int32 or float32"
             )
         return cls(
             keys=jnp.zeros((batch, capacity, num_kv_heads, head_dim), dtype),
@@ -251,22 +255,40 @@ class KVCache:
         _check_array(v, "v", caller)
         batch, capacity = self.keys.shape[:2]
         new = _shape(k)[1]
-        if _shape(k) != _shape(v) or _shape(k)[0] != batch or _shape(k)[2:] != self.keys.shape[2:]:
-            raise ValueError(
-                f"{caller}(k shape={_shape(k)}, v shape={_shape(v)}): k and v must have shape "
-                f"[{batch}, new, {self.keys.shape[2]}, {self.keys.shape[3]}] for this cache"
+        if _shape(k)[0] != batch or _shape(k)[2:] != self.keys.shape[2:]:
+            raise _checks.value_error(
+                caller, "k", k, f"k must have shape [{batch}, new, {self.keys.shape[2]}, {self.keys.shape[3]}]"
             )
+        if _shape(v) != _shape(k):
+            raise _checks.value_error(caller, "v", v, f"v must have k's shape {_shape(k)}")
         if new > capacity:
-            raise ValueError(f"{caller}(k shape={_shape(k)}): {new} new entries exceed the capacity {capacity}")
+            raise _checks.value_error(
+                caller, "k", k, f"{new} new entries exceed the capacity {capacity}", "use a larger capacity"
+            )
         _checks.positions_shape(caller, positions, (batch, new), "positions", of="k")
         dtype = getattr(positions, "dtype", None)  # before any conversion
         dtype = np.asarray(positions).dtype if dtype is None else dtype
         if jnp.issubdtype(dtype, jnp.floating) and jnp.issubdtype(self.positions.dtype, jnp.integer):
-            raise TypeError(
-                f"{caller}(positions dtype={dtype}): this cache stores integer positions; create it "
-                "with position_dtype=jnp.float32 for fractional positions"
+            raise _checks.type_error(
+                caller,
+                "positions",
+                positions,
+                "this cache stores integer positions",
+                "create it with position_dtype=jnp.float32 for fractional positions",
             )
-        positions = _checks.positions(caller, positions, split=False)
+        checked = _checks.positions(caller, positions)
+        if not isinstance(checked, jax.Array):  # host float64 positions: stored as float32 only if exact
+            host = np.asarray(positions)
+            if not np.array_equal(host.astype(np.float32), host):
+                raise _checks.value_error(
+                    caller,
+                    "positions",
+                    positions,
+                    "this cache stores float32 positions, which would round these float64 values",
+                    "pass float32 positions, or integers to an int32 cache",
+                )
+            checked = jnp.asarray(host.astype(np.float32))
+        positions = checked
         slots = self.length[:, None] + jnp.arange(new, dtype=jnp.int32)  # [batch, new]
         rows = jnp.arange(batch)[:, None]
         return KVCache(
@@ -306,7 +328,8 @@ class KVCache:
           implementation: as in :func:`attention`.
 
         Returns:
-          ``[batch, q_len, heads, head_dim]``; NaN in rows whose ``length`` exceeds ``capacity``.
+          ``[batch, q_len, heads, head_dim]``; NaN in rows whose ``length`` exceeds ``capacity`` or is
+          below ``q_len`` (the queries' entries were not appended).
 
         Raises:
           TypeError, ValueError: as :func:`attention`; ``q_len`` above ``capacity``.
@@ -315,11 +338,8 @@ class KVCache:
         _check_array(q, "q", caller)
         q_len = _shape(q)[1]
         if q_len > self.capacity:
-            raise ValueError(
-                f"{caller}(q shape={_shape(q)}): q_len={q_len} exceeds the capacity {self.capacity}"
-            )
-        if not isinstance(causal, bool):
-            raise TypeError(f"{caller}(causal={causal!r}): causal must be a Python bool")
+            raise _checks.value_error(caller, "q", q, f"q_len={q_len} exceeds the capacity {self.capacity}")
+        _checks.boolean(caller, "causal", causal)
         _check_mask(mask, caller)
         own_slots = self.length[:, None] - q_len + jnp.arange(q_len, dtype=jnp.int32)  # [batch, q_len]
         if q_positions is None:
@@ -342,8 +362,10 @@ class KVCache:
             scale=scale,
             implementation=implementation,
         )
-        overflow = (self.length > self.capacity)[:, None, None, None]
-        return jnp.where(overflow, jnp.asarray(jnp.nan, out.dtype), out)
+        # A traced length cannot raise: rows that overflowed, or that hold fewer entries than queries (attend
+        # called before append), come out NaN instead of attending to a truncated or empty context.
+        invalid = ((self.length > self.capacity) | (self.length < q_len))[:, None, None, None]
+        return jnp.where(invalid, jnp.asarray(jnp.nan, out.dtype), out)
 
 
 jax.tree_util.register_dataclass(KVCache, data_fields=["keys", "values", "positions", "length"], meta_fields=[])

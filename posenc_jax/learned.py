@@ -22,8 +22,7 @@ the last position). :func:`lookup` never maps a bad position to a valid row unle
 from __future__ import annotations
 
 import functools
-import numbers
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -38,20 +37,15 @@ __all__ = ["OUT_OF_RANGE_POLICIES", "lookup"]
 OUT_OF_RANGE_POLICIES: tuple[str, ...] = ("nan", "error", "clip", "wrap")
 
 
-def _check_out_of_range(out_of_range: object, caller: str) -> str:
-    """Returns the policy if it is one of :data:`OUT_OF_RANGE_POLICIES`, else raises ``ValueError``."""
-    if not isinstance(out_of_range, str) or out_of_range not in OUT_OF_RANGE_POLICIES:
-        raise ValueError(
-            f"{caller}(out_of_range={out_of_range!r}): out_of_range must be one of {OUT_OF_RANGE_POLICIES}"
-        )
-    return out_of_range
-
-
 def _out_of_range_message(caller: str, max_length: int, low: int, high: int) -> str:
-    return (
-        f"{caller}: positions out of range for max_length={max_length}: got values from {low} to {high}, "
-        f"but positions must lie in [0, {max_length}). Use a larger max_length, or out_of_range='clip' / "
-        "'wrap' to map them into the table on purpose."
+    return str(
+        _checks.value_error(
+            caller,
+            "positions",
+            _checks.Shown(f"<values from {low} to {high}>"),
+            f"positions must lie in [0, {max_length}) for max_length={max_length}",
+            "use a larger max_length, or out_of_range='clip' / 'wrap' to map them into the table on purpose",
+        )
     )
 
 
@@ -93,12 +87,15 @@ def lookup(
     Array([[0., 0., 1.],
            [1., 0., 0.]], dtype=float32)
     """
-    out_of_range = _check_out_of_range(out_of_range, caller)
+    out_of_range = _checks.one_of(caller, "out_of_range", out_of_range, OUT_OF_RANGE_POLICIES)
     table_shape = tuple(getattr(table, "shape", np.shape(table)))
     if len(table_shape) != 2 or table_shape[0] == 0:
-        raise ValueError(f"{caller}(table shape={table_shape}): table must have shape [max_length, dim]")
+        raise _checks.value_error(
+            caller, "table", table, "table must have shape [max_length, dim], max_length > 0"
+        )
     max_length = table_shape[0]
-    positions = _check_integer_positions(positions, caller)
+    # Host values are checked in their own precision (an int64 2**32 + 3 is an error, not row 3).
+    positions = cast(jax.Array, _checks.positions(caller, positions, integer_only=True))  # never split
     table = jnp.asarray(table)
     out_sharding = _gather_sharding(table, positions)
     sharding: dict[str, Any] = {} if out_sharding is None else {"out_sharding": out_sharding}
@@ -144,30 +141,3 @@ def _gather_sharding(table: jax.Array, positions: jax.Array) -> PartitionSpec | 
     if _axis_names(feature) & used:
         feature = None
     return PartitionSpec(*positions_spec, feature)
-
-
-def _check_integer_positions(positions: object, caller: str) -> jax.Array:
-    if isinstance(positions, jax.core.Tracer | jax.Array):
-        dtype = positions.dtype
-    else:
-        positions = np.asarray(positions)
-        dtype = positions.dtype
-        if dtype.kind in "iu" and positions.size:
-            low, high = int(positions.min()), int(positions.max())
-            if low < -(2**31) or high >= 2**31:
-                bad = high if high >= 2**31 else low
-                raise ValueError(f"{caller}(positions contains {bad}): positions must fit in int32")
-    if dtype == np.bool_ or not jnp.issubdtype(dtype, jnp.integer):
-        raise TypeError(
-            f"{caller}(positions dtype={dtype}): learned positions must be integers (row indices of the table)"
-        )
-    return jnp.asarray(positions)
-
-
-def _check_max_length(max_length: object, caller: str) -> int:
-    """Returns ``max_length`` as an int if it is a positive integer, else raises naming ``caller``."""
-    if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral):
-        raise TypeError(f"{caller}(max_length={max_length!r}): max_length must be a positive Python int")
-    if int(max_length) <= 0:
-        raise ValueError(f"{caller}(max_length={max_length}): max_length must be a positive integer")
-    return int(max_length)

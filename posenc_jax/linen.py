@@ -155,13 +155,9 @@ class T5Bias(schemes._T5Delegating, _Scheme):
     :class:`posenc_jax.nnx.T5Bias` (see :class:`posenc_jax.schemes.T5BucketBias`).
 
     Attributes:
-      num_heads: attention heads (positive).
-      bidirectional: ``True`` for an encoder, ``False`` for a decoder (no default).
-      num_buckets: buckets per head (32 in T5).
-      max_distance: distances from here on share the last bucket (128 in T5).
-      embedding_init: initializer of the table (default: T5X's, uniform of variance 1 / fan_avg).
-      dtype: the bias's dtype; ``None`` (default) keeps the table's.
-      param_dtype: the table's dtype.
+      the arguments of :class:`posenc_jax.nnx.T5Bias` but ``rngs``: ``num_heads``, ``bidirectional`` (no
+      default), ``num_buckets``, ``max_distance``, ``embedding_init``, ``dtype``, ``param_dtype``; same
+      defaults.
 
     >>> module = T5Bias(4, bidirectional=False)
     >>> variables = module.init(jax.random.key(0), jnp.arange(3), jnp.arange(3))
@@ -192,15 +188,9 @@ class TransformerXLRelative(schemes._TransformerXLDelegating, _Scheme):
     :class:`posenc_jax.nnx.TransformerXLRelative` (see :class:`posenc_jax.schemes.TransformerXLLogits`).
 
     Attributes:
-      num_heads: query heads (positive).
-      head_dim: features per head (positive).
-      rel_dim: width of the relative sinusoid (even); ``None``: ``num_heads * head_dim``.
-      base: geometric base of the sinusoid's frequencies.
-      scale: factor of the term, equal to the attention's scale; ``None``: ``1 / sqrt(head_dim)``.
-      kernel_init: initializer of ``W_R`` (default: variance ``1 / rel_dim``).
-      bias_init: initializer of ``u`` and ``v`` (default: zeros).
-      dtype: computation and output dtype; ``None`` (default) follows the queries.
-      param_dtype: the parameters' dtype.
+      the arguments of :class:`posenc_jax.nnx.TransformerXLRelative` but ``rngs``: ``num_heads``,
+      ``head_dim``, ``rel_dim``, ``base``, ``scale``, ``kernel_init``, ``bias_init``, ``dtype``,
+      ``param_dtype``; same defaults.
 
     >>> q = k = jnp.ones((1, 3, 2, 4))
     >>> module = TransformerXLRelative(2, 4)

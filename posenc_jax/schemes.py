@@ -28,7 +28,7 @@ same values (and, for the schemes with parameters, :class:`LearnedLookup`, :clas
 from __future__ import annotations
 
 import dataclasses
-import numbers
+import functools
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import jax
@@ -40,11 +40,12 @@ from posenc_jax.alibi import alibi_bias
 from posenc_jax.frequencies import _PAIRS as _SINUSOID_PAIRS
 from posenc_jax.frequencies import _resolve_frequencies
 from posenc_jax.layouts import Layout, _check_layout
-from posenc_jax.learned import _check_max_length, _check_out_of_range, lookup
+from posenc_jax.learned import OUT_OF_RANGE_POLICIES, lookup
 from posenc_jax.relative import _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
-from posenc_jax.rotary import _PAIRS, _floor_max, _rotary_frequencies, apply_rotary
+from posenc_jax.rotary import _PAIRS, _check_rotary_dim, _floor_max, _rotary_frequencies, apply_rotary
 from posenc_jax.scaling import Scaling, _check_scaling, _depends_on_length, _rope_frequencies
-from posenc_jax.sinusoidal import sinusoidal, sinusoidal_table
+from posenc_jax.sinusoidal import _encode as _sinusoidal_kernel
+from posenc_jax.sinusoidal import _table as _sinusoidal_table_kernel
 
 __all__ = [
     "ALiBi",
@@ -101,34 +102,28 @@ def _shape(value: Any) -> tuple[int, ...]:
     return tuple(getattr(value, "shape", None) or np.shape(value))
 
 
-def _check_x(x: object, caller: str, dim: int | None = None) -> None:
+def _check_x(x: Any, caller: str, dim: int | None = None) -> None:
     """``x`` must be a floating ``[batch, length, dim]`` or ``[length, dim]`` array (last axis ``dim``)."""
     shape, dtype = _shape(x), getattr(x, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{caller}(x dtype={dtype}): x must be a floating array of token embeddings")
+        raise _checks.type_error(caller, "x", x, "x must be a floating array of token embeddings")
     if len(shape) not in (2, 3):
-        raise ValueError(
-            f"{caller}(x shape={shape}): x must have shape [batch, length, dim] or [length, dim] "
-            f"(rank 2 or 3), got rank {len(shape)}"
-        )
+        raise _checks.value_error(caller, "x", x, "x must have shape [batch, length, dim] or [length, dim]")
     if dim is not None and shape[-1] != dim:
-        raise ValueError(
-            f"{caller}(x shape={shape}): the last axis of x must equal the scheme's dim={dim}, got {shape[-1]}"
-        )
+        raise _checks.value_error(caller, "x", x, f"the last axis of x must equal the scheme's dim={dim}")
 
 
-def _check_heads(caller: str, head_dim: int | None = None, **arrays: object) -> None:
+def _check_heads(caller: str, head_dim: int | None = None, **arrays: Any) -> None:
     """Each array must be ``[batch, length, heads, head_dim]`` (with the scheme's ``head_dim`` if given)."""
     for name, value in arrays.items():
         shape = _shape(value)
         if len(shape) != 4:
-            raise ValueError(
-                f"{caller}({name} shape={shape}): {name} must have shape [batch, length, heads, head_dim]"
+            raise _checks.value_error(
+                caller, name, value, f"{name} must have shape [batch, length, heads, head_dim]"
             )
         if head_dim is not None and shape[-1] != head_dim:
-            raise ValueError(
-                f"{caller}({name} shape={shape}): the last axis of {name} must equal the scheme's "
-                f"head_dim={head_dim}, got {shape[-1]}"
+            raise _checks.value_error(
+                caller, name, value, f"the last axis of {name} must equal the scheme's head_dim={head_dim}"
             )
 
 
@@ -286,19 +281,25 @@ class Sinusoidal(SchemeDefaults):
         object.__setattr__(self, "dim", int(self.dim))
         object.__setattr__(self, "frequencies", _frequencies_tuple(self.frequencies, resolved))
 
-    def _encoding(self, positions: Any, dtype: Any) -> jax.Array:
-        return sinusoidal(
-            positions,
-            self.dim,
-            base=self.base,
+    @functools.cached_property
+    def _kernel_frequencies(self) -> tuple[float, ...]:
+        """The checked frequencies, prepared once: calls go straight to the kernels, checking their inputs."""
+        w = _resolve_frequencies(self.dim, base=self.base, frequencies=self.frequencies, caller="Sinusoidal")
+        return tuple(w.tolist())
+
+    def _encoding(self, caller: str, positions: Any, dtype: Any) -> jax.Array:
+        return _sinusoidal_kernel(
+            _checks.positions(caller, positions),
+            frequencies=self._kernel_frequencies,
             layout=self.layout,
-            frequencies=_frequencies_array(self.frequencies),
-            dtype=dtype,
+            dtype=np.dtype(jnp.dtype(dtype)),
         )
 
     def encode(self, positions: jax.Array) -> jax.Array:
         """The encoding alone: ``positions.shape + (dim,)`` of ``dtype`` (float32 when None)."""
-        return self._encoding(positions, jnp.float32 if self.dtype is None else self.dtype)
+        return self._encoding(
+            f"{type(self).__name__}.encode", positions, jnp.float32 if self.dtype is None else self.dtype
+        )
 
     def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
         """``x + encoding(positions)``; ``x`` ``[batch, length, dim]`` or ``[length, dim]``."""
@@ -306,17 +307,16 @@ class Sinusoidal(SchemeDefaults):
         _check_x(x, caller, self.dim)
         _check_embed_positions(x, positions, caller)
         out_dtype = x.dtype if self.dtype is None else self.dtype
-        if positions is None:
-            encoding = sinusoidal_table(
-                x.shape[-2],
-                self.dim,
-                base=self.base,
+        if positions is None:  # 0 … length-1: the table, built by angle addition
+            encoding = _sinusoidal_table_kernel(
+                jnp.zeros((), jnp.int32),
+                length=x.shape[-2],
+                frequencies=self._kernel_frequencies,
                 layout=self.layout,
-                frequencies=_frequencies_array(self.frequencies),
-                dtype=out_dtype,
+                dtype=np.dtype(jnp.dtype(out_dtype)),
             )
         else:
-            encoding = self._encoding(positions, out_dtype)
+            encoding = self._encoding(caller, positions, out_dtype)
         return _add(x, encoding, out_dtype)
 
     def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
@@ -352,15 +352,11 @@ class LearnedLookup:
 
     def __post_init__(self):
         caller = "Learned"
-        object.__setattr__(self, "max_length", _check_max_length(self.max_length, caller))
-        if isinstance(self.dim, bool) or not isinstance(self.dim, numbers.Integral):
-            raise TypeError(f"{caller}(dim={self.dim!r}): dim must be a positive Python int")
-        if int(self.dim) <= 0:
-            raise ValueError(f"{caller}(dim={self.dim}): dim must be a positive integer")
-        object.__setattr__(self, "dim", int(self.dim))
+        object.__setattr__(self, "max_length", _checks.integer(caller, "max_length", self.max_length))
+        object.__setattr__(self, "dim", _checks.integer(caller, "dim", self.dim))
         _check_dtype_or_none(self.dtype, caller)
         _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
-        _check_out_of_range(self.out_of_range, caller)
+        _checks.one_of(caller, "out_of_range", self.out_of_range, OUT_OF_RANGE_POLICIES)
 
     def encode(self, table: jax.Array, positions: jax.Array) -> jax.Array:
         """The rows for integer ``positions``: ``positions.shape + (dim,)`` (``dtype``, else the table's)."""
@@ -373,9 +369,12 @@ class LearnedLookup:
         _check_x(x, caller, self.dim)
         if positions is None:
             if x.shape[-2] > self.max_length:
-                raise ValueError(
-                    f"{caller}(x shape={tuple(x.shape)}): sequence length {x.shape[-2]} exceeds "
-                    f"max_length={self.max_length} of the learned table"
+                raise _checks.value_error(
+                    caller,
+                    "x",
+                    x,
+                    f"its length {x.shape[-2]} exceeds max_length={self.max_length} of the learned table",
+                    "use a larger max_length, or pass the positions explicitly",
                 )
             positions = jnp.arange(x.shape[-2], dtype=jnp.int32)
         _check_embed_positions(x, positions, caller)
@@ -422,13 +421,7 @@ class Rotary(SchemeDefaults):
     def __post_init__(self):
         caller = type(self).__name__
         head_dim = _checks.even(caller, "head_dim", self.head_dim, _PAIRS)
-        dim = (
-            head_dim if self.rotary_dim is None else _checks.even(caller, "rotary_dim", self.rotary_dim, _PAIRS)
-        )
-        if dim > head_dim:
-            raise ValueError(
-                f"{caller}(rotary_dim={self.rotary_dim}): rotary_dim must be <= head_dim={head_dim}"
-            )
+        dim = _check_rotary_dim(caller, self.rotary_dim, head_dim)
         _check_layout(caller, self.layout)
         _rotary_frequencies(caller, dim, self.base, self.frequencies, self.scale)
         if _check_scaling(self.scaling, caller) is not None:
@@ -516,13 +509,8 @@ class ALiBi(SchemeDefaults):
 
     def __post_init__(self):
         caller = type(self).__name__
-        if isinstance(self.num_heads, bool) or not isinstance(self.num_heads, numbers.Integral):
-            raise TypeError(f"{caller}(num_heads={self.num_heads!r}): num_heads must be a positive Python int")
-        if int(self.num_heads) <= 0:
-            raise ValueError(f"{caller}(num_heads={self.num_heads}): num_heads must be a positive integer")
-        if not isinstance(self.causal, bool):
-            raise TypeError(f"{caller}(causal={self.causal!r}): causal must be a Python bool")
-        object.__setattr__(self, "num_heads", int(self.num_heads))
+        object.__setattr__(self, "num_heads", _checks.integer(caller, "num_heads", self.num_heads))
+        object.__setattr__(self, "causal", _checks.boolean(caller, "causal", self.causal))
 
     def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
         """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""

@@ -398,21 +398,26 @@ def test_linen_modules_compose_inside_a_model():
             "Sinusoidal",
             "embed_wrong_dim",
             ValueError,
-            r"Sinusoidal.embed\(x shape=\(2, 6, 7\)\): the last axis of x must equal the scheme's dim=8",
+            r"Sinusoidal.embed\(x=<float32\[2,6,7\]>\): the last axis of x must equal the scheme's dim=8",
         ),
         (
             "Learned",
             "embed_wrong_dim",
             ValueError,
-            r"Learned.embed\(x shape=\(2, 6, 7\)\): the last axis of x must equal the scheme's dim=8",
+            r"Learned.embed\(x=<float32\[2,6,7\]>\): the last axis of x must equal the scheme's dim=8",
         ),
         (
             "Sinusoidal",
             "embed_rank_4",
             ValueError,
-            r"Sinusoidal.embed\(x shape=\(1, 2, 6, 8\)\): x must have shape \[batch, length, dim\] or \[length, dim\]",
+            r"Sinusoidal.embed\(x=<float32\[1,2,6,8\]>\): x must have shape \[batch, length, dim\] or \[length, dim\]",
         ),
-        ("NoPosition", "embed_rank_4", ValueError, r"NoPosition.embed\(x shape=\(1, 2, 6, 8\)\)"),
+        (
+            "NoPosition",
+            "embed_rank_4",
+            ValueError,
+            r"NoPosition.embed\(x=<float32\[1,2,6,8\]>\): x must have shape",
+        ),
         (
             "Sinusoidal",
             "embed_bad_positions",
@@ -429,19 +434,19 @@ def test_linen_modules_compose_inside_a_model():
             "Learned",
             "embed_float_positions",
             TypeError,
-            r"Learned.embed\(positions dtype=float32\): learned positions must be integers",
+            r"Learned.embed\(positions=<float32\[6\]>\): positions must be integers",
         ),
         (
             "Sinusoidal",
             "embed_int_x",
             TypeError,
-            r"Sinusoidal.embed\(x dtype=int32\): x must be a floating array",
+            r"Sinusoidal.embed\(x=<int32\[2,6,8\]>\): x must be a floating array",
         ),
         (
             "Rotary",
             "rotate_wrong_head_dim",
             ValueError,
-            r"Rotary.rotate\(q shape=\(2, 6, 4, 6\)\): the last axis of q must equal the scheme's head_dim=8",
+            r"Rotary.rotate\(q=<float32\[2,6,4,6\]>\): the last axis of q must equal the scheme's head_dim=8",
         ),
         (
             "Rotary",
@@ -459,7 +464,7 @@ def test_linen_modules_compose_inside_a_model():
             "NoPosition",
             "rotate_rank_3",
             ValueError,
-            r"NoPosition.rotate\(q shape=\(2, 6, 8\)\): q must have shape",
+            r"NoPosition.rotate\(q=<float32\[2,6,8\]>\): q must have shape",
         ),
     ],
 )
@@ -489,7 +494,13 @@ def test_bad_call_input(api, name, call, error, match):
 @pytest.mark.parametrize(
     "name,args,kwargs,error,match",
     [
-        ("Learned", (0, 8), {}, ValueError, r"Learned\(max_length=0\): max_length must be a positive integer"),
+        (
+            "Learned",
+            (0, 8),
+            {},
+            ValueError,
+            r"Learned\(max_length=0\): max_length must be a positive Python int",
+        ),
         ("Learned", (-4, 8), {}, ValueError, r"Learned\(max_length=-4\)"),
         (
             "Learned",
@@ -498,7 +509,7 @@ def test_bad_call_input(api, name, call, error, match):
             TypeError,
             r"Learned\(max_length=4.0\): max_length must be a positive Python int",
         ),
-        ("Learned", (4, 0), {}, ValueError, r"Learned\(dim=0\): dim must be a positive integer"),
+        ("Learned", (4, 0), {}, ValueError, r"Learned\(dim=0\): dim must be a positive Python int"),
         (
             "Learned",
             (4, 8),
@@ -557,7 +568,7 @@ def test_bad_call_input(api, name, call, error, match):
             ValueError,
             r"Rotary\(scale=-1.0\): scale must be a finite real number > 0",
         ),
-        ("ALiBi", (0,), {}, ValueError, r"ALiBi\(num_heads=0\): num_heads must be a positive integer"),
+        ("ALiBi", (0,), {}, ValueError, r"ALiBi\(num_heads=0\): num_heads must be a positive Python int"),
         ("ALiBi", (4,), {"causal": "yes"}, TypeError, r"ALiBi\(causal='yes'\): causal must be a Python bool"),
     ],
 )

@@ -2,7 +2,9 @@
 
 The table holds, per public callable of ``posenc_jax.__all__``, bad inputs with the exception type and the
 argument the message must name: each message reads ``call(argument=value): what is allowed[; the fix]``.
-A second test checks that the table covers every public callable.
+A second test checks that the table covers every public callable. A second table does the same for every
+scheme value (``posenc_jax.schemes``) and Flax module (``posenc_jax.nnx``, ``posenc_jax.linen``): their
+constructors and their calls.
 """
 
 import re
@@ -11,8 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import posenc_jax as pe
+from posenc_jax import linen as pl
+from posenc_jax import nnx as pn
+from posenc_jax import schemes
 from posenc_jax.schemes import Rotary
 
 _X = jnp.ones((1, 2, 1, 4))  # [batch, length, heads, head_dim]
@@ -196,6 +202,55 @@ BAD = [
         "KVCache.append",
         "positions",
     ),
+    (
+        "t5_buckets",
+        lambda: pe.t5_buckets(_P * 1.0, _P, bidirectional=True),
+        TypeError,
+        "t5_buckets",
+        "q_positions",
+    ),
+    (
+        "t5_buckets",
+        lambda: pe.t5_buckets(_P, _P, num_buckets=7, bidirectional=True),
+        ValueError,
+        "t5_buckets",
+        "num_buckets",
+    ),
+    (
+        "t5_bias",
+        lambda: pe.t5_bias(jnp.zeros((8, 2)), _P, _P, max_distance=2, bidirectional=True),
+        ValueError,
+        "t5_bias",
+        "max_distance",
+    ),
+    ("t5_bias", lambda: pe.t5_bias(jnp.zeros(8), _P, _P, bidirectional=True), ValueError, "t5_bias", "table"),
+    (
+        "transformer_xl_logits",
+        lambda: pe.transformer_xl_logits(
+            _X, _X, _P, _P, kernel=jnp.zeros((3, 1, 4)), u=jnp.zeros((1, 4)), v=jnp.zeros((1, 4))
+        ),
+        ValueError,
+        "transformer_xl_logits",
+        "kernel",
+    ),
+    (
+        "transformer_xl_logits",
+        lambda: pe.transformer_xl_logits(
+            _X, _X, _P, None, kernel=jnp.zeros((4, 1, 4)), u=jnp.zeros((1, 4)), v=jnp.zeros((1, 4))
+        ),
+        ValueError,
+        "transformer_xl_logits",
+        "k_positions",
+    ),
+    (
+        "transformer_xl_logits",
+        lambda: pe.transformer_xl_logits(
+            _X, _X, _P, _P, kernel=jnp.zeros((4, 1, 4)), u=jnp.zeros((1, 4)), v=jnp.zeros((1, 4)), scale="1"
+        ),
+        TypeError,
+        "transformer_xl_logits",
+        "scale",
+    ),
 ]
 
 # Names in __all__ that take no input of their own.
@@ -220,3 +275,160 @@ def test_the_table_covers_every_public_callable():
     public = set(pe.__all__) - NO_INPUT
     assert public <= covered, sorted(public - covered)
     assert all(callable(getattr(pe, name)) for name in public)
+
+
+# ------------------------------------------------------------------------- scheme values and Flax modules
+
+_E = jnp.ones((1, 2, 8))  # token embeddings [batch, length, dim]
+_Q = jnp.ones((1, 2, 2, 8))  # [batch, length, heads, head_dim]
+
+
+def _rngs():
+    return nnx.Rngs(0)
+
+
+def _linen_call(module, *args, method="__call__"):
+    """Runs a Linen module's method the way a user does: init, then apply."""
+    variables = module.init(jax.random.key(0), *args, method=method)
+    return module.apply(variables, *args, method=method)
+
+
+# (module.Name, the call that must fail, exception type, call as named in the message, argument)
+SCHEME_BAD = [
+    (
+        "schemes.NoPosition",
+        lambda: schemes.NoPosition().embed(_E.astype(jnp.int32)),
+        TypeError,
+        "NoPosition.embed",
+        "x",
+    ),
+    (
+        "schemes.NoPosition",
+        lambda: schemes.NoPosition().rotate(_Q[0], _Q[0]),
+        ValueError,
+        "NoPosition.rotate",
+        "q",
+    ),
+    ("schemes.Sinusoidal", lambda: schemes.Sinusoidal(8.0), TypeError, "Sinusoidal", "dim"),
+    ("schemes.Sinusoidal", lambda: schemes.Sinusoidal(8, dtype=jnp.int32), TypeError, "Sinusoidal", "dtype"),
+    ("schemes.Sinusoidal", lambda: schemes.Sinusoidal(4).embed(_E), ValueError, "Sinusoidal.embed", "x"),
+    ("schemes.LearnedLookup", lambda: schemes.LearnedLookup(0, 8), ValueError, "Learned", "max_length"),
+    (
+        "schemes.LearnedLookup",
+        lambda: schemes.LearnedLookup(4, 8, out_of_range="drop"),
+        ValueError,
+        "Learned",
+        "out_of_range",
+    ),
+    (
+        "schemes.LearnedLookup",
+        lambda: schemes.LearnedLookup(4, 8).embed(jnp.ones((4, 8)), _E, np.array([0, 2**32 + 3])),
+        ValueError,
+        "Learned.embed",
+        "positions",
+    ),
+    ("schemes.Rotary", lambda: schemes.Rotary(8, layout="neox"), ValueError, "Rotary", "layout"),
+    ("schemes.Rotary", lambda: schemes.Rotary(8, rotary_dim=16), ValueError, "Rotary", "rotary_dim"),
+    ("schemes.Rotary", lambda: schemes.Rotary(4).rotate(_Q, _Q), ValueError, "Rotary.rotate", "q"),
+    ("schemes.ALiBi", lambda: schemes.ALiBi(0), ValueError, "ALiBi", "num_heads"),
+    ("schemes.ALiBi", lambda: schemes.ALiBi(2, causal="yes"), TypeError, "ALiBi", "causal"),
+    (
+        "schemes.T5BucketBias",
+        lambda: schemes.T5BucketBias(0, bidirectional=True),
+        ValueError,
+        "T5Bias",
+        "num_heads",
+    ),
+    (
+        "schemes.TransformerXLLogits",
+        lambda: schemes.TransformerXLLogits(2, 0),
+        ValueError,
+        "TransformerXLRelative",
+        "head_dim",
+    ),
+    ("nnx.NoPosition", lambda: pn.NoPosition()(_E, jnp.arange(3)), ValueError, "NoPosition.embed", "positions"),
+    ("nnx.Sinusoidal", lambda: pn.Sinusoidal(7), ValueError, "Sinusoidal", "dim"),
+    (
+        "nnx.Sinusoidal",
+        lambda: pn.Sinusoidal(8)(_E, jnp.arange(2.0, dtype=jnp.bfloat16)),
+        TypeError,
+        "Sinusoidal.embed",
+        "positions",
+    ),
+    (
+        "nnx.Learned",
+        lambda: pn.Learned(4, 8, param_dtype=jnp.int32, rngs=_rngs()),
+        TypeError,
+        "Learned",
+        "param_dtype",
+    ),
+    (
+        "nnx.Learned",
+        lambda: pn.Learned(4, 8, rngs=_rngs())(_E, jnp.arange(2.0)),
+        TypeError,
+        "Learned.embed",
+        "positions",
+    ),
+    (
+        "nnx.Learned",
+        lambda: pn.Learned(4, 8, rngs=_rngs())(_E, jnp.array([0, 4])),
+        ValueError,
+        "Learned.embed",
+        "positions",
+    ),
+    ("nnx.Rotary", lambda: pn.Rotary(7), ValueError, "Rotary", "head_dim"),
+    ("nnx.Rotary", lambda: pn.Rotary(8, scale=0.0), ValueError, "Rotary", "scale"),
+    ("nnx.ALiBi", lambda: pn.ALiBi(2.0), TypeError, "ALiBi", "num_heads"),
+    ("nnx.T5Bias", lambda: pn.T5Bias(2, bidirectional=1, rngs=_rngs()), TypeError, "T5Bias", "bidirectional"),
+    (
+        "nnx.TransformerXLRelative",
+        lambda: pn.TransformerXLRelative(2, 4, rel_dim=3, rngs=_rngs()),
+        ValueError,
+        "TransformerXLRelative",
+        "rel_dim",
+    ),
+    ("linen.NoPosition", lambda: _linen_call(pl.NoPosition(), _E[0, 0]), ValueError, "NoPosition.embed", "x"),
+    ("linen.Sinusoidal", lambda: pl.Sinusoidal(8, base=1.0), ValueError, "Sinusoidal", "base"),
+    ("linen.Learned", lambda: pl.Learned(4, 0), ValueError, "Learned", "dim"),
+    (
+        "linen.Learned",
+        lambda: _linen_call(pl.Learned(4, 8), jnp.ones((1, 5, 8))),
+        ValueError,
+        "Learned.embed",
+        "x",
+    ),
+    ("linen.Rotary", lambda: pl.Rotary(8, base=0.5), ValueError, "Rotary", "base"),
+    ("linen.ALiBi", lambda: pl.ALiBi(-1), ValueError, "ALiBi", "num_heads"),
+    (
+        "linen.T5Bias",
+        lambda: pl.T5Bias(2, bidirectional=True, num_buckets=0),
+        ValueError,
+        "T5Bias",
+        "num_buckets",
+    ),
+    (
+        "linen.TransformerXLRelative",
+        lambda: pl.TransformerXLRelative(0, 4),
+        ValueError,
+        "TransformerXLRelative",
+        "num_heads",
+    ),
+]
+SCHEME_NO_INPUT = {"schemes.PositionalScheme", "schemes.SchemeDefaults"}
+
+
+@pytest.mark.parametrize(
+    "call, error, name, argument",
+    [row[1:] for row in SCHEME_BAD],
+    ids=[f"{row[0]}-{row[4]}" for row in SCHEME_BAD],
+)
+def test_scheme_and_module_bad_input_names_the_call_and_the_argument(call, error, name, argument):
+    test_bad_input_names_the_call_and_the_argument(call, error, name, argument)
+
+
+def test_the_scheme_table_covers_every_scheme_value_and_module():
+    covered = {row[0] for row in SCHEME_BAD}
+    public = {
+        f"{module.__name__.rsplit('.', 1)[1]}.{name}" for module in (schemes, pn, pl) for name in module.__all__
+    }
+    assert public - SCHEME_NO_INPUT <= covered, sorted(public - SCHEME_NO_INPUT - covered)

@@ -91,7 +91,7 @@ def run(quick: bool) -> dict[str, Any]:
     Returns:
       ``{"image": {...}, "video": {...}}`` with timings, ratios and the max difference of the outputs.
     """
-    repeats = 3 if quick else 10
+    repeats = 3 if quick else 30
     if quick:
         return {"image": _case(1, (8, 8), 2, 32, repeats), "video": _case(1, (2, 4, 4), 2, 48, repeats)}
     return {"image": _case(8, (32, 32), 8, 64, repeats), "video": _case(2, (8, 16, 16), 8, 96, repeats)}
