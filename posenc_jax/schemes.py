@@ -28,6 +28,7 @@ same values (and, for the schemes with parameters, :class:`LearnedLookup`, :clas
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import jax
@@ -42,8 +43,9 @@ from posenc_jax.layouts import Layout, _check_layout
 from posenc_jax.learned import OUT_OF_RANGE_POLICIES, lookup
 from posenc_jax.relative import _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
 from posenc_jax.rotary import _PAIRS, _check_rotary_dim, _floor_max, _rotary_frequencies, apply_rotary
-from posenc_jax.scaling import Scaling, _check_scaling, _depends_on_length, rope_frequencies
-from posenc_jax.sinusoidal import sinusoidal, sinusoidal_table
+from posenc_jax.scaling import Scaling, _check_scaling, _depends_on_length, _rope_frequencies
+from posenc_jax.sinusoidal import _encode as _sinusoidal_kernel
+from posenc_jax.sinusoidal import _table as _sinusoidal_table_kernel
 
 __all__ = [
     "ALiBi",
@@ -279,19 +281,25 @@ class Sinusoidal(SchemeDefaults):
         object.__setattr__(self, "dim", int(self.dim))
         object.__setattr__(self, "frequencies", _frequencies_tuple(self.frequencies, resolved))
 
-    def _encoding(self, positions: Any, dtype: Any) -> jax.Array:
-        return sinusoidal(
-            positions,
-            self.dim,
-            base=self.base,
+    @functools.cached_property
+    def _kernel_frequencies(self) -> tuple[float, ...]:
+        """The checked frequencies, prepared once: calls go straight to the kernels, checking their inputs."""
+        w = _resolve_frequencies(self.dim, base=self.base, frequencies=self.frequencies, caller="Sinusoidal")
+        return tuple(w.tolist())
+
+    def _encoding(self, caller: str, positions: Any, dtype: Any) -> jax.Array:
+        return _sinusoidal_kernel(
+            _checks.positions(caller, positions),
+            frequencies=self._kernel_frequencies,
             layout=self.layout,
-            frequencies=_frequencies_array(self.frequencies),
-            dtype=dtype,
+            dtype=np.dtype(jnp.dtype(dtype)),
         )
 
     def encode(self, positions: jax.Array) -> jax.Array:
         """The encoding alone: ``positions.shape + (dim,)`` of ``dtype`` (float32 when None)."""
-        return self._encoding(positions, jnp.float32 if self.dtype is None else self.dtype)
+        return self._encoding(
+            f"{type(self).__name__}.encode", positions, jnp.float32 if self.dtype is None else self.dtype
+        )
 
     def embed(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
         """``x + encoding(positions)``; ``x`` ``[batch, length, dim]`` or ``[length, dim]``."""
@@ -299,17 +307,16 @@ class Sinusoidal(SchemeDefaults):
         _check_x(x, caller, self.dim)
         _check_embed_positions(x, positions, caller)
         out_dtype = x.dtype if self.dtype is None else self.dtype
-        if positions is None:
-            encoding = sinusoidal_table(
-                x.shape[-2],
-                self.dim,
-                base=self.base,
+        if positions is None:  # 0 … length-1: the table, built by angle addition
+            encoding = _sinusoidal_table_kernel(
+                jnp.zeros((), jnp.int32),
+                length=x.shape[-2],
+                frequencies=self._kernel_frequencies,
                 layout=self.layout,
-                frequencies=_frequencies_array(self.frequencies),
-                dtype=out_dtype,
+                dtype=np.dtype(jnp.dtype(out_dtype)),
             )
         else:
-            encoding = self._encoding(positions, out_dtype)
+            encoding = self._encoding(caller, positions, out_dtype)
         return _add(x, encoding, out_dtype)
 
     def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:
@@ -428,9 +435,7 @@ class Rotary(SchemeDefaults):
                     "use scaling=Linear(scale) for position interpolation",
                 )
             # the scaled frequencies must exist for this head (any length; length-dependent ones at length 1)
-            rope_frequencies(
-                head_dim, base=self.base, scaling=self.scaling, rotary_dim=dim, length=1, caller=caller
-            )
+            _rope_frequencies(caller, head_dim, base=self.base, scaling=self.scaling, rotary_dim=dim, length=1)
         resolved = None if self.frequencies is None else np.asarray(self.frequencies, dtype=np.float64)
         object.__setattr__(self, "head_dim", head_dim)
         object.__setattr__(self, "rotary_dim", None if self.rotary_dim is None else dim)

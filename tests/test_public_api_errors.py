@@ -352,7 +352,7 @@ SCHEME_BAD = [
         "nnx.Sinusoidal",
         lambda: pn.Sinusoidal(8)(_E, jnp.arange(2.0, dtype=jnp.bfloat16)),
         TypeError,
-        "sinusoidal",
+        "Sinusoidal.embed",
         "positions",
     ),
     (

@@ -172,8 +172,6 @@ def config_from_args(args: argparse.Namespace) -> config_lib.ExperimentConfig:
             model[field] = getattr(args, arg)
     if model:
         overrides["model"] = dataclasses.replace(base.model, **model)
-    if "runs" in overrides:  # the preset's per-run budgets of the runs kept
-        overrides["run_steps"] = tuple(r for r in base.run_steps if r[:2] in overrides["runs"])
     if "steps" in overrides:
         overrides["run_steps"] = ()
         if "check_every" not in overrides:

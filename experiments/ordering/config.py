@@ -394,7 +394,8 @@ PRESET_NOTES: dict[str, str] = {
 
 
 def preset(name: str, **overrides: Any) -> ExperimentConfig:
-    """The preset called ``name`` with fields replaced by ``overrides``.
+    """The preset called ``name`` with fields replaced by ``overrides`` (overriding ``runs`` keeps the
+    preset's per-run budgets of the runs that remain).
 
     Raises:
       ValueError: for an unknown preset or field.
@@ -405,4 +406,7 @@ def preset(name: str, **overrides: Any) -> ExperimentConfig:
     unknown = set(overrides) - fields
     if unknown:
         raise ValueError(f"preset(overrides={sorted(unknown)}): unknown fields; allowed: {sorted(fields)}")
-    return dataclasses.replace(PRESETS[name], **overrides)
+    base = PRESETS[name]
+    if "runs" in overrides and "run_steps" not in overrides:  # keep the budgets of the runs kept
+        overrides["run_steps"] = tuple(r for r in base.run_steps if r[:2] in tuple(overrides["runs"]))
+    return dataclasses.replace(base, **overrides)
