@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any, cast
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,9 +41,9 @@ from posenc_jax.scaling import (
     Scaling,
     _check_scaling,
     _depends_on_length,
+    _rope_frequencies,
     _traced_phase_constants,
     rope_attention_factor,
-    rope_frequencies,
 )
 
 __all__ = [
@@ -223,9 +223,7 @@ def apply_rotary(
             traced_length = _traced_length(length, call)
             w = None
         else:
-            w = rope_frequencies(
-                rotary_dim, base=base, scaling=scaling, length=cast(int | None, length), caller=call
-            )
+            w = _rope_frequencies(call, rotary_dim, base=base, scaling=scaling, rotary_dim=None, length=length)
     checked = _checks.positions(call, positions)
     if sections is None:
         _checks.positions_shape(call, checked, x_shape[:-2])

@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import cast
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -432,7 +432,6 @@ def rope_frequencies(
     scaling: Scaling | None = None,
     rotary_dim: int | None = None,
     length: int | None = None,
-    caller: str = "rope_frequencies",
 ) -> np.ndarray:
     """The rotary frequencies ``w_i`` with a long-context scaling, in float64 on the host.
 
@@ -445,7 +444,6 @@ def rope_frequencies(
         Frequencies are defined over ``d``, as for partially rotated heads in the reference code.
       length: the current sequence length (positive int); required by :class:`DynamicNTK` and
         :class:`LongRoPE`, ignored by the others.
-      caller: name used in error messages.
 
     Returns:
       float64 numpy array ``[d // 2]``. The attention factor is :func:`rope_attention_factor`.
@@ -459,12 +457,29 @@ def rope_frequencies(
     >>> rope_frequencies(4)
     array([1.  , 0.01])
     """
+    return _rope_frequencies(
+        "rope_frequencies", head_dim, base=base, scaling=scaling, rotary_dim=rotary_dim, length=length
+    )
+
+
+def _rope_frequencies(
+    caller: str,
+    head_dim: object,
+    *,
+    base: object,
+    scaling: object,
+    rotary_dim: object,
+    length: Any,
+) -> np.ndarray:
+    """:func:`rope_frequencies`, with errors naming the public call ``caller``."""
     head_dim = _checks.even(caller, "head_dim", head_dim, _PAIRS)
     d = head_dim if rotary_dim is None else _checks.even(caller, "rotary_dim", rotary_dim, _PAIRS)
     if d > head_dim:
-        raise ValueError(
-            f"{caller}(rotary_dim={d}): rotary_dim must be <= head_dim={head_dim} "
-            "(it is the number of leading features that are rotated)"
+        raise _checks.value_error(
+            caller,
+            "rotary_dim",
+            d,
+            f"rotary_dim must be <= head_dim={head_dim} (the number of leading features that are rotated)",
         )
     base = _checks.real_above(caller, "base", base, 1.0)
     scaling = _check_scaling(scaling, caller)
@@ -474,17 +489,23 @@ def rope_frequencies(
         _ntk_exponent(d, caller)
     if _depends_on_length(scaling):
         if length is None:
-            raise ValueError(
-                f"{caller}(scaling={type(scaling).__name__}(...), length=None): this scaling's frequencies "
-                "depend on the sequence length; pass length="
+            raise _checks.value_error(
+                caller,
+                "length",
+                None,
+                f"{type(scaling).__name__} frequencies depend on the sequence length",
+                "pass length=",
             )
         length = _check_length(length, caller)
     with np.errstate(over="ignore", under="ignore"):
         w = scaling._frequencies(d, base, length)
     if not np.all(np.isfinite(w) & (w > 0)):
-        raise ValueError(
-            f"{caller}(scaling={scaling!r}, base={base!r}): the scaled frequencies must be finite and > 0, got "
-            f"{w.tolist()}; the factors are out of range for this base"
+        raise _checks.value_error(
+            caller,
+            "scaling",
+            scaling,
+            f"the scaled frequencies must be finite and > 0 for base={base!r}, got {w.tolist()}",
+            "the factors are out of range for this base",
         )
     return w
 

@@ -43,7 +43,7 @@ from posenc_jax.layouts import Layout, _check_layout
 from posenc_jax.learned import OUT_OF_RANGE_POLICIES, lookup
 from posenc_jax.relative import _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
 from posenc_jax.rotary import _PAIRS, _check_rotary_dim, _floor_max, _rotary_frequencies, apply_rotary
-from posenc_jax.scaling import Scaling, _check_scaling, _depends_on_length, rope_frequencies
+from posenc_jax.scaling import Scaling, _check_scaling, _depends_on_length, _rope_frequencies
 from posenc_jax.sinusoidal import _encode as _sinusoidal_kernel
 from posenc_jax.sinusoidal import _table as _sinusoidal_table_kernel
 
@@ -435,9 +435,7 @@ class Rotary(SchemeDefaults):
                     "use scaling=Linear(scale) for position interpolation",
                 )
             # the scaled frequencies must exist for this head (any length; length-dependent ones at length 1)
-            rope_frequencies(
-                head_dim, base=self.base, scaling=self.scaling, rotary_dim=dim, length=1, caller=caller
-            )
+            _rope_frequencies(caller, head_dim, base=self.base, scaling=self.scaling, rotary_dim=dim, length=1)
         resolved = None if self.frequencies is None else np.asarray(self.frequencies, dtype=np.float64)
         object.__setattr__(self, "head_dim", head_dim)
         object.__setattr__(self, "rotary_dim", None if self.rotary_dim is None else dim)

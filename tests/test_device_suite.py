@@ -72,7 +72,7 @@ def test_goals_are_ratios_against_their_limits_and_none_when_not_measured():
         },
         bench_rotary={"bfloat16": {"ratio_vs_table_interleaved": 1.04, "ratio_vs_table_split": 1.06}},
         same_numbers={"max_ulps": 2},
-        preset_estimates={"full": {"projected_hours": 11.5}},
+        preset_estimates={"long": {"projected_hours": 11.5}},
     )
     goals = device.evaluate_goals(steps)
     assert goals["sinusoidal_table_float32_vs_plain_copy"]["met"] is True
@@ -82,7 +82,7 @@ def test_goals_are_ratios_against_their_limits_and_none_when_not_measured():
     assert goals["apply_rotary_interleaved_bfloat16_vs_table_rotation"]["met"] is True
     assert goals["apply_rotary_split_bfloat16_vs_table_rotation"]["met"] is False
     assert goals["max_ulps_device_vs_cpu"] == {**goals["max_ulps_device_vs_cpu"], "value": 2, "met": False}
-    assert goals["full_preset_projected_hours"]["met"] is True
+    assert goals["long_preset_projected_hours"]["met"] is True
     for name in ("sinusoidal_table_bfloat16_vs_plain_copy", "accuracy_excess_over_committed_cpu_table"):
         assert goals[name]["value"] is None and goals[name]["met"] is None
 

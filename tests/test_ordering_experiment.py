@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import jax
@@ -18,7 +19,7 @@ import pytest
 
 from experiments.ordering import __main__ as cli
 from experiments.ordering import config as config_lib
-from experiments.ordering import stats, tasks, train
+from experiments.ordering import evaluate, stats, tasks, train
 from experiments.ordering.model import ModelConfig
 
 TINY = {
@@ -26,18 +27,23 @@ TINY = {
     "train_max_length": 4,
     "test_max_length": 8,
     "batch_size": 16,
-    "max_steps": 20,
+    "steps": 20,
+    "run_steps": (),
     "check_every": 10,
     "validation_per_length": 2,
     "test_per_length": 2,
     "seeds": (0, 1),
     "warmup_steps": 5,
-    "learning_rate": 3e-3,
+    "learning_rates": (3e-3,),
 }
 
 
 def _tiny(**overrides) -> config_lib.ExperimentConfig:
     return config_lib.preset("quick", **{**TINY, **overrides})
+
+
+def _group(config: config_lib.ExperimentConfig, task: str, mode: str, scheme: str) -> config_lib.Group:
+    return next(g for g in config.groups() if (g.task, g.mode, g.scheme) == (task, mode, scheme))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +71,8 @@ def _check_outputs(config: config_lib.ExperimentConfig, workdir: Path, result: d
         record = json.loads((workdir / "groups" / f"{task}-{mode}-{scheme}.json").read_text())
         assert record["device_count"] == len(jax.devices()) == 8
         assert len(record["steps_to_criterion"]) == len(config.seeds)
-        assert all(s is None or 0 < s <= config.max_steps for s in record["steps_to_criterion"])
+        assert record["steps"] == config.steps
+        assert all(s is None or 0 < s <= config.steps for s in record["steps_to_criterion"])
         accuracy = np.asarray(record["test"]["token_accuracy"])
         assert accuracy.shape == (len(config.seeds), config.test_max_length)
         assert ((accuracy >= 0) & (accuracy <= 1)).all()
@@ -79,6 +86,8 @@ def _check_outputs(config: config_lib.ExperimentConfig, workdir: Path, result: d
     for row in summary["rows"]:
         assert row["n"] == len(config.seeds)
         assert row["min"] <= row["mean"] <= row["max"] and np.isfinite(row["ci"]) and row["ci"] >= 0
+        assert 0 <= row["low"] <= row["mean"] <= row["high"] <= 1
+        assert isinstance(row["band_low"], int) and isinstance(row["band_high"], int)
     with open(workdir / "summary.csv") as f:
         csv_rows = list(csv.DictReader(f))
     assert len(csv_rows) == len(summary["rows"]) and {"task", "scheme", "band", "mean", "ci"} <= set(
@@ -116,7 +125,7 @@ def test_every_scheme_is_evaluated_on_the_same_examples(every_scheme):
     config, workdir, _ = every_scheme
     mesh = train.make_mesh()
     sets = {
-        name: train.evaluation_sets(config, tasks.get_task("sort"), "encoder", randomized, mesh)[1]
+        name: evaluate.evaluation_sets(config, tasks.get_task("sort"), "encoder", randomized, mesh)[1]
         for name, randomized in (("fixed", False), ("randomized", True))
     }
     for field in ("inputs", "lengths", "targets"):
@@ -132,19 +141,19 @@ def test_every_scheme_is_evaluated_on_the_same_examples(every_scheme):
 
 def test_model_without_positions_reaches_but_never_exceeds_its_ceiling():
     # Same shapes as the other tiny runs, so the compiled training program is reused.
-    config = _tiny(runs=(("reverse", "encoder"),), schemes=("none",), max_steps=200, test_per_length=8)
-    setup = train.setup_group(config, "reverse", "encoder", "none", train.make_mesh())
+    config = _tiny(runs=(("reverse", "encoder"),), schemes=("none",), steps=200, test_per_length=8)
+    setup = train.setup_group(config, _group(config, "reverse", "encoder", "none"), train.make_mesh())
     record = train.train_group(setup)
     ceiling = np.asarray(record["test"]["ceiling_per_example"])
     accuracy = np.asarray(record["test"]["token_accuracy_per_example"])
     assert accuracy.shape == (len(config.seeds), 8 * config.test_max_length)
     assert (accuracy <= ceiling + 1e-12).all()  # never above, for any example
     assert (ceiling - accuracy).mean() < 0.02  # and reached
-    assert record["stopped_by_cap"] == [True, True]
+    assert record["steps_to_criterion"] == [None, None]
 
 
 def test_resume_after_an_interruption_gives_the_uninterrupted_results(tmp_path):
-    config = _tiny(runs=(("reverse", "encoder"),), schemes=("none", "sinusoidal"), max_steps=10)
+    config = _tiny(runs=(("reverse", "encoder"),), schemes=("none", "sinusoidal"), steps=10)
     interrupted = cli.run(config, tmp_path / "a", progress=False, stop_after=1)
     assert interrupted["trained"] == 1 and interrupted["rows"] is None
     assert len(list((tmp_path / "a" / "groups").glob("*.json"))) == 1
@@ -160,13 +169,13 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_results(tmp_path):
     with pytest.raises(
         ValueError, match=r"run\(workdir=.*\): the directory holds results of a different config"
     ):
-        cli.run(_tiny(runs=(("reverse", "encoder"),), schemes=("none",), max_steps=10), tmp_path / "a")
+        cli.run(_tiny(runs=(("reverse", "encoder"),), schemes=("none",), steps=10), tmp_path / "a")
 
 
 def test_one_device_gives_the_eight_device_results(every_task):
     config, workdir, _ = every_task
     single = train.make_mesh(jax.devices()[:1])
-    setup = train.setup_group(config, "majority", "encoder", "rotary", single)
+    setup = train.setup_group(config, _group(config, "majority", "encoder", "rotary"), single)
     assert len(setup.test.batch.tokens.sharding.device_set) == 1
     record = train.train_group(setup)
     eight = json.loads((workdir / "groups" / "majority-encoder-rotary.json").read_text())
@@ -177,7 +186,7 @@ def test_one_device_gives_the_eight_device_results(every_task):
 
 def test_evaluation_in_blocks_gives_the_same_metrics(every_task):
     config, workdir, _ = every_task
-    setup = train.setup_group(config, "reverse", "decoder", "rotary", train.make_mesh())
+    setup = train.setup_group(config, _group(config, "reverse", "decoder", "rotary"), train.make_mesh())
     assert setup.test.block_rows == setup.test.batch.tokens.shape[0] == 16  # the whole set at once
     blocked = dataclasses.replace(setup, test=dataclasses.replace(setup.test, block_rows=8))
     record = train.train_group(blocked)
@@ -186,12 +195,16 @@ def test_evaluation_in_blocks_gives_the_same_metrics(every_task):
 
 
 def test_evaluation_block_rows_bound_memory():
-    full = config_lib.PRESETS["full"]
+    long = config_lib.PRESETS["long"]
     # 8 heads, 5 seeds, rows of 1002 tokens: a few rows per block, a multiple of the device count.
     per_row = 5 * 8 * 1002**2
-    assert train.evaluation_block_rows(full, rows=2000, row_length=1002, devices=8) == 2**30 // per_row // 8 * 8
-    assert train.evaluation_block_rows(full, rows=2000, row_length=1002, devices=1) == 2**30 // per_row == 26
-    assert train.evaluation_block_rows(config_lib.PRESETS["quick"], rows=320, row_length=82, devices=2) == 320
+    assert (
+        evaluate.evaluation_block_rows(long, rows=2000, row_length=1002, devices=8) == 2**30 // per_row // 8 * 8
+    )
+    assert evaluate.evaluation_block_rows(long, rows=2000, row_length=1002, devices=1) == 2**30 // per_row == 26
+    assert (
+        evaluate.evaluation_block_rows(config_lib.PRESETS["quick"], rows=320, row_length=82, devices=2) == 320
+    )
 
 
 def test_command_line_overrides():
@@ -200,15 +213,20 @@ def test_command_line_overrides():
     )
     config = cli.config_from_args(args)
     assert config.runs == (("reverse", "decoder"), ("sort", "decoder"))
-    assert (config.max_steps, config.seeds) == (30, (4, 5))
-    assert config.max_steps % config.check_every == 0
+    assert (config.steps, config.seeds) == (30, (4, 5))
+    assert config.steps % config.check_every == 0
+    kept = cli.config_from_args(cli.parse_args(["--task", "reverse", "--mode", "decoder"]))
+    assert kept.steps_for("reverse", "decoder") == config_lib.PRESETS["quick"].steps_for("reverse", "decoder")
     quick = cli.config_from_args(cli.parse_args([]))
     assert quick == config_lib.PRESETS["quick"]
-    assert len(quick.seeds) >= 3 and ("sort", "decoder") in quick.runs and ("majority", "encoder") in quick.runs
-    assert set(quick.schemes) == set(config_lib.SCHEMES) - set(config_lib.RELATIVE_SCHEMES)
-    full = config_lib.PRESETS["full"]
-    assert set(full.schemes) == set(config_lib.SCHEMES)
-    assert len(full.seeds) >= 5 and full.model == ModelConfig(5, 64, 8, 4) and full.test_max_length == 500
+    assert len(quick.seeds) >= 5 and ("sort", "encoder") in quick.runs and ("majority", "encoder") in quick.runs
+    assert any(mode == "decoder" and tasks.get_task(t).needs_position[mode] for t, mode in quick.runs)
+    assert {"none", "sinusoidal", "learned"} <= set(quick.schemes)
+    assert any(config_lib.SCHEMES[s].randomized for s in quick.schemes)
+    assert not set(quick.schemes) & set(config_lib.RELATIVE_SCHEMES)
+    long = config_lib.PRESETS["long"]
+    assert set(long.schemes) == set(config_lib.SCHEMES)
+    assert len(long.seeds) >= 5 and long.model == ModelConfig(5, 64, 8, 4) and long.test_max_length == 500
 
 
 @pytest.mark.parametrize(
@@ -225,7 +243,19 @@ def test_command_line_overrides():
         ({"schemes": ("sinusoidal", "xpos")}, r"ExperimentConfig\(schemes='xpos'\): scheme must be one of"),
         ({"seeds": ()}, r"ExperimentConfig\(seeds=\(\)\): a non-empty list of distinct seeds"),
         ({"batch_size": 15}, r"ExperimentConfig\(batch_size=15\): must be a positive even integer"),
-        ({"max_steps": 25}, r"ExperimentConfig\(max_steps=25\): must be a multiple of check_every=10"),
+        (
+            {"steps": 25},
+            r"ExperimentConfig\(steps=25\): the budget of sort \(encoder\) must be a multiple of check_every=10",
+        ),
+        (
+            {"position_range": 10},
+            r"ExperimentConfig\(position_range=10\): must be at least the longest test sequence \(16 tokens\)",
+        ),
+        ({"position_draw": "step"}, r"ExperimentConfig\(position_draw='step'\): must be one of"),
+        (
+            {"learning_rates": (float("inf"),)},
+            r"ExperimentConfig\(learning_rates=inf\): each learning rate must be a positive finite",
+        ),
         ({"test_max_length": 3}, r"ExperimentConfig\(test_max_length=3\): must be at least train_max_length"),
         ({"criterion": 1.5}, r"ExperimentConfig\(criterion=1.5\): must be in \(0, 1\]"),
     ],
@@ -243,6 +273,107 @@ def test_bad_preset_and_device_split():
     with pytest.raises(
         ValueError, match=r"setup_group\(batch_size=12\): the 6 rows .* divisible by the number of"
     ):
-        train.setup_group(_tiny(batch_size=12), "sort", "encoder", "none", train.make_mesh())
+        config = _tiny(batch_size=12)
+        train.setup_group(config, _group(config, "sort", "encoder", "none"), train.make_mesh())
     with pytest.raises(ValueError, match=r"scheme_spec\(name='xpos'\): unknown scheme"):
         config_lib.scheme_spec("xpos")
+
+
+def test_learning_rate_schedule_is_warmup_then_cosine_decay_to_zero():
+    peak, warmup, steps = 3e-3, 10, 110
+    schedule = train.learning_rate_schedule(peak, warmup, steps)
+    for s in range(0, steps + 1):
+        if s < warmup:
+            expected = peak * s / warmup
+        else:
+            expected = peak * 0.5 * (1 + math.cos(math.pi * (s - warmup) / (steps - warmup)))
+        assert float(schedule(s)) == pytest.approx(expected, rel=1e-5, abs=1e-9), s
+    assert float(schedule(steps)) == 0.0
+
+
+def test_budget_rule_every_scheme_and_seed_trains_the_same_steps(every_scheme):
+    config, workdir, _ = every_scheme
+    records = [json.loads(p.read_text()) for p in sorted((workdir / "groups").glob("*.json"))]
+    assert len(records) == len(config.schemes)
+    for r in records:
+        # The same fixed budget for every scheme and seed; a check every check_every steps to the end.
+        assert r["steps"] == config.steps_for("sort", "encoder") == config.steps
+        assert r["curve"]["step"] == list(range(config.check_every, config.steps + 1, config.check_every))
+        assert r["final_validation_exact_match"] == r["curve"]["validation_exact_match"][-1]
+        # Steps to criterion: the first check at the criterion, else None ("not reached").
+        for i, s in enumerate(r["steps_to_criterion"]):
+            exact = [v[i] for v in r["curve"]["validation_exact_match"]]
+            first = next(
+                (step for step, v in zip(r["curve"]["step"], exact, strict=True) if v >= config.criterion), None
+            )
+            assert s == first
+
+
+def test_training_does_not_stop_at_the_criterion():
+    # Criterion 0: every seed "reaches" it at the first check, and training still runs the whole budget.
+    config = _tiny(runs=(("reverse", "encoder"),), schemes=("none",), criterion=1e-9)
+    record = train.train_group(
+        train.setup_group(config, _group(config, "reverse", "encoder", "none"), train.make_mesh())
+    )
+    assert record["steps_to_criterion"] == [config.check_every] * len(config.seeds)
+    assert record["curve"]["step"][-1] == config.steps
+    losses = np.asarray(record["curve"]["loss"])
+    assert (losses[-1] != losses[0]).all()
+
+
+def test_per_run_budgets():
+    config = _tiny(runs=(("sort", "encoder"), ("reverse", "decoder")), run_steps=(("reverse", "decoder", 40),))
+    assert config.steps_for("sort", "encoder") == 20 and config.steps_for("reverse", "decoder") == 40
+    groups = config.groups()
+    a, b = (g for g in groups if g.mode == "encoder" and g.scheme in ("none", "sinusoidal"))
+    assert config.group_fingerprint(a, 1) != config.group_fingerprint(b, 1)
+    assert config.group_fingerprint(a, 1) == _tiny(
+        runs=config.runs, run_steps=((("reverse", "decoder", 60)),)
+    ).group_fingerprint(a, 1)
+    with pytest.raises(
+        ValueError, match=r"ExperimentConfig\(run_steps=\('count', 'encoder', 10\)\): each entry"
+    ):
+        _tiny(run_steps=(("count", "encoder", 10),))
+
+
+def test_paper_preset_follows_the_published_protocol():
+    paper = config_lib.PRESETS["paper"]
+    assert paper.model == ModelConfig(5, 64, 8, 4, dropout=0.1)
+    assert (paper.batch_size, paper.grad_clip, paper.train_max_length, paper.test_max_length) == (
+        128,
+        1.0,
+        40,
+        500,
+    )
+    assert paper.learning_rates == (1e-4, 3e-4, 5e-4) and len(paper.seeds) == 10
+    assert paper.steps == 1_000_000 and not paper.run_steps
+    assert (paper.position_range, paper.position_draw) == (2048, "batch")
+    assert all(mode == "encoder" for _, mode in paper.runs)
+    assert len(paper.groups()) == len(paper.runs) * len(paper.schemes) * 3
+    assert stats.beyond_training(paper.train_max_length, paper.test_max_length) == (41, 500)
+    assert "Not known" in config_lib.PRESET_NOTES["paper"]
+    assert "not the papers' scale" in config_lib.PRESET_NOTES["long"]
+    assert "full" not in config_lib.PRESETS
+
+
+def test_committed_quick_results_follow_the_protocol():
+    """The committed results come from the quick preset as defined now: equal budgets within every run, at
+    least 5 seeds, and a report whose findings are exactly those generated from the committed paired
+    intervals (which are recomputed here from the per-seed values)."""
+    from experiments.ordering import report, summary
+
+    results = Path(__file__).resolve().parents[1] / "experiments" / "results" / "ordering"
+    config = config_lib.ExperimentConfig.from_json(json.loads((results / "config.json").read_text()))
+    assert config == config_lib.PRESETS["quick"]
+    committed = json.loads((results / "summary.json").read_text())
+    groups = committed["groups"]
+    assert len(groups) == len(config.groups())
+    for task, mode in config.runs:
+        budgets = {g["steps"] for g in groups if (g["task"], g["mode"]) == (task, mode)}
+        assert budgets == {config.steps_for(task, mode)}
+    assert all(len(g["seeds"]) >= 5 for g in groups)
+    recomputed = summary.compare_schemes(committed["rows"])
+    assert recomputed == committed["comparisons"]
+    text = (results / "report.md").read_text()
+    for line in report.findings(config, groups, committed["comparisons"]):
+        assert line in text

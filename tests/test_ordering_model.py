@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.ordering import tasks
+from experiments.ordering import data, tasks
 from experiments.ordering.config import SCHEMES
 from experiments.ordering.model import ModelConfig, Transformer, attention_mask, init_cache
 
@@ -24,11 +24,11 @@ def _model(base: str, mode: str, config: ModelConfig = CONFIG) -> Transformer:
     return Transformer(module, config, tasks.VOCAB_SIZE, tasks.NUM_CLASSES, causal=mode == "decoder")
 
 
-def _batch(mode: str, seed: int = 0) -> tasks.Batch:
+def _batch(mode: str, seed: int = 0) -> data.Batch:
     task = tasks.get_task("sort")
     rng = np.random.default_rng(seed)
-    ex = tasks.make_examples(task, rng, tasks.training_lengths(rng, 3, 6), 6)
-    return tasks.pack_examples(task, ex, mode=mode, segments_per_row=2, row_length=task.pair_length(6))
+    ex = data.make_examples(task, rng, data.training_lengths(rng, 3, 6), 6)
+    return data.pack_examples(task, ex, mode=mode, segments_per_row=2, row_length=task.pair_length(6))
 
 
 def _apply(model, params, batch, jit):
@@ -96,11 +96,11 @@ def test_cached_decoding_step_matches_the_full_causal_forward(scheme, jit):
     model = _model(spec.base, "decoder")
     task = tasks.get_task("reverse")
     rng = np.random.default_rng(2)
-    ex = tasks.make_examples(task, rng, np.array([1, 4, 7, 3]), 7)
+    ex = data.make_examples(task, rng, np.array([1, 4, 7, 3]), 7)
     positions = None
     if spec.randomized:
-        positions = tasks.sorted_random_positions(rng, ex.lengths + ex.output_lengths, 14, 32)
-    batch = tasks.pack_examples(
+        positions = data.sorted_random_positions(rng, ex.lengths + ex.output_lengths, 14, 32)
+    batch = data.pack_examples(
         task, ex, mode="decoder", segments_per_row=1, row_length=14, example_positions=positions
     )
     params = model.init(jax.random.key(2), batch.tokens, batch.positions, batch.segment_ids)
@@ -134,3 +134,22 @@ def test_cached_decoding_step_matches_the_full_causal_forward(scheme, jit):
 def test_bad_model_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(**kwargs)
+
+
+def test_dropout_acts_only_at_training():
+    config = ModelConfig(num_layers=1, width=16, num_heads=2, mlp_ratio=2, dropout=0.5)
+    module = SCHEMES["sinusoidal"].module(config, mode="encoder", max_positions=32)
+    model = Transformer(module, config, tasks.VOCAB_SIZE, tasks.NUM_CLASSES, causal=False)
+    plain = _model("sinusoidal", "encoder", SMALL)
+    batch = _batch("encoder")
+    params = _params("sinusoidal", "encoder")  # dropout has no parameters: the same tree
+    args = (batch.tokens, batch.positions, batch.segment_ids)
+    np.testing.assert_array_equal(model.apply(params, *args), plain.apply(params, *args))
+    train = [
+        model.apply(params, *args, deterministic=False, rngs={"dropout": jax.random.key(k)}) for k in (0, 0, 1)
+    ]
+    np.testing.assert_array_equal(train[0], train[1])
+    assert np.abs(np.asarray(train[0]) - np.asarray(plain.apply(params, *args))).max() > 1e-3
+    assert np.abs(np.asarray(train[0]) - np.asarray(train[2])).max() > 1e-3
+    with pytest.raises(ValueError, match=r"ModelConfig\(dropout=1.0\): must be in \[0, 1\)"):
+        ModelConfig(dropout=1.0)

@@ -39,7 +39,53 @@ def test_summarize_is_the_t_interval_of_the_mean():
 
 
 def test_summarize_single_value_has_no_interval():
-    assert stats.summarize([0.3]) == {"mean": 0.3, "ci": None, "max": 0.3, "min": 0.3, "n": 1}
+    assert stats.summarize([0.3]) == {
+        "mean": 0.3,
+        "ci": None,
+        "low": 0.3,
+        "high": 0.3,
+        "max": 0.3,
+        "min": 0.3,
+        "n": 1,
+    }
+
+
+def test_displayed_interval_is_clipped_to_the_unit_range():
+    s = stats.summarize([1.0, 1.0, 0.9])
+    assert s["high"] == 1.0 and s["mean"] + s["ci"] > 1.0
+    s = stats.summarize([0.0, 0.1, 0.0])
+    assert s["low"] == 0.0 and s["mean"] - s["ci"] < 0.0
+    assert stats.summarize([0.0, 2.0], bounds=None)["low"] < 0.0
+
+
+def test_paired_difference_against_a_hand_computed_case():
+    # Differences a - b per seed: 0.10, 0.20, 0.00, 0.30, 0.15 -> mean 0.15, sample sd sqrt(0.0125),
+    # t(0.975, 4) = 2.776445105 (tables), half-width 2.776445105 * sqrt(0.0125) / sqrt(5) = 0.138822.
+    a = [0.60, 0.75, 0.50, 0.90, 0.70]
+    b = [0.50, 0.55, 0.50, 0.60, 0.55]
+    d = stats.paired_difference(a, b)
+    assert d["mean"] == pytest.approx(0.15)
+    assert d["ci"] == pytest.approx(2.776445105 * math.sqrt(0.0125) / math.sqrt(5), rel=1e-8)
+    assert d["ci"] == pytest.approx(0.1388222553, rel=1e-8)
+    assert (d["low"], d["high"]) == (pytest.approx(0.0111777447), pytest.approx(0.2888222553))
+    assert d["separated"] and d["n"] == 5
+    # Unpaired, the same values' intervals overlap; paired, the shared seed effect cancels.
+    sa, sb = stats.summarize(a), stats.summarize(b)
+    assert sa["mean"] - sa["ci"] < sb["mean"] + sb["ci"]
+    # Reversed: the same interval, negated; an interval containing 0 is not separated.
+    r = stats.paired_difference(b, a)
+    assert (r["low"], r["high"]) == (pytest.approx(-d["high"]), pytest.approx(-d["low"]))
+    assert r["separated"]
+    assert not stats.paired_difference([0.5, 0.7, 0.6], [0.6, 0.5, 0.6])["separated"]
+    assert not stats.paired_difference([0.5], [0.1])["separated"]  # one seed: no interval
+
+
+def test_mean_interval_matches_summarize_per_column():
+    values = np.array([[0.1, 0.9], [0.3, 0.8], [0.2, 1.0], [0.6, 0.7]])
+    mean, half = stats.mean_interval(values)
+    for j in range(2):
+        s = stats.summarize(values[:, j])
+        assert (mean[j], half[j]) == (pytest.approx(s["mean"]), pytest.approx(s["ci"]))
 
 
 def test_bands_start_right_after_the_training_lengths():
@@ -50,6 +96,8 @@ def test_bands_start_right_after_the_training_lengths():
     }
     assert stats.bands(4, 6) == {"in-distribution (1-4)": (1, 4), "1-2x (5-6)": (5, 6)}
     assert stats.bands(3, 3) == {"in-distribution (1-3)": (1, 3)}
+    assert list(stats.bands(40, 500).values()) == [(1, 40), (41, 80), (81, 160), (161, 500)]
+    assert stats.beyond_training(40, 500) == (41, 500) and stats.beyond_training(5, 5) is None
 
 
 @pytest.mark.parametrize(
@@ -64,8 +112,100 @@ def test_bands_start_right_after_the_training_lengths():
             r"summarize\(values=\[1.0, nan\]\): values must be finite",
         ),
         (lambda: stats.bands(5, 4), r"bands\(train_max_length=5, test_max_length=4\)"),
+        (
+            lambda: stats.paired_difference([1.0, 2.0], [1.0]),
+            r"paired_difference\(a shape=\(2,\), b shape=\(1,\)\): one value per seed each",
+        ),
+        (lambda: stats.paired_difference([], []), r"paired_difference\(values shape=\(0,\)\)"),
     ],
 )
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def _record(scheme, accuracy, lr=1e-3):
+    """A group record with per-seed, per-length token accuracies `[seeds, 4]` (train lengths 1-2)."""
+    accuracy = np.asarray(accuracy, dtype=float)
+    return {
+        "task": "reverse",
+        "mode": "decoder",
+        "scheme": scheme,
+        "learning_rate": lr,
+        "seeds": list(range(accuracy.shape[0])),
+        "steps": 20,
+        "steps_to_criterion": [10] * accuracy.shape[0],
+        "final_validation_exact_match": [1.0] * accuracy.shape[0],
+        "needs_position": True,
+        "chance": 0.5,
+        "test": {
+            "lengths": [1, 2, 3, 4],
+            "token_accuracy": accuracy.tolist(),
+            "exact_match": (accuracy == 1.0).astype(float).tolist(),
+            "most_frequent": [0.6, 0.55, 0.5, 0.5],
+        },
+    }
+
+
+def test_findings_state_only_differences_whose_paired_interval_excludes_zero():
+    from experiments.ordering import config as config_lib
+    from experiments.ordering import report, summary
+    from experiments.ordering.model import ModelConfig
+
+    config = config_lib.preset(
+        "quick",
+        runs=(("reverse", "decoder"),),
+        schemes=("none", "sinusoidal", "learned"),
+        seeds=(0, 1, 2, 3, 4),
+        model=ModelConfig(1, 16, 2, 2),
+        train_max_length=2,
+        test_max_length=4,
+        steps=20,
+        check_every=10,
+    )
+    base = np.array([[1, 1, 0.5, 0.4], [1, 1, 0.6, 0.5], [1, 1, 0.4, 0.5], [1, 1, 0.5, 0.6], [1, 1, 0.7, 0.3]])
+    records = [
+        _record("none", base),
+        # sinusoidal: +0.1 and -0.1 on alternate seeds beyond training: the interval contains 0.
+        _record(
+            "sinusoidal", base + np.array([0, 0, 1, 1])[None] * np.array([0.1, -0.1, 0.1, -0.1, 0.0])[:, None]
+        ),
+        # learned: +0.3 to +0.4 on every seed beyond training: separated.
+        _record(
+            "learned", base + np.array([0, 0, 1, 1])[None] * np.array([0.3, 0.35, 0.4, 0.3, 0.25])[:, None]
+        ),
+    ]
+    rows = summary.summarize_groups(config, records)
+    comparisons = summary.compare_schemes(rows)
+    beyond = {
+        (c["scheme"], c["reference"]): c
+        for c in comparisons
+        if c["band"] == "1-2x (3-4)" and c["metric"] == "token_accuracy"
+    }
+    learned = beyond[("learned", "none")]
+    # Hand computation: per-seed differences 0.30, 0.35, 0.40, 0.30, 0.25 -> mean 0.32, sd 0.0570088,
+    # half-width 2.776445 * 0.0570088 / sqrt(5) = 0.0707855.
+    assert learned["mean"] == pytest.approx(0.32)
+    assert learned["ci"] == pytest.approx(2.776445105 * math.sqrt(0.013 / 4) / math.sqrt(5), rel=1e-6)
+    assert learned["separated"] and not beyond[("sinusoidal", "none")]["separated"]
+    text = "\n".join(report.findings(config, records, comparisons))
+    assert "above none: learned +0.32 [+0.25, +0.39]" in text
+    assert "the data do not separate sinusoidal from none" in text
+    assert "above sinusoidal: learned" in text
+    # In distribution every scheme is at 1.0 on every seed: nothing is separated there.
+    assert (
+        "in-distribution (1-2), paired difference from none: the data do not separate sinusoidal, learned"
+        in text
+    )
+    assert "below" not in text
+    # Rows carry the band limits as integers and the baselines.
+    row = next(
+        r for r in rows if r["scheme"] == "none" and r["band_low"] == 3 and r["metric"] == "token_accuracy"
+    )
+    assert (row["band_high"], row["most_frequent"], row["chance"]) == (4, 0.5, 0.5)
+    # The reference aggregation: max over seeds (and learning rates) of the mean over lengths 3-4.
+    aggregation = {a["scheme"]: a for a in summary.reference_aggregation(config, records)}
+    assert aggregation["learned"]["best"] == pytest.approx(
+        max(base[:, 2:].mean(1) + [0.3, 0.35, 0.4, 0.3, 0.25])
+    )
+    assert aggregation["none"]["lengths"] == [3, 4]

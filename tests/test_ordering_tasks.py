@@ -7,7 +7,7 @@ import collections
 import numpy as np
 import pytest
 
-from experiments.ordering import tasks
+from experiments.ordering import data, evaluate, tasks
 
 
 def _reference_outputs(name: str, x: list[int]) -> list[int]:
@@ -32,7 +32,7 @@ def test_targets_match_the_definitions(name):
     task = tasks.get_task(name)
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 13, size=200)
-    examples = tasks.make_examples(task, rng, lengths, 12)
+    examples = data.make_examples(task, rng, lengths, 12)
     assert examples.inputs.shape == (200, 12)
     assert examples.targets.shape == (200, task.output_length(12))
     for e in range(200):
@@ -50,19 +50,85 @@ def test_targets_match_the_definitions(name):
 def test_only_the_control_task_is_solvable_without_positions():
     rng = np.random.default_rng(1)
     for name, task in tasks.TASKS.items():
-        ex = tasks.make_examples(task, rng, np.full(300, 9), 9)
+        ex = data.make_examples(task, rng, np.full(300, 9), 9)
         shuffled = rng.permuted(ex.inputs, axis=1)
         order_matters = (task.targets(shuffled, ex.lengths) != ex.targets).any(axis=1).mean()
         # Without positions an encoder can at best reach the ceiling (all outputs one symbol).
-        ceiling = tasks.analytic_ceiling(ex).mean()
+        ceiling = evaluate.analytic_ceiling(ex).mean()
         if name in ("reverse", "duplicate", "odds_first"):
             assert order_matters > 0.5, name
         if name == "sort":  # order-free input, but its outputs differ by position
             assert order_matters == 0.0 and ceiling < 0.6
-        if task.needs_position:
+        if task.needs_position["encoder"]:
             assert ceiling < 0.8, name
         else:
             assert order_matters == 0.0 and ceiling == 1.0, name
+
+
+@pytest.mark.parametrize(
+    ("name", "inputs", "outputs"),
+    [
+        ("sort", [3, 0, 4, 0, 2], [0, 0, 2, 3, 4]),
+        ("reverse", [1, 1, 0, 1], [1, 0, 1, 1]),
+        ("duplicate", [0, 1, 1], [0, 1, 1, 0, 1, 1]),
+        ("odds_first", [1, 0, 0, 1, 1], [1, 0, 1, 0, 1]),
+        ("odds_first", [0, 1], [0, 1]),
+        ("majority", [2, 4, 4, 2, 1], [2]),  # tie between 2 and 4: the smaller
+        ("majority", [3], [3]),
+    ],
+)
+def test_targets_on_hand_examples(name, inputs, outputs):
+    task = tasks.get_task(name)
+    padded = np.zeros((1, 8), np.int32)
+    padded[0, : len(inputs)] = inputs
+    targets = task.targets(padded, np.array([len(inputs)]))
+    assert targets.shape == (1, task.output_length(8))
+    assert targets[0, : len(outputs)].tolist() == outputs
+    assert not targets[0, len(outputs) :].any()
+
+
+def test_each_task_is_one_definition_with_positions_needed_per_mode():
+    assert {name: t.needs_position for name, t in tasks.TASKS.items()} == {
+        "sort": {"encoder": True, "decoder": False},
+        "reverse": {"encoder": True, "decoder": True},
+        "duplicate": {"encoder": True, "decoder": True},
+        "odds_first": {"encoder": True, "decoder": True},
+        "majority": {"encoder": False, "decoder": False},
+    }
+    assert all(set(t.why) == set(tasks.MODES) for t in tasks.TASKS.values())
+    # Adding a task is one definition: its own target function, no dispatch on the name.
+    first = tasks.Task(
+        "first",
+        2,
+        0,
+        1,
+        lambda x, n, m: x[:, :1],
+        {"encoder": True, "decoder": True},
+        {"encoder": "", "decoder": ""},
+        "the first symbol",
+    )
+    assert first.targets(np.array([[1, 0, 0], [0, 1, 1]]), np.array([3, 2])).tolist() == [[1], [0]]
+    with pytest.raises(ValueError, match=r"Task\(name='bad', needs_position=…\): one entry per mode"):
+        tasks.Task("bad", 2, 1, 0, lambda x, n, m: x, {"encoder": True}, {"encoder": "", "decoder": ""}, "")
+
+
+def test_sort_in_a_causal_decoder_needs_counting_only():
+    """The next output of sort is the smallest symbol emitted fewer times so far than it occurs in the input:
+    a rule that reads symbol counts only, never a position (so `needs_position["decoder"]` is False)."""
+    task = tasks.get_task("sort")
+    rng = np.random.default_rng(7)
+    ex = data.make_examples(task, rng, rng.integers(1, 13, size=300), 12)
+    for e in range(300):
+        n = int(ex.lengths[e])
+        counts = collections.Counter(ex.inputs[e, :n].tolist())  # order-free
+        emitted: collections.Counter = collections.Counter()
+        for j in range(n):
+            nxt = min(s for s in range(5) if emitted[s] < counts[s])
+            assert nxt == ex.targets[e, j]
+            emitted[nxt] += 1
+    # Reverse in a decoder cannot be done from counts: two inputs with equal counts, different outputs.
+    rev = tasks.get_task("reverse")
+    assert rev.targets(np.array([[0, 1], [1, 0]]), np.array([2, 2])).tolist() == [[1, 0], [0, 1]]
 
 
 @pytest.mark.parametrize("mode", tasks.MODES)
@@ -70,10 +136,10 @@ def test_only_the_control_task_is_solvable_without_positions():
 def test_packing_lays_out_each_example(mode, name):
     task = tasks.get_task(name)
     rng = np.random.default_rng(2)
-    lengths = tasks.training_lengths(rng, 16, 7)
-    ex = tasks.make_examples(task, rng, lengths, 7)
+    lengths = data.training_lengths(rng, 16, 7)
+    ex = data.make_examples(task, rng, lengths, 7)
     row_length = task.pair_length(7)
-    batch = tasks.pack_examples(task, ex, mode=mode, segments_per_row=2, row_length=row_length)
+    batch = data.pack_examples(task, ex, mode=mode, segments_per_row=2, row_length=row_length)
     assert batch.tokens.shape == (16, row_length)
     assert (batch.segment_ids > 0).all()  # complementary lengths fill every row exactly
     for r in range(16):
@@ -99,23 +165,23 @@ def test_packing_lays_out_each_example(mode, name):
 def test_packing_with_explicit_positions_and_padding():
     task = tasks.get_task("reverse")
     rng = np.random.default_rng(3)
-    ex = tasks.make_examples(task, rng, np.array([2, 1, 3]), 3)
+    ex = data.make_examples(task, rng, np.array([2, 1, 3]), 3)
     positions = np.arange(3 * 6).reshape(3, 6) * 10
-    batch = tasks.pack_examples(
+    batch = data.pack_examples(
         task, ex, mode="encoder", segments_per_row=1, row_length=7, example_positions=positions
     )
     assert batch.positions[1].tolist() == [60, 70, 0, 0, 0, 0, 0]
     assert batch.segment_ids[1].tolist() == [1, 1, 0, 0, 0, 0, 0]
     assert batch.tokens[1, 2:].tolist() == [tasks.PAD] * 5
     assert batch.example_ids[1, 2:].tolist() == [-1] * 5
-    padded = tasks.pad_rows(batch, 8)
+    padded = evaluate.pad_rows(batch, 8)
     assert padded.tokens.shape == (8, 7)
     assert (padded.weights[3:] == 0).all() and (padded.example_ids[3:] == -1).all()
     assert (padded.segment_ids[3:] == 0).all()
 
 
 def test_training_lengths_are_uniform_and_complementary():
-    lengths = tasks.training_lengths(np.random.default_rng(4), 20_000, 10).reshape(-1, 2)
+    lengths = data.training_lengths(np.random.default_rng(4), 20_000, 10).reshape(-1, 2)
     assert (lengths.sum(1) == 11).all()
     counts = np.bincount(lengths[:, 0], minlength=11)[1:]
     assert counts.min() > 1800 and counts.max() < 2200  # 2000 expected per length
@@ -125,7 +191,7 @@ def test_sorted_random_positions_are_uniform_subsets_per_example():
     rng = np.random.default_rng(5)
     lengths = np.full(4000, 6)
     lengths[::2] = 3
-    p = tasks.sorted_random_positions(rng, lengths, 8, 20)
+    p = data.sorted_random_positions(rng, lengths, 8, 20)
     for row, n in zip(p[:50], lengths[:50], strict=True):
         chosen = row[:n]
         assert (np.diff(chosen) > 0).all() and chosen.min() >= 0 and chosen.max() < 20
@@ -142,10 +208,29 @@ def test_sorted_random_positions_are_uniform_subsets_per_example():
     assert abs(six[:, 0].mean() - expected_mean_min) < 0.15
 
 
+def test_randomized_positions_drawn_once_per_batch_are_shared_prefixes():
+    rng = np.random.default_rng(8)
+    lengths = np.array([3, 6, 2, 6, 5, 1])
+    p = data.sorted_random_positions(rng, lengths, 6, 2048, share=3)
+    for full in (p[1], p[3]):  # the examples with 6 positions hold their batch's whole draw
+        assert (np.diff(full) > 0).all() and full.max() < 2048
+    for e, n in enumerate(lengths):
+        group = p[(e // 3) * 3 : (e // 3) * 3 + 3]
+        draw = group[np.argmax(lengths[(e // 3) * 3 : (e // 3) * 3 + 3])]
+        assert p[e, :n].tolist() == draw[:n].tolist() and (p[e, n:] == 2048).all()
+    assert p[1].tolist() != p[3].tolist()  # another batch, another draw
+    # Per step in training: every example of a step shares the draw.
+    batch = data.training_batch(
+        tasks.get_task("reverse"), rng, mode="decoder", rows=4, max_length=5, position_range=2048, share=8
+    )
+    firsts = {int(batch.positions[r, batch.segment_ids[r] == s][0]) for r in range(4) for s in (1, 2)}
+    assert len(firsts) == 1
+
+
 def test_training_batch_randomized_positions_fill_the_range():
     task = tasks.get_task("sort")
-    batch = tasks.training_batch(
-        task, np.random.default_rng(6), mode="encoder", rows=64, max_length=5, max_positions=40
+    batch = data.training_batch(
+        task, np.random.default_rng(6), mode="encoder", rows=64, max_length=5, position_range=40
     )
     assert batch.positions.max() >= 30  # positions far beyond the training lengths are seen
     for r in range(64):
@@ -155,16 +240,16 @@ def test_training_batch_randomized_positions_fill_the_range():
 
 
 def test_evaluation_lengths():
-    paired = tasks.evaluation_lengths(5, 4, paired=True)
+    paired = evaluate.evaluation_lengths(5, 4, paired=True)
     assert np.bincount(paired, minlength=6)[1:].tolist() == [4] * 5
     assert (paired.reshape(-1, 2).sum(1) == 6).all()
-    assert tasks.evaluation_lengths(3, 2, paired=False).tolist() == [1, 1, 2, 2, 3, 3]
+    assert evaluate.evaluation_lengths(3, 2, paired=False).tolist() == [1, 1, 2, 2, 3, 3]
 
 
 def test_analytic_ceiling():
     targets = np.array([[1, 1, 0, 2], [3, 0, 0, 0], [4, 4, 4, 4]])
-    ex = tasks.Examples(targets, np.array([4, 1, 3]), targets, np.array([4, 1, 3]))
-    np.testing.assert_allclose(tasks.analytic_ceiling(ex), [0.5, 1.0, 1.0])
+    ex = data.Examples(targets, np.array([4, 1, 3]), targets, np.array([4, 1, 3]))
+    np.testing.assert_allclose(evaluate.analytic_ceiling(ex), [0.5, 1.0, 1.0])
 
 
 @pytest.mark.parametrize(
@@ -172,37 +257,37 @@ def test_analytic_ceiling():
     [
         (lambda: tasks.get_task("count"), r"get_task\(name='count'\): unknown task"),
         (
-            lambda: tasks.make_examples(tasks.TASKS["sort"], np.random.default_rng(0), np.array([0]), 4),
+            lambda: data.make_examples(tasks.TASKS["sort"], np.random.default_rng(0), np.array([0]), 4),
             r"make_examples\(lengths=.*\): lengths must be a 1-D array of values in 1 … 4",
         ),
         (
-            lambda: tasks.pack_examples(
+            lambda: data.pack_examples(
                 tasks.TASKS["sort"], _examples(), mode="seq2seq", segments_per_row=1, row_length=8
             ),
             r"pack_examples\(mode='seq2seq'\): mode must be one of",
         ),
         (
-            lambda: tasks.pack_examples(
+            lambda: data.pack_examples(
                 tasks.TASKS["sort"], _examples(), mode="encoder", segments_per_row=3, row_length=8
             ),
             r"pack_examples\(segments_per_row=3\): must be a positive divisor",
         ),
         (
-            lambda: tasks.pack_examples(
+            lambda: data.pack_examples(
                 tasks.TASKS["sort"], _examples(), mode="encoder", segments_per_row=2, row_length=5
             ),
             r"pack_examples\(row_length=5\): a row needs 6 tokens",
         ),
         (
-            lambda: tasks.sorted_random_positions(np.random.default_rng(0), np.array([2]), 8, 4),
+            lambda: data.sorted_random_positions(np.random.default_rng(0), np.array([2]), 8, 4),
             r"sorted_random_positions\(width=8, max_position=4\): width must not exceed max_position",
         ),
         (
-            lambda: tasks.sorted_random_positions(np.random.default_rng(0), np.array([5]), 4, 8),
+            lambda: data.sorted_random_positions(np.random.default_rng(0), np.array([5]), 4, 8),
             r"sorted_random_positions\(lengths max=5, width=4\)",
         ),
         (
-            lambda: tasks.evaluation_lengths(5, 3, paired=True),
+            lambda: evaluate.evaluation_lengths(5, 3, paired=True),
             r"evaluation_lengths\(per_length=3\): must be even",
         ),
     ],
@@ -213,4 +298,4 @@ def test_bad_input(call, message):
 
 
 def _examples():
-    return tasks.make_examples(tasks.TASKS["sort"], np.random.default_rng(0), np.array([1, 2]), 2)
+    return data.make_examples(tasks.TASKS["sort"], np.random.default_rng(0), np.array([1, 2]), 2)

@@ -203,10 +203,14 @@ def test_pending_when_the_summary_is_missing(tmp_path):
 
 
 def _summary_rows(task, mode, scheme, bands, metric="token_accuracy"):
-    return [
-        {"task": task, "mode": mode, "scheme": scheme, "band": band, "metric": metric, "mean": mean}
-        for band, mean in bands.items()
-    ]
+    rows = []
+    for band, mean in bands.items():
+        low, high = (int(v) for v in band[band.index("(") + 1 : -1].split("-"))
+        rows.append(
+            {"task": task, "mode": mode, "scheme": scheme, "band": band, "band_low": low, "band_high": high}
+            | {"metric": metric, "mean": mean}
+        )
+    return rows
 
 
 def test_reads_the_experiment_summary(tmp_path):

@@ -307,7 +307,11 @@ def test_attention_factor_leaves_pass_through_features_alone():
         (lambda: YaRN(2.0, 4096, truncate=1), TypeError, r"YaRN\(truncate=1\): truncate must be a bool"),
         (lambda: Llama3(high_freq_factor=1.0), ValueError, r"Llama3\(high_freq_factor=1.0\): .* > 1"),
         (lambda: Llama3(factor=True), TypeError, r"Llama3\(factor=True\)"),
-        (lambda: LongRoPE((1.0, 2.0), (1.0,), 16), ValueError, r"LongRoPE\(long_factors=\(1.0,\)\): long_factors must have as many factors as short_factors \(2\)"),
+        (
+            lambda: LongRoPE((1.0, 2.0), (1.0,), 16),
+            ValueError,
+            r"LongRoPE\(long_factors=\(1.0,\)\): long_factors must have as many factors as short_factors \(2\)",
+        ),
         (lambda: LongRoPE((1.0, 0.0), (1.0, 1.0), 16), ValueError, r"LongRoPE\(short_factors=\[1.0, 0.0\]\)"),
         (lambda: LongRoPE((), (), 16), ValueError, r"LongRoPE\(short_factors shape=\(0,\)\)"),
         (lambda: LongRoPE(("a",), ("b",), 16), TypeError, r"LongRoPE\(short_factors dtype=<U1\)"),
@@ -320,7 +324,7 @@ def test_attention_factor_leaves_pass_through_features_alone():
         (
             lambda: rope_frequencies(8, scaling=DynamicNTK(2.0, 16)),
             ValueError,
-            r"rope_frequencies\(scaling=DynamicNTK\(...\), length=None\): .* pass length=",
+            r"rope_frequencies\(length=None\): DynamicNTK frequencies depend on the sequence length; pass length=",
         ),
         (
             lambda: rope_frequencies(8, scaling=DynamicNTK(2.0, 16), length=0),
@@ -335,12 +339,12 @@ def test_attention_factor_leaves_pass_through_features_alone():
         (
             lambda: rope_frequencies(8, scaling=Linear(1e-310)),
             ValueError,
-            r"rope_frequencies\(scaling=Linear\(factor=1e-310\), base=10000.0\): the scaled frequencies must",
+            r"rope_frequencies\(scaling=Linear\(factor=1e-310\)\): the scaled frequencies must be finite and > 0 for base=10000.0",
         ),
         (
             lambda: apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scaling=NTK(1e300)),
             ValueError,
-            r"apply_rotary\(scaling=NTK\(factor=1e\+300\), base=10000.0\): the scaled frequencies must",
+            r"apply_rotary\(scaling=NTK\(factor=1e\+300\)\): the scaled frequencies must be finite and > 0 for base=10000.0",
         ),
         (lambda: rope_attention_factor(2.0), TypeError, r"rope_attention_factor\(scaling=2.0\)"),
         (

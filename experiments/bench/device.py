@@ -98,8 +98,9 @@ def _preset_estimates(workdir: Path, throughput: dict[str, Any] | None, limit: f
 
     def size(name: str) -> tuple[int, int, int]:  # steps per group, groups, seeds per group
         config = config_lib.PRESETS[name]
-        groups = len(getattr(config, "runs", ())) * len(getattr(config, "schemes", ()))
-        return int(getattr(config, "max_steps", 0)), groups, len(getattr(config, "seeds", ()))
+        groups = len(config.groups())
+        steps = max(config.steps_for(task, mode) for task, mode in config.runs)
+        return steps, groups, len(config.seeds)
 
     command = [sys.executable, "-m", "experiments.ordering"]
     usage = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60).stdout
@@ -127,7 +128,8 @@ def _preset_estimates(workdir: Path, throughput: dict[str, Any] | None, limit: f
         return out
     out["source"] = (
         "projected from the throughput section's timed steps (the experiment's command line has no "
-        "--estimate): step time of the measured group x max_steps x groups (runs x schemes); training "
+        "--estimate): step time of the measured group x the longest run's steps x groups (runs x schemes x "
+        "learning rates); training "
         "steps only (compilation, criterion checks beyond the chunk's and the final evaluation excluded), "
         "every group assumed to cost what the measured sort/encoder group costs"
     )
@@ -310,8 +312,8 @@ def evaluate_goals(steps: dict[str, Any]) -> dict[str, Any]:
         6e-8,
         "largest (this backend's error - committed CPU error) over the accuracy table's posenc_jax entries",
     )
-    hours = _get(result, "preset_estimates", "full", "projected_hours")
-    goal("full_preset_projected_hours", hours, 12.0, "projected wall time of --preset full on this device")
+    hours = _get(result, "preset_estimates", "long", "projected_hours")
+    goal("long_preset_projected_hours", hours, 12.0, "projected wall time of --preset long on this device")
     return goals
 
 

@@ -1,6 +1,6 @@
-"""Command line: ``python -m experiments.ordering [--preset quick|full] [overrides]``.
+"""Command line: ``python -m experiments.ordering [--preset quick|long|paper] [overrides]``.
 
-Trains every (task, mode, scheme) group of the config, writing each finished group atomically to
+Trains every (task, mode, scheme, learning rate) group of the config, writing each finished group atomically to
 ``WORKDIR/groups/``; a rerun of the same command skips finished groups. Then writes ``config.json``,
 ``metrics.jsonl``, ``training.jsonl``, ``summary.json``, ``summary.csv``, figures and ``report.md`` to the
 work directory and prints the tables.
@@ -47,7 +47,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m experiments.ordering",
         description="Sequence-ordering tasks comparing positional encodings (several seeds, CIs, figures).",
     )
-    parser.add_argument("--preset", default="quick", choices=sorted(config_lib.PRESETS))
+    parser.add_argument(
+        "--preset",
+        default="quick",
+        choices=list(config_lib.PRESETS),
+        help="; ".join(f"{name}: {note.split(':')[0]}" for name, note in config_lib.PRESET_NOTES.items()),
+    )
     parser.add_argument(
         "--task",
         nargs="+",
@@ -62,10 +67,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--schemes", nargs="+", choices=list(config_lib.SCHEMES))
     parser.add_argument("--seeds", nargs="+", type=int, help="seed list, e.g. --seeds 0 1 2")
-    parser.add_argument("--steps", type=int, help="step cap (max_steps)")
-    parser.add_argument("--check-every", type=int, help="steps between criterion checks")
+    parser.add_argument(
+        "--steps", type=int, help="training budget of every run (steps; replaces per-run budgets)"
+    )
+    parser.add_argument("--check-every", type=int, help="steps between validation checks")
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--learning-rate", type=float, nargs="+", help="peak learning rate(s)")
+    parser.add_argument("--position-range", type=int, help="randomized positions' range (default 2048)")
+    parser.add_argument(
+        "--position-draw", choices=config_lib.POSITION_DRAWS, help="randomized positions per example or batch"
+    )
     parser.add_argument("--train-length", type=int, help="N: training lengths 1…N")
     parser.add_argument("--test-length", type=int, help="evaluate lengths 1…this")
     parser.add_argument("--test-per-length", type=int)
@@ -95,14 +106,16 @@ def config_from_args(args: argparse.Namespace) -> config_lib.ExperimentConfig:
     for arg, field in (
         ("schemes", "schemes"),
         ("seeds", "seeds"),
+        ("learning_rate", "learning_rates"),
     ):
         if getattr(args, arg):
             overrides[field] = tuple(getattr(args, arg))
     for arg, field in (
-        ("steps", "max_steps"),
+        ("steps", "steps"),
         ("check_every", "check_every"),
         ("batch_size", "batch_size"),
-        ("learning_rate", "learning_rate"),
+        ("position_range", "position_range"),
+        ("position_draw", "position_draw"),
         ("train_length", "train_max_length"),
         ("test_length", "test_max_length"),
         ("test_per_length", "test_per_length"),
@@ -116,17 +129,19 @@ def config_from_args(args: argparse.Namespace) -> config_lib.ExperimentConfig:
             model[field] = getattr(args, arg)
     if model:
         overrides["model"] = dataclasses.replace(base.model, **model)
-    if "max_steps" in overrides and "check_every" not in overrides:
-        # Keep the cap reachable: the check interval divides it.
-        check = base.check_every
-        while overrides["max_steps"] % check:
-            check -= 1
-        overrides["check_every"] = check
+    if "steps" in overrides:
+        overrides["run_steps"] = ()
+        if "check_every" not in overrides:
+            # The check interval must divide the budget.
+            check = base.check_every
+            while overrides["steps"] % check:
+                check -= 1
+            overrides["check_every"] = check
     return config_lib.preset(args.preset, **overrides)
 
 
-def _group_path(workdir: Path, task: str, mode: str, scheme: str) -> Path:
-    return workdir / "groups" / f"{task}-{mode}-{scheme}.json"
+def _group_path(workdir: Path, group: config_lib.Group) -> Path:
+    return workdir / "groups" / f"{group.name}.json"
 
 
 def run(
@@ -157,7 +172,7 @@ def run(
     """
     import jax
 
-    from experiments.ordering import report, train
+    from experiments.ordering import figures, report, summary, train
 
     if compile_cache is not None:
         jax.config.update("jax_compilation_cache_dir", str(compile_cache))
@@ -174,15 +189,15 @@ def run(
                 "rerun with the same options to resume, or choose another --workdir"
             )
     else:
-        report.atomic_write(config_path, json.dumps(config_json, indent=1))
+        summary.atomic_write(config_path, json.dumps(config_json, indent=1))
 
     mesh = train.make_mesh()
     started = time.perf_counter()
     records, trained, skipped = [], 0, 0
-    groups = [(t, m, s) for t, m in config.runs for s in config.schemes]
-    for number, (task, mode, scheme) in enumerate(groups, 1):
-        path = _group_path(workdir, task, mode, scheme)
-        fingerprint = config.group_fingerprint(task, mode, scheme, mesh.size)
+    groups = config.groups()
+    for number, group in enumerate(groups, 1):
+        path = _group_path(workdir, group)
+        fingerprint = config.group_fingerprint(group, mesh.size)
         if path.exists():
             record = json.loads(path.read_text())
             if record.get("fingerprint") != fingerprint:
@@ -197,18 +212,19 @@ def run(
             return {
                 "records": records,
                 "rows": None,
+                "summary": None,
                 "wall_seconds": None,
                 "trained": trained,
                 "skipped": skipped,
             }
-        setup = train.setup_group(config, task, mode, scheme, mesh)
+        setup = train.setup_group(config, group, mesh)
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(
-                total=config.max_steps,
-                desc=f"[{number}/{len(groups)}] {task}/{mode}/{scheme}",
+                total=setup.steps,
+                desc=f"[{number}/{len(groups)}] {group.name}",
                 file=sys.stderr,
                 leave=True,
                 dynamic_ncols=True,
@@ -223,7 +239,7 @@ def run(
         if bar is not None:
             bar.close()
         record["fingerprint"] = fingerprint
-        report.atomic_write(path, json.dumps(record))
+        summary.atomic_write(path, json.dumps(record))
         records.append(record)
         trained += 1
 
@@ -249,11 +265,18 @@ def run(
         "groups_resumed": skipped,
         "jax_version": jax.__version__,
     }
-    report.write_metrics(workdir, records)
-    rows = report.write_summary(workdir, config, records, extra)
-    figures = report.write_figures(workdir, config, records)
-    report.write_report(workdir, config, records, rows, figures, extra)
-    return {"records": records, "rows": rows, "wall_seconds": wall, "trained": trained, "skipped": skipped}
+    summary.write_metrics(workdir, records)
+    result = summary.write_summary(workdir, config, records, extra)
+    names = figures.write_figures(workdir, config, records)
+    report.write_report(workdir, config, records, result, names)
+    return {
+        "records": records,
+        "rows": result["rows"],
+        "summary": result,
+        "wall_seconds": wall,
+        "trained": trained,
+        "skipped": skipped,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -270,10 +293,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from experiments.ordering import report
 
     for task, mode in config.runs:
-        print(f"\n{task} ({mode}) per-token accuracy: mean ± 95% CI (max) over seeds; † = step cap")
-        print(
-            report.format_table(config, result["rows"], result["records"], task=task, mode=mode, markdown=False)
-        )
+        for lr in config.learning_rates:
+            print(f"\n{task} ({mode}, lr {lr:g}) per-token accuracy: mean [95% interval] over seeds")
+            table = report.format_table(
+                config,
+                result["rows"],
+                result["records"],
+                task=task,
+                mode=mode,
+                learning_rate=lr,
+                markdown=False,
+            )
+            print(table)
+    print("\nWhat it shows:")
+    print("\n".join(report.findings(config, result["records"], result["summary"]["comparisons"])))
     print(f"\nwall time {result['wall_seconds']:.0f} s; outputs in {workdir}/ (report.md, summary.json, …)")
     return 0
 

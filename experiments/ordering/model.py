@@ -34,18 +34,23 @@ class ModelConfig:
       width: model width (``num_heads * head_dim``).
       num_heads: attention heads.
       mlp_ratio: hidden width of the MLP over ``width``.
+      dropout: dropout rate on the embeddings and on each block's attention and MLP outputs, at training
+        only (``deterministic=False``); 0 adds no operation at all.
     """
 
     num_layers: int = 2
     width: int = 64
     num_heads: int = 4
     mlp_ratio: int = 4
+    dropout: float = 0.0
 
     def __post_init__(self):
         for name in ("num_layers", "width", "num_heads", "mlp_ratio"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ModelConfig({name}={value!r}): must be a positive integer")
+        if not (isinstance(self.dropout, float | int) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"ModelConfig(dropout={self.dropout!r}): must be in [0, 1)")
         if self.width % self.num_heads or (self.width // self.num_heads) % 2:
             raise ValueError(
                 f"ModelConfig(width={self.width}, num_heads={self.num_heads}): width must be a multiple "
@@ -146,16 +151,21 @@ class Block(nn.Module):
         self.mlp_norm = nn.LayerNorm()
         self.mlp_in = nn.Dense(c.mlp_ratio * c.width)
         self.mlp_out = nn.Dense(c.width)
+        self.dropout = nn.Dropout(c.dropout)
 
-    def _mlp(self, x):
-        return x + self.mlp_out(nn.relu(self.mlp_in(self.mlp_norm(x))))
+    def _drop(self, x, deterministic):
+        return x if deterministic or not self.config.dropout else self.dropout(x, deterministic=False)
 
-    def __call__(self, x, positions, bias, scheme):
+    def _mlp(self, x, deterministic=True):
+        return x + self._drop(self.mlp_out(nn.relu(self.mlp_in(self.mlp_norm(x)))), deterministic)
+
+    def __call__(self, x, positions, bias, scheme, deterministic=True):
         qkv = self.qkv(self.attention_norm(x))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q, k = scheme.rotate(q, k, positions, positions)
         bias = _with_term(bias, scheme.attention_logits_bias(q, k, positions, positions))
-        return self._mlp(x + self.out(_attend(q, k, v, bias)))
+        x = x + self._drop(self.out(_attend(q, k, v, bias)), deterministic)
+        return self._mlp(x, deterministic)
 
     def step(self, x, position, positions, index, cache, bias, scheme):
         """One token per row: ``x`` `[batch, 1, width]` at ``position``, written to the cache at ``index``;
@@ -207,23 +217,29 @@ class Transformer(nn.Module):
         self.blocks = [Block(c) for _ in range(c.num_layers)]
         self.final_norm = nn.LayerNorm()
         self.head = nn.Dense(self.num_classes)
+        self.dropout = nn.Dropout(c.dropout)
 
-    def __call__(self, tokens, positions, segment_ids):
+    def _drop(self, x, deterministic):
+        return x if deterministic or not self.config.dropout else self.dropout(x, deterministic=False)
+
+    def __call__(self, tokens, positions, segment_ids, deterministic=True):
         """Logits for every token.
 
         Args:
           tokens: `[batch, length]` int.
           positions: `[batch, length]` int positions given to the scheme.
           segment_ids: `[batch, length]` int, 0 for padding.
+          deterministic: no dropout (evaluation); ``False`` needs a ``"dropout"`` rng when
+            ``config.dropout > 0``.
 
         Returns:
           `[batch, length, num_classes]` float32 logits.
         """
-        x = self.scheme.embed(self.token_embedding(tokens), positions)
+        x = self._drop(self.scheme.embed(self.token_embedding(tokens), positions), deterministic)
         mask = attention_mask(segment_ids, causal=self.causal)
         bias = logit_bias(mask, self.scheme.attention_bias(positions, positions))
         for block in self.blocks:
-            x = block(x, positions, bias, self.scheme)
+            x = block(x, positions, bias, self.scheme, deterministic)
         return self.head(self.final_norm(x))
 
     def decode_step(self, token, index, positions, cache):

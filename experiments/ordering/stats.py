@@ -1,4 +1,9 @@
-"""Statistics over seeds: mean, 95% t confidence interval, max; length bands."""
+"""Statistics over seeds: mean and 95% t interval, paired differences between schemes, length bands.
+
+Every scheme of a run sees the same training data per seed and the same test examples, so two schemes are
+compared by their per-seed differences (`paired_difference`): a 95% t interval of the mean difference that
+excludes 0 is what the reports call a difference; otherwise the data do not separate the two.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import math
 import numpy as np
 from scipy import stats as scipy_stats
 
-__all__ = ["t_quantile", "summarize", "bands"]
+__all__ = ["t_quantile", "mean_interval", "summarize", "paired_difference", "bands", "beyond_training"]
 
 
 def t_quantile(confidence: float, df: int) -> float:
@@ -33,39 +38,109 @@ def t_quantile(confidence: float, df: int) -> float:
     return float(scipy_stats.t.ppf(0.5 + confidence / 2.0, df))
 
 
-def summarize(values, confidence: float = 0.95) -> dict[str, float | int | None]:
-    """Mean, half-width of the t confidence interval of the mean, max, min and count of per-seed values.
+def mean_interval(values, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mean over the first axis and the half-width of its t interval (``None`` for a single value).
+
+    Args:
+      values: `[seeds, ...]` finite values.
+      confidence: confidence level.
+
+    Returns:
+      ``(mean [...], half_width [...] or None)``.
+
+    >>> m, h = mean_interval(np.array([[0.5, 1.0], [0.7, 1.0], [0.6, 1.0]]))
+    >>> np.round(m, 3).tolist(), np.round(h, 4).tolist()
+    ([0.6, 1.0], [0.2484, 0.0])
+    """
+    array = np.asarray(values, dtype=np.float64)
+    n = array.shape[0]
+    mean = array.mean(axis=0)
+    if n < 2:
+        return mean, None
+    return mean, t_quantile(confidence, n - 1) * array.std(axis=0, ddof=1) / math.sqrt(n)
+
+
+def _check(name: str, array: np.ndarray) -> None:
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name}(values shape={array.shape}): values must be a non-empty 1-D sequence")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name}(values={array.tolist()}): values must be finite")
+
+
+def summarize(values, confidence: float = 0.95, *, bounds: tuple[float, float] | None = (0.0, 1.0)) -> dict:
+    """Mean, t interval of the mean, max, min and count of per-seed values.
 
     Args:
       values: 1-D per-seed values (finite).
       confidence: confidence level of the interval.
+      bounds: the range the values live in (accuracies: ``[0, 1]``); the displayed interval ``low … high``
+        is clipped to it. ``None``: no clipping.
 
     Returns:
-      ``{"mean", "ci", "max", "min", "n"}``; ``ci`` is ``None`` with a single value (no interval).
+      ``{"mean", "ci", "low", "high", "max", "min", "n"}``; ``ci`` is the half-width (``None`` with a single
+      value, and then ``low = high = mean``).
 
     Raises:
       ValueError: for an empty, non-1-D or non-finite ``values``.
 
     >>> s = summarize([0.5, 0.7, 0.6])
-    >>> round(s["mean"], 3), round(s["ci"], 4), s["max"]
-    (0.6, 0.2484, 0.7)
+    >>> round(s["mean"], 3), round(s["ci"], 4), s["max"], round(s["high"], 4)
+    (0.6, 0.2484, 0.7, 0.8484)
+    >>> summarize([0.9, 1.0, 1.0])["high"]
+    1.0
     """
     array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"summarize(values shape={array.shape}): values must be a non-empty 1-D sequence")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"summarize(values={array.tolist()}): values must be finite")
-    n = int(array.size)
-    mean = float(array.mean())
-    ci = None
-    if n > 1:
-        ci = t_quantile(confidence, n - 1) * float(array.std(ddof=1)) / math.sqrt(n)
-    return {"mean": mean, "ci": ci, "max": float(array.max()), "min": float(array.min()), "n": n}
+    _check("summarize", array)
+    mean, half = mean_interval(array, confidence)
+    mean = float(mean)
+    ci = None if half is None else float(half)
+    low, high = (mean, mean) if ci is None else (mean - ci, mean + ci)
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return {
+        "mean": mean,
+        "ci": ci,
+        "low": low,
+        "high": high,
+        "max": float(array.max()),
+        "min": float(array.min()),
+        "n": int(array.size),
+    }
+
+
+def paired_difference(a, b, confidence: float = 0.95) -> dict:
+    """The mean per-seed difference ``a - b`` and its t interval (a paired comparison).
+
+    Args:
+      a, b: 1-D per-seed values of two schemes, the same seeds in the same order.
+      confidence: confidence level.
+
+    Returns:
+      ``{"mean", "ci", "low", "high", "n", "separated"}``: ``low … high`` is the interval of the mean
+      difference (not clipped: differences of accuracies live in ``[-1, 1]``); ``separated`` is whether it
+      excludes 0 (never with a single seed).
+
+    Raises:
+      ValueError: for empty, non-1-D, non-finite or unequal-length inputs.
+
+    >>> d = paired_difference([0.9, 0.8, 0.7], [0.5, 0.5, 0.5])
+    >>> round(d["mean"], 3), round(d["low"], 3), round(d["high"], 3), d["separated"]
+    (0.3, 0.052, 0.548, True)
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    _check("paired_difference", a)
+    _check("paired_difference", b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired_difference(a shape={a.shape}, b shape={b.shape}): one value per seed each")
+    s = summarize(a - b, confidence, bounds=None)
+    separated = s["ci"] is not None and (s["low"] > 0.0 or s["high"] < 0.0)
+    return {k: s[k] for k in ("mean", "ci", "low", "high", "n")} | {"separated": bool(separated)}
 
 
 def bands(train_max_length: int, test_max_length: int) -> dict[str, tuple[int, int]]:
-    """Length bands (inclusive input lengths): in distribution ``1 … N``, ``N+1 … 2N`` and ``2N+1 … 4N``
-    (cut at ``test_max_length``); empty bands are left out.
+    """Length bands (inclusive input lengths): in distribution ``1 … N``, ``N+1 … 2N``, ``2N+1 … 4N`` and
+    ``4N+1 … test_max_length`` (cut at ``test_max_length``); empty bands are left out.
 
     Raises:
       ValueError: for non-positive lengths or ``test_max_length < train_max_length``.
@@ -79,7 +154,22 @@ def bands(train_max_length: int, test_max_length: int) -> dict[str, tuple[int, i
             f"bands(train_max_length={n}, test_max_length={m}): need 1 ≤ train_max_length ≤ test_max_length"
         )
     out = {f"in-distribution (1-{n})": (1, n)}
-    for name, low, high in (("1-2x", n + 1, min(2 * n, m)), ("2-4x", 2 * n + 1, min(4 * n, m))):
+    for name, low, high in (
+        ("1-2x", n + 1, min(2 * n, m)),
+        ("2-4x", 2 * n + 1, min(4 * n, m)),
+        (">4x", 4 * n + 1, m),
+    ):
         if low <= high:
             out[f"{name} ({low}-{high})"] = (low, high)
     return out
+
+
+def beyond_training(train_max_length: int, test_max_length: int) -> tuple[int, int] | None:
+    """The test lengths beyond training, ``N+1 … test_max_length`` (the reference protocol's 41–500), or
+    ``None`` if there are none.
+
+    >>> beyond_training(40, 500)
+    (41, 500)
+    """
+    n, m = train_max_length, test_max_length
+    return (n + 1, m) if m > n else None

@@ -1,8 +1,9 @@
 """Reads the length-generalization result of the ordering experiments for the extrapolation claim.
 
-``python -m experiments.ordering`` writes ``summary.json`` with one row per (task, mode, scheme, band,
-metric): ``{"task", "mode", "scheme", "band": "in-distribution (1-10)" | "1-2x (11-20)" | "2-4x (21-40)",
-"metric": "token_accuracy" | ..., "mean", ...}``, and ``config.json`` beside it with ``train_max_length``.
+``python -m experiments.ordering`` writes ``summary.json`` with one row per (task, mode, scheme, learning
+rate, band, metric): ``{"task", "mode", "scheme", "band", "band_low", "band_high", "metric":
+"token_accuracy" | ..., "mean", ...}`` (``band_low … band_high``: the band's input lengths, integers), and
+``config.json`` beside it with ``train_max_length``.
 The claim uses the per-token accuracy (greedy decoding in decoder mode, the headline metric): "in
 distribution" is the in-distribution band, "beyond" the mean over all test lengths past the training length
 (the bands weighted by the number of lengths each covers).
@@ -11,20 +12,12 @@ distribution" is the in-distribution band, "beyond" the mean over all test lengt
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 __all__ = ["PENDING_COMMAND", "extrapolation"]
 
 PENDING_COMMAND = "python -m experiments.ordering"
-_BAND_RANGE = re.compile(r"\((\d+)-(\d+)\)")
-
-
-def _band_lengths(band: str) -> int | None:
-    """How many test lengths a band such as ``"2-4x (21-40)"`` covers (None if it names no range)."""
-    match = _BAND_RANGE.search(band)
-    return int(match.group(2)) - int(match.group(1)) + 1 if match else None
 
 
 def _rows(summary: Any) -> list[dict[str, Any]]:
@@ -37,13 +30,18 @@ def _rows(summary: Any) -> list[dict[str, Any]]:
         if not isinstance(row, dict) or row.get("metric") != "token_accuracy":
             continue
         key = (row.get("task"), row.get("mode"), row.get("scheme"))
-        band, mean = str(row.get("band", "")), row.get("mean")
-        if not isinstance(mean, int | float) or None in key:
+        low, high, mean = row.get("band_low"), row.get("band_high"), row.get("mean")
+        if (
+            not isinstance(mean, int | float)
+            or not isinstance(low, int)
+            or not isinstance(high, int)
+            or None in key
+        ):
             continue
-        if band.startswith("in-distribution"):
+        if low == 1:
             inside[key] = float(mean)
-        elif (count := _band_lengths(band)) is not None:
-            beyond.setdefault(key, []).append((float(mean), count))
+        else:
+            beyond.setdefault(key, []).append((float(mean), high - low + 1))
     result = []
     for key in inside:
         if key in beyond:

@@ -1,0 +1,353 @@
+"""Evaluation of the ordering experiment: the fixed validation and test sets, exact match, greedy decoding.
+
+Every scheme and seed is evaluated on the same examples (``config.data_seed``): a paired comparison. The
+validation set (lengths ``1 … N``) gives the in-distribution exact match recorded during training; the test
+set (lengths ``1 … test_max_length``) gives the reported metrics of the final model. Encoder: one pass.
+Decoder: greedy autoregressive decoding with a key/value cache (plus the teacher-forced numbers, labelled).
+
+Data parallelism: the rows of every batch are sharded over a one-axis ``jax.sharding.Mesh`` of all devices
+(axis ``"data"``); parameters are replicated. The same code runs on one CPU, several host devices, a GPU or
+a TPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from experiments.ordering import data
+from experiments.ordering.config import ExperimentConfig, check_positions
+from experiments.ordering.model import Transformer, init_cache
+from experiments.ordering.tasks import NUM_CLASSES, PAD, Task, get_task  # noqa: F401 (doctests)
+
+__all__ = [
+    "make_mesh",
+    "rows_sharding",
+    "EvaluationSet",
+    "evaluation_lengths",
+    "evaluation_sets",
+    "evaluation_block_rows",
+    "analytic_ceiling",
+    "most_frequent_baseline",
+    "pad_rows",
+    "forward",
+    "exact_match",
+    "test_program",
+    "test_record",
+]
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices: list | None = None) -> Mesh:
+    """A one-axis mesh (``"data"``) over ``devices`` (default: all devices)."""
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), (DATA_AXIS,))
+
+
+def rows_sharding(mesh: Mesh, leading: int) -> NamedSharding:
+    """Shards the rows axis, which follows ``leading`` unsharded axes, over the mesh."""
+    return NamedSharding(mesh, P(*([None] * leading), DATA_AXIS))
+
+
+def evaluation_lengths(max_length: int, per_length: int, *, paired: bool) -> np.ndarray:
+    """Input lengths of an evaluation set: ``per_length`` examples of every length ``1 … max_length``.
+
+    Args:
+      max_length: longest input length.
+      per_length: examples per length (even when ``paired`` and ``max_length`` is odd).
+      paired: order the lengths so that consecutive pairs are ``(n, max_length + 1 - n)`` (two segments
+        per row, every row filled exactly); else in increasing order.
+
+    Returns:
+      `[max_length * per_length]` int32 numpy array.
+
+    Raises:
+      ValueError: if a paired set with odd ``max_length`` has an odd ``per_length``.
+
+    >>> evaluation_lengths(3, 2, paired=True).tolist()
+    [1, 3, 1, 3, 2, 2]
+    """
+    if not paired:
+        return np.repeat(np.arange(1, max_length + 1, dtype=np.int32), per_length)
+    if max_length % 2 and per_length % 2:
+        raise ValueError(
+            f"evaluation_lengths(per_length={per_length}): must be even when max_length "
+            f"({max_length}) is odd and the set is paired"
+        )
+    pairs = []
+    for n in range(1, max_length // 2 + 1):
+        pairs += [(n, max_length + 1 - n)] * per_length
+    if max_length % 2:
+        middle = (max_length + 1) // 2
+        pairs += [(middle, middle)] * (per_length // 2)
+    return np.asarray(pairs, dtype=np.int32).reshape(-1)
+
+
+def analytic_ceiling(examples: data.Examples) -> np.ndarray:
+    """Best per-token accuracy of an encoder that sees no position information, per example.
+
+    Without positions every ``EMPTY`` token of an example gets the same representation, so all of its
+    outputs are the same symbol; the best choice is the most frequent target symbol.
+
+    Returns:
+      `[examples]` float64: ``max_c count(target == c) / output_length``.
+
+    >>> t = np.array([[0, 0, 1, 2]])
+    >>> analytic_ceiling(data.Examples(t, np.array([4]), t, np.array([4]))).tolist()
+    [0.5]
+    """
+    out_max = examples.targets.shape[-1]
+    valid = np.arange(out_max)[None, :] < examples.output_lengths[:, None]
+    counts = ((examples.targets[..., None] == np.arange(NUM_CLASSES)) & valid[..., None]).sum(1)
+    return counts.max(-1) / examples.output_lengths
+
+
+def pad_rows(batch: data.Batch, multiple: int) -> data.Batch:
+    """Appends empty rows (padding everywhere, weight 0) so that the row count divides ``multiple``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> b = data.training_batch(get_task("sort"), rng, mode="encoder", rows=3, max_length=4)
+    >>> pad_rows(b, 4).tokens.shape
+    (4, 10)
+    """
+    rows = batch.tokens.shape[0]
+    extra = -rows % multiple
+    if not extra:
+        return batch
+    fill = {"tokens": PAD, "example_ids": -1}
+    return data.Batch(
+        *(
+            np.concatenate([a, np.full((extra,) + a.shape[1:], fill.get(name, 0), a.dtype)])
+            for name, a in zip(data.Batch._fields, batch, strict=True)
+        )
+    )
+
+
+def most_frequent_baseline(examples: data.Examples) -> np.ndarray:
+    """Per example, the per-token accuracy of always answering the single symbol most frequent among all
+    target tokens of the examples of the same input length (a baseline that reads no input).
+
+    Returns:
+      `[examples]` float64.
+
+    >>> t = np.array([[0, 1, 1], [1, 1, 0], [2, 0, 0]])
+    >>> most_frequent_baseline(data.Examples(t, np.array([3, 3, 1]), t, np.array([3, 3, 1]))).tolist()
+    [0.6666666666666666, 0.6666666666666666, 1.0]
+    """
+    out_max = examples.targets.shape[-1]
+    valid = np.arange(out_max)[None, :] < examples.output_lengths[:, None]
+    hits = (examples.targets[..., None] == np.arange(NUM_CLASSES)) & valid[..., None]  # [E, out, C]
+    out = np.zeros(examples.lengths.shape[0])
+    for n in np.unique(examples.lengths):
+        same = examples.lengths == n
+        best = np.argmax(hits[same].sum((0, 1)))
+        out[same] = hits[same][..., best].sum(1) / examples.output_lengths[same]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationSet:
+    """A fixed evaluation set: its examples (host) and the packed batch the model reads (device).
+
+    Attributes:
+      examples: the `data.Examples`.
+      batch: the `data.Batch` on the devices, rows sharded (padded to a multiple of the device count).
+      output_lengths: `[examples]` int32 on the devices.
+      block_rows: rows evaluated at a time (the row count is a multiple of it, and it of the device count).
+    """
+
+    examples: data.Examples
+    batch: data.Batch
+    output_lengths: jax.Array
+    block_rows: int
+
+
+def evaluation_block_rows(config: ExperimentConfig, rows: int, row_length: int, devices: int) -> int:
+    """Rows evaluated at a time, so that one block's attention weights (all seeds) stay below 2**30 numbers
+    (4 GiB of float32): the whole set at once for the quick preset; blocks of a few dozen rows for the full
+    preset's rows of 1000-1500 tokens, which would otherwise need hundreds of gigabytes."""
+    per_row = len(config.seeds) * config.model.num_heads * row_length * row_length
+    block = max(devices, (2**30 // per_row) // devices * devices)
+    return min(block, -(-rows // devices) * devices)
+
+
+def evaluation_sets(
+    config: ExperimentConfig, task: Task, mode: str, randomized: bool, mesh: Mesh
+) -> tuple[EvaluationSet, EvaluationSet]:
+    """The fixed validation (lengths ``1 … N``) and test (``1 … 4N``) sets of a (task, mode).
+
+    The examples depend only on ``config.data_seed``, the task and the lengths: every scheme and seed is
+    evaluated on the same examples (a paired comparison). Randomized schemes get positions from
+    ``[0, config.position_range)`` drawn from the same seed, per example or, with ``position_draw="batch"``,
+    once for the whole set; the others ``0, 1, …``. The validation set and the encoder's test set are
+    packed two examples per row; the decoder's test set has one example per row (greedy decoding runs all
+    rows in lockstep).
+
+    Returns:
+      ``(validation, test)``.
+    """
+    table_rows = config.table_rows(task.name, randomized)
+    sets = []
+    for index, (max_length, per_length, paired) in enumerate(
+        (
+            (config.train_max_length, config.validation_per_length, True),
+            (config.test_max_length, config.test_per_length, mode == "encoder"),
+        )
+    ):
+        rng = np.random.default_rng([config.data_seed, index])
+        lengths = evaluation_lengths(max_length, per_length, paired=paired)
+        examples = data.make_examples(task, rng, lengths, max_length)
+        positions_rng = np.random.default_rng([config.data_seed, index, 1])
+        positions = None
+        if randomized:
+            positions = data.sorted_random_positions(
+                positions_rng,
+                examples.lengths + examples.output_lengths,
+                int(task.sequence_length(max_length)),
+                config.position_range,
+                share=examples.lengths.shape[0] if config.position_draw == "batch" else 1,
+            )
+        row_length = task.pair_length(max_length) if paired else task.sequence_length(max_length)
+        batch = data.pack_examples(
+            task,
+            examples,
+            mode=mode,
+            segments_per_row=2 if paired else 1,
+            row_length=int(row_length),
+            example_positions=positions,
+        )
+        check_positions(batch.positions, table_rows, f"{task.name} evaluation set")
+        block = evaluation_block_rows(config, batch.tokens.shape[0], int(row_length), mesh.size)
+        batch = jax.device_put(pad_rows(batch, block), rows_sharding(mesh, 0))
+        replicated = NamedSharding(mesh, P())
+        output_lengths = jax.device_put(examples.output_lengths, replicated)
+        sets.append(EvaluationSet(examples, batch, output_lengths, block))
+    return sets[0], sets[1]
+
+
+def forward(model: Transformer, params: Any, batch: data.Batch) -> jax.Array:
+    return model.apply(params, batch.tokens, batch.positions, batch.segment_ids)
+
+
+def exact_match(model: Transformer, params: Any, batch: data.Batch, output_lengths: jax.Array) -> jax.Array:
+    """Fraction of examples whose outputs are all right (teacher-forced for the decoder, which for
+    whole-sequence exactness is the same as greedy decoding: both fail at the first wrong output)."""
+    logits = forward(model, params, batch)
+    correct = (jnp.argmax(logits, -1) == batch.targets).astype(jnp.int32)
+    right = per_example(correct, batch, output_lengths.shape[0])
+    return jnp.mean(right == output_lengths)
+
+
+def per_example(values: jax.Array, batch: data.Batch, num_examples: int) -> jax.Array:
+    """Sums ``values`` `[rows, length]` over the output tokens of each example -> `[examples]`."""
+    ids = jnp.where(batch.weights > 0, batch.example_ids, num_examples).reshape(-1)
+    return jax.ops.segment_sum(values.reshape(-1), ids, num_examples + 1)[:num_examples]
+
+
+def _test_fn(model: Transformer, mesh: Mesh):
+    """Per-seed, per-example test metrics: output tokens right (encoder: one pass; decoder: greedy
+    autoregressive decoding, plus teacher-forced tokens right). Rows are evaluated ``block_rows`` at a time
+    (``lax.map``) to bound memory."""
+
+    def block_metrics(params, batch, input_lengths):
+        num = input_lengths.shape[0]
+        logits = forward(model, params, batch)
+        forced = (jnp.argmax(logits, -1) == batch.targets).astype(jnp.int32)
+        forced = per_example(forced, batch, num)
+        if not model.causal:
+            return {"correct": forced}
+        rows, length = batch.tokens.shape
+        # One example per row: columns 0 … n hold the input and SEP; after that the model reads its own
+        # predictions. Padding rows read their (padding) tokens throughout.
+        row_example = batch.example_ids[:, 0]
+        prompt_end = jnp.where(row_example >= 0, input_lengths[jnp.maximum(row_example, 0)], length)
+        cache = init_cache(model.config, rows, length)
+
+        def body(carry, t):
+            cache, previous = carry
+            token = jnp.where(t <= prompt_end, batch.tokens[:, t], previous)
+            logits, cache = model.apply(
+                params, token, t, batch.positions, cache, method=Transformer.decode_step
+            )
+            prediction = jnp.argmax(logits, -1).astype(jnp.int32)
+            return (cache, prediction), prediction
+
+        _, predictions = jax.lax.scan(body, (cache, jnp.zeros((rows,), jnp.int32)), jnp.arange(length))
+        greedy = (predictions.T == batch.targets).astype(jnp.int32)
+        return {"correct": per_example(greedy, batch, num), "teacher_forced_correct": forced}
+
+    def one(params, blocks, input_lengths):
+        per_block = jax.lax.map(lambda block: block_metrics(params, block, input_lengths), blocks)
+        return jax.tree.map(lambda a: a.sum(0), per_block)
+
+    def test(params, batch, input_lengths, block_rows):
+        blocks = jax.tree.map(lambda a: a.reshape((-1, block_rows) + a.shape[1:]), batch)
+        blocks = jax.lax.with_sharding_constraint(blocks, rows_sharding(mesh, 1))
+        return jax.vmap(one, in_axes=(0, None, None))(params, blocks, input_lengths)
+
+    return test
+
+
+@functools.cache
+def test_program(model: Transformer, mesh: Mesh):
+    """The jitted test evaluation of a model (cached: groups with the same model reuse it)."""
+    return jax.jit(_test_fn(model, mesh), static_argnums=3)
+
+
+def _per_length(values: np.ndarray, lengths: np.ndarray, max_length: int) -> np.ndarray:
+    """Means of ``values`` `[seeds, examples]` per input length -> `[seeds, max_length]`."""
+    out = np.zeros((values.shape[0], max_length))
+    for n in range(1, max_length + 1):
+        out[:, n - 1] = values[:, lengths == n].mean(axis=1)
+    return out
+
+
+def test_record(setup: Any, params: Any) -> tuple[dict[str, Any], dict[str, float]]:
+    """Evaluates the final parameters of every seed on the test set.
+
+    Args:
+      setup: the group's `train.GroupSetup`.
+      params: parameters stacked on a leading seed axis.
+
+    Returns:
+      ``(record, timings)``: per-seed, per-length metrics (per-token accuracy, exact match; the decoder's
+      teacher-forced numbers too), the per-length most-frequent-symbol baseline and, for the encoder, the
+      analytic ceiling without positions; ``{"compile_seconds", "test_seconds"}``.
+    """
+    import time
+
+    config, test = setup.config, setup.test
+    replicated = NamedSharding(setup.mesh, P())
+    t0 = time.perf_counter()
+    input_lengths = jax.device_put(test.examples.lengths, replicated)
+    test_fn = test_program(setup.model, setup.mesh).lower(params, test.batch, input_lengths, test.block_rows)
+    test_fn = test_fn.compile()
+    timings = {"compile_seconds": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    metrics = {k: np.asarray(v) for k, v in test_fn(params, test.batch, input_lengths).items()}
+    timings["test_seconds"] = time.perf_counter() - t0
+
+    examples = test.examples
+    lengths, out_lengths = examples.lengths, examples.output_lengths
+    l_max = config.test_max_length
+    record: dict[str, Any] = {"lengths": list(range(1, l_max + 1))}
+    for name, correct in metrics.items():
+        prefix = "" if name == "correct" else "teacher_forced_"
+        record[prefix + "token_accuracy"] = _per_length(correct / out_lengths, lengths, l_max).tolist()
+        record[prefix + "exact_match"] = _per_length(
+            (correct == out_lengths).astype(float), lengths, l_max
+        ).tolist()
+    record["most_frequent"] = _per_length(most_frequent_baseline(examples)[None], lengths, l_max)[0].tolist()
+    if setup.mode == "encoder":
+        ceiling = analytic_ceiling(examples)
+        record["ceiling"] = _per_length(ceiling[None], lengths, l_max)[0].tolist()
+        record["ceiling_per_example"] = ceiling.tolist()
+        record["token_accuracy_per_example"] = (metrics["correct"] / out_lengths).tolist()
+    return record, timings

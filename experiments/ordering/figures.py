@@ -1,0 +1,109 @@
+"""Figures of a run: accuracy against test length, and training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.ordering import stats, tasks
+from experiments.ordering.config import SCHEMES, ExperimentConfig
+
+__all__ = ["write_figures"]
+
+
+def _label(record: dict[str, Any], several: bool) -> str:
+    return record["scheme"] + (f" (lr {record['learning_rate']:g})" if several else "")
+
+
+def write_figures(workdir: Path, config: ExperimentConfig, records: list[dict[str, Any]]) -> list[str]:
+    """Accuracy against test length (mean over seeds with the 95% t interval, clipped to [0, 1]; the
+    analytic ceiling, the most-frequent-symbol baseline and chance), and training curves, one pair of PNG
+    files per (task, mode). Returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = []
+    several = len(config.learning_rates) > 1
+    colors = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(SCHEMES)}
+    for task, mode in config.runs:
+        group = [r for r in records if r["task"] == task and r["mode"] == mode]
+        if not group:
+            continue
+        metrics = [("token_accuracy", "per-token accuracy"), ("exact_match", "exact-sequence match")]
+        if mode == "decoder":
+            metrics[0] = ("token_accuracy", "per-token accuracy (greedy decoding)")
+        fig, axes = plt.subplots(1, 2, figsize=(15, 4.8), sharex=True)
+        for ax, (metric, label) in zip(axes, metrics, strict=True):
+            for r in group:
+                values = np.asarray(r["test"][metric])
+                lengths = np.asarray(r["test"]["lengths"])
+                mean, half = stats.mean_interval(values)
+                ax.plot(
+                    lengths,
+                    mean,
+                    label=_label(r, several),
+                    color=colors[r["scheme"]],
+                    linestyle="--" if r["scheme"].startswith("randomized") else "-",
+                )
+                if half is not None:
+                    low, high = np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1)
+                    ax.fill_between(lengths, low, high, color=colors[r["scheme"]], alpha=0.12)
+            if metric == "token_accuracy" and "ceiling" in group[0]["test"]:
+                ax.plot(
+                    lengths,
+                    group[0]["test"]["ceiling"],
+                    color="black",
+                    linestyle=":",
+                    linewidth=2,
+                    label="analytic ceiling (no positions)",
+                )
+            if metric == "token_accuracy":
+                ax.axhline(tasks.get_task(task).chance, color="gray", linewidth=1, label="chance")
+                ax.plot(
+                    lengths,
+                    group[0]["test"]["most_frequent"],
+                    color="gray",
+                    linestyle="--",
+                    linewidth=1,
+                    label="most frequent symbol",
+                )
+            ax.axvline(config.train_max_length + 0.5, color="gray", linestyle="-.", linewidth=1)
+            ax.set_xlabel(f"input length (training: 1-{config.train_max_length})")
+            ax.set_ylabel(label)
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=8, loc="center right")
+        fig.suptitle(f"{task} ({mode}): mean over {len(config.seeds)} seeds, shaded 95% t-CI")
+        fig.tight_layout(rect=(0, 0, 0.85, 1))
+        name = f"accuracy_{task}_{mode}.png"
+        fig.savefig(workdir / name, dpi=110)
+        plt.close(fig)
+        figures.append(name)
+
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for r in group:
+            losses = np.asarray(r["curve"]["loss"])
+            ax.plot(
+                r["curve"]["step"],
+                losses.mean(1),
+                label=_label(r, several),
+                color=colors[r["scheme"]],
+                linestyle="--" if r["scheme"].startswith("randomized") else "-",
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss (mean over output tokens)")
+        ax.set_title(f"{task} ({mode}): training curves, mean over seeds")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = f"training_{task}_{mode}.png"
+        fig.savefig(workdir / name, dpi=110)
+        plt.close(fig)
+        figures.append(name)
+    return figures
