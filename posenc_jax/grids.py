@@ -16,6 +16,8 @@ import numbers
 
 import numpy as np
 
+from posenc_jax import _checks
+
 __all__ = ["grid_positions"]
 
 
@@ -39,15 +41,15 @@ def _check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...
     ((4, 4), (2, 3, 3))
     """
     if isinstance(sections, numbers.Integral) and not isinstance(sections, bool):
-        axes = int(sections)
-        if axes <= 0:
-            raise ValueError(f"{caller}(sections={axes}): the number of axes must be a positive integer")
+        axes = _checks.integer(caller, "sections", sections)
         if pairs % axes:
-            raise ValueError(
-                f"{caller}(sections={axes}): {pairs} rotated pairs do not split equally among {axes} axes; "
-                "pass the pair count of each axis, e.g. sections=("
-                + ", ".join(str(pairs // axes + (a < pairs % axes)) for a in range(axes))
-                + ")"
+            example = ", ".join(str(pairs // axes + (a < pairs % axes)) for a in range(axes))
+            raise _checks.value_error(
+                caller,
+                "sections",
+                axes,
+                f"{pairs} rotated pairs do not split equally among {axes} axes",
+                f"pass the pair count of each axis, e.g. sections=({example})",
             )
         return (pairs // axes,) * axes
     counts: tuple | None
@@ -60,15 +62,19 @@ def _check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...
         or not counts
         or any(isinstance(c, bool) or not isinstance(c, numbers.Integral) for c in counts)
     ):
-        raise TypeError(
-            f"{caller}(sections={sections!r}): sections must be a number of axes (int) or a non-empty "
-            "sequence of pair counts (ints)"
+        raise _checks.type_error(
+            caller,
+            "sections",
+            sections,
+            "sections must be a number of axes (int) or a non-empty sequence of pair counts (ints)",
         )
     counts = tuple(int(c) for c in counts)
     if min(counts) <= 0 or sum(counts) != pairs:
-        raise ValueError(
-            f"{caller}(sections={counts}): sections must be positive pair counts summing to the {pairs} "
-            "rotated pairs (rotary_dim // 2)"
+        raise _checks.value_error(
+            caller,
+            "sections",
+            counts,
+            f"sections must be positive pair counts summing to the {pairs} rotated pairs (rotary_dim // 2)",
         )
     return counts
 
@@ -99,16 +105,19 @@ def grid_positions(*grid: int, class_tokens: int = 0) -> np.ndarray:
     """
     caller = "grid_positions"
     if not grid:
-        raise ValueError(f"{caller}(): pass one size per axis, e.g. grid_positions(height, width)")
+        raise _checks.value_error(
+            caller, "grid", grid, "pass one size per axis", "e.g. grid_positions(height, width)"
+        )
     for name, value in [(f"grid[{a}]", size) for a, size in enumerate(grid)] + [("class_tokens", class_tokens)]:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{caller}({name}={value!r}): {name} must be a Python int")
+            raise _checks.type_error(caller, name, value, f"{name} must be a Python int")
     if min(grid) <= 0:
-        raise ValueError(f"{caller}(grid={grid}): every size must be a positive integer")
-    if class_tokens < 0:
-        raise ValueError(f"{caller}(class_tokens={class_tokens}): class_tokens must be >= 0")
+        raise _checks.value_error(caller, "grid", grid, "every size must be a positive integer")
+    class_tokens = _checks.integer(caller, "class_tokens", class_tokens, minimum=0)
     if class_tokens + max(grid) > 2**31:
-        raise ValueError(f"{caller}(grid={grid}, class_tokens={class_tokens}): coordinates exceed int32")
+        raise _checks.value_error(
+            caller, "grid", grid, f"coordinates (with class_tokens={class_tokens}) must fit in int32"
+        )
     axes = [np.arange(int(size), dtype=np.int64) + int(class_tokens) for size in grid]
     patches = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(grid))
     leading = np.repeat(np.arange(int(class_tokens), dtype=np.int64)[:, None], len(grid), axis=1)

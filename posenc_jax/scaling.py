@@ -83,8 +83,8 @@ def _geometric(d: int, base: float) -> np.ndarray:
 
 def _ntk_exponent(d: int, caller: str) -> float:
     if d <= 2:
-        raise ValueError(
-            f"{caller}(rotary_dim={d}): NTK scalings need rotary_dim >= 4 (the base exponent is d / (d - 2))"
+        raise _checks.value_error(
+            caller, "rotary_dim", d, "NTK scalings need rotary_dim >= 4 (the base exponent is d / (d - 2))"
         )
     return d / (d - 2)
 
@@ -233,7 +233,7 @@ class YaRN:
         set_("mscale", _real_at_least(self.mscale, caller, "mscale", 0.0))
         set_("mscale_all_dim", _real_at_least(self.mscale_all_dim, caller, "mscale_all_dim", 0.0))
         if not isinstance(self.truncate, bool):
-            raise TypeError(f"YaRN(truncate={self.truncate!r}): truncate must be a bool")
+            _checks.boolean("YaRN", "truncate", self.truncate)
 
     def _correction_bound(self, rotations: float, d: int, base: float) -> float:
         return d * math.log(self.original_max_position / (rotations * 2 * math.pi)) / (2 * math.log(base))
@@ -355,9 +355,11 @@ class LongRoPE:
             )
         window = _positive_int(self.original_max_position, caller, "original_max_position")
         if window < 2:
-            raise ValueError(
-                f"{caller}(original_max_position={window}): original_max_position must be >= 2 "
-                "(the attention factor divides by its logarithm)"
+            raise _checks.value_error(
+                caller,
+                "original_max_position",
+                window,
+                "original_max_position must be >= 2 (the attention factor divides by its logarithm)",
             )
         set_("original_max_position", window)
         set_("factor", None if self.factor is None else _real_at_least(self.factor, caller, "factor", 1.0))
@@ -365,9 +367,12 @@ class LongRoPE:
 
     def _factors(self, d: int, long: bool) -> np.ndarray:
         if len(self.short_factors) != d // 2:
-            raise ValueError(
-                f"rope_frequencies(rotary_dim={d}): LongRoPE has {len(self.short_factors)} factors per set, "
-                f"rotary_dim={d} needs {d // 2} (one per rotated pair)"
+            raise _checks.value_error(
+                "rope_frequencies",
+                "rotary_dim",
+                d,
+                f"LongRoPE has {len(self.short_factors)} factors per set, rotary_dim={d} needs {d // 2} "
+                "(one per rotated pair)",
             )
         return np.asarray(self.long_factors if long else self.short_factors, np.float64)
 
@@ -394,16 +399,15 @@ def _setter(instance: object):
 
 
 def _factor_tuple(values: object, caller: str, name: str) -> tuple[float, ...]:
-    if isinstance(values, jax.core.Tracer):
-        raise TypeError(f"{caller}({name}=<traced>): {name} must be concrete (a sequence of numbers)")
+    _checks.concrete(caller, name, values, f"{name} are static factors (a sequence of numbers)")
     array = np.asarray(values)
     if array.dtype.kind not in "iuf":
-        raise TypeError(f"{caller}({name} dtype={array.dtype}): {name} must be real numbers")
+        raise _checks.type_error(caller, name, array, f"{name} must be real numbers")
     if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"{caller}({name} shape={array.shape}): {name} must be a non-empty 1-D sequence")
+        raise _checks.value_error(caller, name, array, f"{name} must be a non-empty 1-D sequence")
     array = array.astype(np.float64)
     if not np.all(np.isfinite(array) & (array > 0)):
-        raise ValueError(f"{caller}({name}={array.tolist()}): {name} must be finite and > 0")
+        raise _checks.value_error(caller, name, tuple(array.tolist()), f"{name} must be finite and > 0")
     return tuple(array.tolist())
 
 
@@ -412,7 +416,7 @@ def _check_scaling(scaling: object, caller: str) -> Scaling | None:
     if scaling is None or isinstance(scaling, _SCALINGS):
         return scaling
     names = ", ".join(t.__name__ for t in _SCALINGS)
-    raise TypeError(f"{caller}(scaling={scaling!r}): scaling must be None or one of {names}")
+    raise _checks.type_error(caller, "scaling", scaling, f"scaling must be None or one of {names}")
 
 
 def _depends_on_length(scaling: object) -> bool:

@@ -171,12 +171,17 @@ def test_bad_nd_positions_shape():
 @pytest.mark.parametrize(
     "args,kwargs,error,match",
     [
-        ((), {}, ValueError, r"grid_positions\(\): pass one size per axis"),
+        ((), {}, ValueError, r"grid_positions\(grid=\(\)\): pass one size per axis"),
         ((2, 0), {}, ValueError, r"grid_positions\(grid=\(2, 0\)\)"),
         ((2, 2.0), {}, TypeError, r"grid_positions\(grid\[1\]=2.0\)"),
         ((2,), dict(class_tokens=-1), ValueError, r"grid_positions\(class_tokens=-1\)"),
         ((2,), dict(class_tokens=True), TypeError, r"grid_positions\(class_tokens=True\)"),
-        ((2,), dict(class_tokens=2**31 - 1), ValueError, r"coordinates exceed int32"),
+        (
+            (2,),
+            dict(class_tokens=2**31 - 1),
+            ValueError,
+            r"grid_positions\(grid=\(2,\)\): coordinates \(with class_tokens=2147483647\) must fit in int32",
+        ),
     ],
 )
 def test_bad_grid(args, kwargs, error, match):

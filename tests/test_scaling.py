@@ -304,7 +304,7 @@ def test_attention_factor_leaves_pass_through_features_alone():
         (lambda: YaRN(2.0, 4096, beta_fast=1.0), ValueError, r"YaRN\(beta_fast=1.0\): .* > 1"),
         (lambda: YaRN(2.0, 4096, attention_factor=0.0), ValueError, r"YaRN\(attention_factor=0.0\)"),
         (lambda: YaRN(2.0, 4096, mscale=-1.0), ValueError, r"YaRN\(mscale=-1.0\)"),
-        (lambda: YaRN(2.0, 4096, truncate=1), TypeError, r"YaRN\(truncate=1\): truncate must be a bool"),
+        (lambda: YaRN(2.0, 4096, truncate=1), TypeError, r"YaRN\(truncate=1\): truncate must be a Python bool"),
         (lambda: Llama3(high_freq_factor=1.0), ValueError, r"Llama3\(high_freq_factor=1.0\): .* > 1"),
         (lambda: Llama3(factor=True), TypeError, r"Llama3\(factor=True\)"),
         (
@@ -312,9 +312,21 @@ def test_attention_factor_leaves_pass_through_features_alone():
             ValueError,
             r"LongRoPE\(long_factors=\(1.0,\)\): long_factors must have as many factors as short_factors \(2\)",
         ),
-        (lambda: LongRoPE((1.0, 0.0), (1.0, 1.0), 16), ValueError, r"LongRoPE\(short_factors=\[1.0, 0.0\]\)"),
-        (lambda: LongRoPE((), (), 16), ValueError, r"LongRoPE\(short_factors shape=\(0,\)\)"),
-        (lambda: LongRoPE(("a",), ("b",), 16), TypeError, r"LongRoPE\(short_factors dtype=<U1\)"),
+        (
+            lambda: LongRoPE((1.0, 0.0), (1.0, 1.0), 16),
+            ValueError,
+            r"LongRoPE\(short_factors=\(1.0, 0.0\)\): short_factors must be finite and > 0",
+        ),
+        (
+            lambda: LongRoPE((), (), 16),
+            ValueError,
+            r"LongRoPE\(short_factors=<float64\[0\]>\): short_factors must be a non-empty 1-D sequence",
+        ),
+        (
+            lambda: LongRoPE(("a",), ("b",), 16),
+            TypeError,
+            r"LongRoPE\(short_factors=<<U1\[1\]>\): short_factors must be real numbers",
+        ),
         (lambda: LongRoPE((1.0,), (1.0,), 1), ValueError, r"LongRoPE\(original_max_position=1\)"),
         (lambda: rope_frequencies(7), ValueError, r"rope_frequencies\(head_dim=7\): head_dim must be even"),
         (lambda: rope_frequencies(8, rotary_dim=16), ValueError, r"rope_frequencies\(rotary_dim=16\)"),

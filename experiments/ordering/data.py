@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from experiments.ordering.tasks import EMPTY, MODES, PAD, SEP, Task, get_task  # noqa: F401 (doctests)
+from experiments.ordering.tasks import EMPTY, MODES, PAD, SEP, Examples, Task, get_task, make_examples  # noqa: F401 (doctests, re-exports)
 
 __all__ = [
     "Examples",
@@ -37,22 +37,6 @@ __all__ = [
     "training_batch",
     "training_chunk",
 ]
-
-
-class Examples(NamedTuple):
-    """Examples before packing (numpy arrays).
-
-    Attributes:
-      inputs: `[examples, max_length]` int32 symbols (0 beyond each length).
-      lengths: `[examples]` int32 input lengths.
-      targets: `[examples, max_output]` int32 outputs (0 beyond each output length).
-      output_lengths: `[examples]` int32.
-    """
-
-    inputs: np.ndarray
-    lengths: np.ndarray
-    targets: np.ndarray
-    output_lengths: np.ndarray
 
 
 class Batch(NamedTuple):
@@ -74,37 +58,6 @@ class Batch(NamedTuple):
     targets: np.ndarray
     weights: np.ndarray
     example_ids: np.ndarray
-
-
-def make_examples(task: Task, rng: np.random.Generator, lengths: np.ndarray, max_length: int) -> Examples:
-    """Random examples of ``task`` with the given input lengths.
-
-    Args:
-      task: the task.
-      rng: numpy random generator.
-      lengths: `[examples]` int input lengths in ``1 … max_length``.
-      max_length: width of the ``inputs`` array.
-
-    Returns:
-      The `Examples`.
-
-    Raises:
-      ValueError: for lengths outside ``1 … max_length``.
-
-    >>> ex = make_examples(get_task("reverse"), np.random.default_rng(0), np.array([3]), 4)
-    >>> bool((ex.targets[0, :3] == ex.inputs[0, :3][::-1]).all())
-    True
-    """
-    lengths = np.asarray(lengths, np.int32)
-    if lengths.ndim != 1 or lengths.size and (lengths.min() < 1 or lengths.max() > max_length):
-        raise ValueError(
-            f"make_examples(lengths={lengths!r}): lengths must be a 1-D array of values in 1 … {max_length}"
-        )
-    symbols = rng.integers(0, task.alphabet_size, size=(lengths.shape[0], max_length), dtype=np.int32)
-    symbols = np.where(np.arange(max_length) < lengths[:, None], symbols, 0).astype(np.int32)
-    return Examples(
-        symbols, lengths, task.targets(symbols, lengths), task.output_length(lengths).astype(np.int32)
-    )
 
 
 def sorted_random_positions(

@@ -23,9 +23,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from experiments.ordering import data
+from experiments.ordering.baselines import analytic_ceiling, most_frequent_baseline
 from experiments.ordering.config import ExperimentConfig, check_positions
 from experiments.ordering.model import Transformer, init_cache
-from experiments.ordering.tasks import NUM_CLASSES, PAD, Task, get_task  # noqa: F401 (doctests)
+from experiments.ordering.tasks import PAD, Task, get_task  # noqa: F401 (get_task: doctests)
 
 __all__ = [
     "make_mesh",
@@ -34,8 +35,6 @@ __all__ = [
     "evaluation_lengths",
     "evaluation_sets",
     "evaluation_block_rows",
-    "analytic_ceiling",
-    "most_frequent_baseline",
     "pad_rows",
     "forward",
     "exact_match",
@@ -90,25 +89,6 @@ def evaluation_lengths(max_length: int, per_length: int, *, paired: bool) -> np.
     return np.asarray(pairs, dtype=np.int32).reshape(-1)
 
 
-def analytic_ceiling(examples: data.Examples) -> np.ndarray:
-    """Best per-token accuracy of an encoder that sees no position information, per example.
-
-    Without positions every ``EMPTY`` token of an example gets the same representation, so all of its
-    outputs are the same symbol; the best choice is the most frequent target symbol.
-
-    Returns:
-      `[examples]` float64: ``max_c count(target == c) / output_length``.
-
-    >>> t = np.array([[0, 0, 1, 2]])
-    >>> analytic_ceiling(data.Examples(t, np.array([4]), t, np.array([4]))).tolist()
-    [0.5]
-    """
-    out_max = examples.targets.shape[-1]
-    valid = np.arange(out_max)[None, :] < examples.output_lengths[:, None]
-    counts = ((examples.targets[..., None] == np.arange(NUM_CLASSES)) & valid[..., None]).sum(1)
-    return counts.max(-1) / examples.output_lengths
-
-
 def pad_rows(batch: data.Batch, multiple: int) -> data.Batch:
     """Appends empty rows (padding everywhere, weight 0) so that the row count divides ``multiple``.
 
@@ -128,28 +108,6 @@ def pad_rows(batch: data.Batch, multiple: int) -> data.Batch:
             for name, a in zip(data.Batch._fields, batch, strict=True)
         )
     )
-
-
-def most_frequent_baseline(examples: data.Examples) -> np.ndarray:
-    """Per example, the per-token accuracy of always answering the single symbol most frequent among all
-    target tokens of the examples of the same input length (a baseline that reads no input).
-
-    Returns:
-      `[examples]` float64.
-
-    >>> t = np.array([[0, 1, 1], [1, 1, 0], [2, 0, 0]])
-    >>> most_frequent_baseline(data.Examples(t, np.array([3, 3, 1]), t, np.array([3, 3, 1]))).tolist()
-    [0.6666666666666666, 0.6666666666666666, 1.0]
-    """
-    out_max = examples.targets.shape[-1]
-    valid = np.arange(out_max)[None, :] < examples.output_lengths[:, None]
-    hits = (examples.targets[..., None] == np.arange(NUM_CLASSES)) & valid[..., None]  # [E, out, C]
-    out = np.zeros(examples.lengths.shape[0])
-    for n in np.unique(examples.lengths):
-        same = examples.lengths == n
-        best = np.argmax(hits[same].sum((0, 1)))
-        out[same] = hits[same][..., best].sum(1) / examples.output_lengths[same]
-    return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,6 +32,8 @@ __all__ = [
     "Task",
     "TASKS",
     "get_task",
+    "Examples",
+    "make_examples",
 ]
 
 #: Largest input alphabet of any task; symbols are token ids ``0 … 4``.
@@ -227,3 +230,50 @@ def get_task(name: str) -> Task:
     if name not in TASKS:
         raise ValueError(f"get_task(name={name!r}): unknown task; choose one of {sorted(TASKS)}")
     return TASKS[name]
+
+
+class Examples(NamedTuple):
+    """Examples before packing (numpy arrays).
+
+    Attributes:
+      inputs: `[examples, max_length]` int32 symbols (0 beyond each length).
+      lengths: `[examples]` int32 input lengths.
+      targets: `[examples, max_output]` int32 outputs (0 beyond each output length).
+      output_lengths: `[examples]` int32.
+    """
+
+    inputs: np.ndarray
+    lengths: np.ndarray
+    targets: np.ndarray
+    output_lengths: np.ndarray
+
+
+def make_examples(task: Task, rng: np.random.Generator, lengths: np.ndarray, max_length: int) -> Examples:
+    """Random examples of ``task`` with the given input lengths.
+
+    Args:
+      task: the task.
+      rng: numpy random generator.
+      lengths: `[examples]` int input lengths in ``1 … max_length``.
+      max_length: width of the ``inputs`` array.
+
+    Returns:
+      The `Examples`.
+
+    Raises:
+      ValueError: for lengths outside ``1 … max_length``.
+
+    >>> ex = make_examples(get_task("reverse"), np.random.default_rng(0), np.array([3]), 4)
+    >>> bool((ex.targets[0, :3] == ex.inputs[0, :3][::-1]).all())
+    True
+    """
+    lengths = np.asarray(lengths, np.int32)
+    if lengths.ndim != 1 or lengths.size and (lengths.min() < 1 or lengths.max() > max_length):
+        raise ValueError(
+            f"make_examples(lengths={lengths!r}): lengths must be a 1-D array of values in 1 … {max_length}"
+        )
+    symbols = rng.integers(0, task.alphabet_size, size=(lengths.shape[0], max_length), dtype=np.int32)
+    symbols = np.where(np.arange(max_length) < lengths[:, None], symbols, 0).astype(np.int32)
+    return Examples(
+        symbols, lengths, task.targets(symbols, lengths), task.output_length(lengths).astype(np.int32)
+    )
