@@ -13,7 +13,7 @@ import pytest
 from experiments.ordering import __main__ as cli
 from experiments.ordering import config as config_lib
 from experiments.ordering import estimate, runner, train
-from experiments.ordering.checkpoint import GroupCheckpoints, json_safe
+from experiments.ordering.checkpoint import GroupCheckpoints, checkpoint_every, json_safe
 from experiments.ordering.model import ModelConfig
 
 TINY = {
@@ -94,7 +94,7 @@ def test_run_checkpoints_then_removes_them_and_logs_every_chunk(tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [10, 20, 30, 40]
     with pytest.raises(ValueError, match=r"checkpoint_every\(steps=15\): must be 0 .* multiple of the check"):
         runner.run(_tiny(), tmp_path, progress=False, checkpoint_steps=15)
-    assert runner.checkpoint_every(_tiny(check_every=30, steps=60), None) == 1020
+    assert checkpoint_every(_tiny(check_every=30, steps=60), None) == 1020
 
 
 def test_damaged_group_file_is_named_and_retrained(tmp_path, capsys):

@@ -35,6 +35,7 @@ from typing import Any  # noqa: E402
 
 from experiments.ordering import config as config_lib  # noqa: E402
 from experiments.ordering import runner, tasks  # noqa: E402
+from experiments.ordering.checkpoint import DEFAULT_CHECKPOINT_STEPS  # noqa: E402
 from experiments.ordering.runner import run  # noqa: E402
 
 __all__ = ["main", "build_parser", "parse_args", "run", "config_from_args"]
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="K",
         help="checkpoint each group's training state every K steps, so that a killed run loses at most K "
-        f"steps (a multiple of --check-every; 0: never; default: about {runner.DEFAULT_CHECKPOINT_STEPS})",
+        f"steps (a multiple of --check-every; 0: never; default: about {DEFAULT_CHECKPOINT_STEPS})",
     )
     parser.add_argument(
         "--estimate",

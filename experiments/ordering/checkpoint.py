@@ -19,7 +19,28 @@ from typing import Any
 
 import jax
 
-__all__ = ["GroupCheckpoints", "json_safe"]
+__all__ = ["DEFAULT_CHECKPOINT_STEPS", "GroupCheckpoints", "checkpoint_every", "json_safe"]
+
+
+#: Default interval between checkpoints, in steps (rounded up to a multiple of the check interval).
+DEFAULT_CHECKPOINT_STEPS = 1000
+
+
+def checkpoint_every(config: Any, steps: int | None) -> int:
+    """The checkpoint interval: ``steps`` (0: none), or by default the smallest multiple of the check
+    interval that is at least `DEFAULT_CHECKPOINT_STEPS`.
+
+    Raises:
+      ValueError: if ``steps`` is negative or not a multiple of ``config.check_every``.
+    """
+    if steps is None:
+        return -(-DEFAULT_CHECKPOINT_STEPS // config.check_every) * config.check_every
+    if steps < 0 or steps % config.check_every:
+        raise ValueError(
+            f"checkpoint_every(steps={steps}): must be 0 (no checkpoints) or a positive multiple of the "
+            f"check interval ({config.check_every} steps)"
+        )
+    return steps
 
 
 def json_safe(value: Any) -> Any:

@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from experiments.ordering import config as config_lib
-from experiments.ordering.checkpoint import GroupCheckpoints, json_safe
+from experiments.ordering.checkpoint import GroupCheckpoints, checkpoint_every, json_safe
 
 __all__ = [
-    "DEFAULT_CHECKPOINT_STEPS",
-    "checkpoint_every",
     "config_differences",
     "shard_groups",
     "prepare",
@@ -30,26 +28,6 @@ __all__ = [
     "merge",
     "write_outputs",
 ]
-
-#: Default interval between checkpoints, in steps (rounded up to a multiple of the check interval).
-DEFAULT_CHECKPOINT_STEPS = 1000
-
-
-def checkpoint_every(config: config_lib.ExperimentConfig, steps: int | None) -> int:
-    """The checkpoint interval: ``steps`` (0: none), or by default the smallest multiple of the check
-    interval that is at least `DEFAULT_CHECKPOINT_STEPS`.
-
-    Raises:
-      ValueError: if ``steps`` is negative or not a multiple of ``config.check_every``.
-    """
-    if steps is None:
-        return -(-DEFAULT_CHECKPOINT_STEPS // config.check_every) * config.check_every
-    if steps < 0 or steps % config.check_every:
-        raise ValueError(
-            f"checkpoint_every(steps={steps}): must be 0 (no checkpoints) or a positive multiple of the "
-            f"check interval ({config.check_every} steps)"
-        )
-    return steps
 
 
 def config_differences(saved: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -248,14 +226,7 @@ def run(
 
 def _partial(records: list, wall: float | None, trained: int, skipped: int) -> dict[str, Any]:
     """The result of a run that wrote no final outputs."""
-    return {
-        "records": records,
-        "rows": None,
-        "summary": None,
-        "wall_seconds": wall,
-        "trained": trained,
-        "skipped": skipped,
-    }
+    return dict(records=records, rows=None, summary=None, wall_seconds=wall, trained=trained, skipped=skipped)
 
 
 def merge(workdir: Path, *, command: str = "python -m experiments.ordering --merge") -> dict[str, Any]:

@@ -106,8 +106,7 @@ class GroupSetup:
 
 def check_devices(config: ExperimentConfig, device_count: int) -> None:
     """Raises ``ValueError`` if the rows of a batch cannot be split evenly over ``device_count`` devices."""
-    rows = config.batch_size // 2
-    if rows % device_count:
+    if (rows := config.batch_size // 2) % device_count:
         raise ValueError(
             f"setup_group(batch_size={config.batch_size}): the {rows} rows of a batch (two examples per "
             f"row) must be divisible by the number of devices ({device_count})"
@@ -294,8 +293,8 @@ def train_group(
         for name, values in (("loss", losses), ("accuracy", accuracies), ("validation_exact_match", exact)):
             curve[name].append([float(v) for v in values])
         if checkpoints is not None:
-            state = {"curve": curve, "steps_to_criterion": steps_to_criterion}
-            checkpoints.after_chunk(step, (params, opt_state), state, final=step >= setup.steps)
+            host = {"curve": curve, "steps_to_criterion": steps_to_criterion}
+            checkpoints.after_chunk(step, (params, opt_state), host, final=step >= setup.steps)
         if progress is not None:
             progress(step, losses, accuracies)
     jax.block_until_ready(params)
