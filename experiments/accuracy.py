@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.references import max_abs_error, naive_angles, naive_sinusoidal, rotate64, sinusoidal64
 from posenc_jax import (
     NTK,
     DynamicNTK,
@@ -31,7 +32,6 @@ from posenc_jax import (
     LongRoPE,
     YaRN,
     apply_rotary,
-    paper_frequencies,
     rope_attention_factor,
     rope_frequencies,
     sinusoidal,
@@ -42,18 +42,6 @@ LIMITS = {"2**14": 2**14, "2**20": 2**20, "2**24": 2**24, "2**31": 2**31}
 DIMS = (64, 1024, 8192)
 
 
-def reference(positions: np.ndarray, dim: int) -> np.ndarray:
-    angle = positions.astype(np.float64)[..., None] * paper_frequencies(dim)
-    out = np.empty(angle.shape[:-1] + (dim,))
-    out[..., 0::2], out[..., 1::2] = np.sin(angle), np.cos(angle)
-    return out
-
-
-def naive(positions: jax.Array, dim: int) -> jax.Array:
-    angle = positions.astype(jnp.float32)[:, None] * jnp.asarray(paper_frequencies(dim), jnp.float32)
-    return jnp.stack([jnp.sin(angle), jnp.cos(angle)], -1).reshape(positions.shape[0], dim)
-
-
 def measure(samples: int = 2048, table_length: int = 1024, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     rows = []
@@ -62,20 +50,18 @@ def measure(samples: int = 2048, table_length: int = 1024, seed: int = 0) -> lis
             positions = rng.integers(-limit, limit, size=samples, dtype=np.int64)
             positions[:2] = [limit - 1, -limit]
             positions = positions.astype(np.int32)
-            exact = reference(positions, dim)
+            exact = sinusoidal64(positions, dim)
             start = int(limit - table_length)
             table = sinusoidal_table(table_length, dim, offset=start)
             rows.append(
                 {
                     "dim": dim,
                     "positions_below": name,
-                    "sinusoidal": float(np.abs(np.asarray(sinusoidal(positions, dim)) - exact).max()),
-                    "sinusoidal_table": float(
-                        np.abs(np.asarray(table) - reference(start + np.arange(table_length), dim)).max()
+                    "sinusoidal": max_abs_error(sinusoidal(positions, dim), exact),
+                    "sinusoidal_table": max_abs_error(
+                        table, sinusoidal64(start + np.arange(table_length), dim)
                     ),
-                    "naive_float32": float(
-                        np.abs(np.asarray(naive(jnp.asarray(positions), dim)) - exact).max()
-                    ),
+                    "naive_float32": max_abs_error(naive_sinusoidal(jnp.asarray(positions), dim), exact),
                 }
             )
     return rows
@@ -109,15 +95,19 @@ ROTARY_SCALINGS = {
 }
 
 
+#: The unit pairs ``(1, 0)`` of one head: rotated, they are ``(cos, sin)`` of every pair's angle.
+UNIT_PAIRS = np.tile(np.array([1.0, 0.0]), ROTARY_HEAD_DIM // 2)
+
+
 def _rotated_unit_pairs(positions: jax.Array, scaling, length) -> jax.Array:
     """``apply_rotary`` of the unit pairs ``(1, 0)``: ``(cos, sin) · attention factor`` per pair."""
-    unit = jnp.tile(jnp.array([1.0, 0.0], jnp.float32), ROTARY_HEAD_DIM // 2)
-    x = jnp.broadcast_to(unit, (positions.shape[0], 1, ROTARY_HEAD_DIM))
+    x = jnp.broadcast_to(jnp.asarray(UNIT_PAIRS, jnp.float32), (positions.shape[0], 1, ROTARY_HEAD_DIM))
     return apply_rotary(x, positions, scaling=scaling, length=length)[:, 0]
 
 
 def _naive_rotated_unit_pairs(positions: jax.Array, w: np.ndarray, factor: float) -> jax.Array:
-    angle = positions.astype(jnp.float32)[:, None] * jnp.asarray(w, jnp.float32)
+    """The same from the float32 angles other libraries use."""
+    angle = naive_angles(positions, w)
     pairs = jnp.stack([jnp.cos(angle), jnp.sin(angle)], -1) * jnp.float32(factor)
     return pairs.reshape(positions.shape[0], ROTARY_HEAD_DIM)
 
@@ -134,22 +124,19 @@ def measure_rotary(samples: int = 2048, seed: int = 0) -> list[dict]:
             positions[0] = limit - 1
             w = rope_frequencies(ROTARY_HEAD_DIM, scaling=scaling, length=limit)
             factor = rope_attention_factor(scaling)
-            angle = positions.astype(np.float64)[:, None] * w
-            exact = (np.stack([np.cos(angle), np.sin(angle)], -1) * factor).reshape(samples, ROTARY_HEAD_DIM)
+            exact = rotate64(UNIT_PAIRS, positions, frequencies=w) * factor
             got = _rotated_unit_pairs(jnp.asarray(positions), scaling, limit)
             row = {
                 "scaling": name,
                 "positions_below": limit_name,
-                "posenc_jax": float(np.abs(np.asarray(got) - exact).max()),
-                "naive_float32": float(
-                    np.abs(
-                        np.asarray(_naive_rotated_unit_pairs(jnp.asarray(positions), w, factor)) - exact
-                    ).max()
+                "posenc_jax": max_abs_error(got, exact),
+                "naive_float32": max_abs_error(
+                    _naive_rotated_unit_pairs(jnp.asarray(positions), w, factor), exact
                 ),
             }
             if name.startswith("DynamicNTK"):
                 got = traced(jnp.asarray(positions), length=jnp.int32(limit))
-                row["posenc_jax_traced_length"] = float(np.abs(np.asarray(got) - exact).max())
+                row["posenc_jax_traced_length"] = max_abs_error(got, exact)
             rows.append(row)
     return rows
 

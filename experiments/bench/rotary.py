@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.bench.timing import compare
+from experiments.references import angles64, max_abs_error, naive_rotate_half, rotate64
 from posenc_jax.frequencies import paper_frequencies
 from posenc_jax.layouts import _merge_pairs, _unmerge_pairs
 from posenc_jax.rotary import apply_rotary
@@ -38,34 +39,9 @@ def _rotate_with_table(x, positions, sin_table, cos_table, layout):
     return _merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
 
 
-def _naive_rotate_half(x, positions, head_dim):
-    w = jnp.asarray(paper_frequencies(head_dim), jnp.float32)
-    angles = positions.astype(jnp.float32)[..., None] * w  # float32 product: inexact at large positions
-    angles = jnp.concatenate([angles, angles], axis=-1)[..., None, :]
-    cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
-    half = head_dim // 2
-    rotated_half = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return x * cos + rotated_half * sin
-
-
 def _tables(max_length: int, head_dim: int) -> tuple[jax.Array, jax.Array]:
-    angles = np.arange(max_length, dtype=np.float64)[:, None] * paper_frequencies(head_dim)
+    angles = angles64(np.arange(max_length), paper_frequencies(head_dim))
     return jnp.asarray(np.sin(angles), jnp.float32), jnp.asarray(np.cos(angles), jnp.float32)
-
-
-def _max_error(rotated: jax.Array, x: np.ndarray, positions: np.ndarray, layout: str) -> float:
-    """Max abs error against float64 (computed from the formula) on the given slice."""
-    head_dim = x.shape[-1]
-    theta = positions.astype(np.float64)[..., None, None] * paper_frequencies(head_dim)
-    x = x.astype(np.float64)
-    if layout == "interleaved":
-        first, second = np.arange(0, head_dim, 2), np.arange(1, head_dim, 2)
-    else:
-        first, second = np.arange(head_dim // 2), np.arange(head_dim // 2, head_dim)
-    want = np.empty_like(x)
-    want[..., first] = x[..., first] * np.cos(theta) - x[..., second] * np.sin(theta)
-    want[..., second] = x[..., second] * np.cos(theta) + x[..., first] * np.sin(theta)
-    return float(np.abs(np.asarray(rotated, np.float64) - want).max())
 
 
 def _cpu_seconds(candidates: dict[str, tuple[Any, tuple]], repeats: int) -> dict[str, float]:
@@ -98,7 +74,7 @@ def _section(shape: tuple[int, int, int, int], dtype: Any, repeats: int, calls: 
             )
         )
 
-    naive = jax.jit(lambda q, k, p: (_naive_rotate_half(q, p, head_dim), _naive_rotate_half(k, p, head_dim)))
+    naive = jax.jit(lambda q, k, p: (naive_rotate_half(q, p), naive_rotate_half(k, p)))
     candidates = {
         "posenc_jax_interleaved": (ours("interleaved"), (q, k, positions)),
         "table_interleaved": (table("interleaved"), (q, k, positions, sin_table, cos_table)),
@@ -112,12 +88,10 @@ def _section(shape: tuple[int, int, int, int], dtype: Any, repeats: int, calls: 
 
     # Accuracy at late positions, on one batch row and head (float64 reference from the formula).
     late = (2**20 + np.arange(length)).astype(np.int32)
-    row = np.asarray(q[:1, :, :1], np.float32)
+    want = rotate64(np.asarray(q[:1, :, :1], np.float32), late[:, None], layout="split")
     errors = {
-        "posenc_jax_split": _max_error(apply_rotary(q[:1, :, :1], late, layout="split"), row, late, "split"),
-        "naive_rotate_half": _max_error(
-            _naive_rotate_half(q[:1, :, :1], jnp.asarray(late), head_dim), row, late, "split"
-        ),
+        "posenc_jax_split": max_abs_error(apply_rotary(q[:1, :, :1], late, layout="split"), want),
+        "naive_rotate_half": max_abs_error(naive_rotate_half(q[:1, :, :1], jnp.asarray(late)), want),
     }
     return {
         "shape": list(shape),

@@ -10,32 +10,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.bench.timing import compare
-from posenc_jax import paper_frequencies, sinusoidal, sinusoidal_table
+from experiments.references import max_abs_error, naive_sinusoidal, sinusoidal64
+from posenc_jax import sinusoidal, sinusoidal_table
 
 
 def naive_table(length: int, dim: int) -> jax.Array:
     """What people write by hand: float32 product, then sin and cos, in the paper's interleaved layout."""
-    w = jnp.asarray(paper_frequencies(dim), jnp.float32)
-    angle = jnp.arange(length, dtype=jnp.float32)[:, None] * w
-    return jnp.stack([jnp.sin(angle), jnp.cos(angle)], axis=-1).reshape(length, dim)
+    return naive_sinusoidal(jnp.arange(length, dtype=jnp.float32), dim)
 
 
 def numpy_table(length: int, dim: int) -> np.ndarray:
     """float64 numpy, then cast to float32: exact, slow."""
-    angle = np.arange(length, dtype=np.float64)[:, None] * paper_frequencies(dim)
-    out = np.empty((length, dim), dtype=np.float64)
-    out[:, 0::2], out[:, 1::2] = np.sin(angle), np.cos(angle)
-    return out.astype(np.float32)
+    return sinusoidal64(np.arange(length, dtype=np.float64), dim).astype(np.float32)
 
 
 def _max_error(table: jax.Array, offset: int, max_rows: int = 8192) -> float:
     """Max abs error against float64, on at most ``max_rows`` rows evenly spaced over the table."""
     length, dim = table.shape
     rows = np.arange(0, length, max(1, length // max_rows))
-    angle = (offset + rows.astype(np.float64))[:, None] * paper_frequencies(dim)
-    exact = np.empty((rows.size, dim))
-    exact[:, 0::2], exact[:, 1::2] = np.sin(angle), np.cos(angle)
-    return float(np.abs(np.asarray(table[rows], np.float64) - exact).max())
+    return max_abs_error(table[rows], sinusoidal64(offset + rows.astype(np.float64), dim))
 
 
 def table_section(length: int, dim: int, repeats: int, calls: int = 1) -> dict[str, Any]:
@@ -49,12 +42,7 @@ def table_section(length: int, dim: int, repeats: int, calls: int = 1) -> dict[s
         samples.append(time.perf_counter() - start)
     timings["numpy_float64"] = {"median_s": float(np.median(samples)), "min_s": min(samples)}
     late = 2**20
-    naive_late = jax.jit(
-        lambda: (lambda a: jnp.stack([jnp.sin(a), jnp.cos(a)], -1).reshape(length, dim))(
-            (late + jnp.arange(length, dtype=jnp.float32))[:, None]
-            * jnp.asarray(paper_frequencies(dim), jnp.float32)
-        )
-    )
+    naive_late = jax.jit(lambda: naive_sinusoidal(late + jnp.arange(length, dtype=jnp.float32), dim))
     return {
         "shape": [length, dim],
         "timings": timings,
