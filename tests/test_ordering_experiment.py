@@ -16,30 +16,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from ordering_tiny import tiny_config as _tiny
 
 from experiments.ordering import __main__ as cli
 from experiments.ordering import config as config_lib
 from experiments.ordering import evaluate, stats, tasks, train
 from experiments.ordering.model import ModelConfig
-
-TINY = {
-    "model": ModelConfig(num_layers=1, width=16, num_heads=2, mlp_ratio=2),
-    "train_max_length": 4,
-    "test_max_length": 8,
-    "batch_size": 16,
-    "steps": 20,
-    "run_steps": (),
-    "check_every": 10,
-    "validation_per_length": 2,
-    "test_per_length": 2,
-    "seeds": (0, 1),
-    "warmup_steps": 5,
-    "learning_rates": (3e-3,),
-}
-
-
-def _tiny(**overrides) -> config_lib.ExperimentConfig:
-    return config_lib.preset("quick", **{**TINY, **overrides})
 
 
 def _group(config: config_lib.ExperimentConfig, task: str, mode: str, scheme: str) -> config_lib.Group:

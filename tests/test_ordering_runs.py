@@ -9,36 +9,22 @@ import json
 import math
 
 import pytest
+from ordering_tiny import tiny_config
 
 from experiments.ordering import __main__ as cli
 from experiments.ordering import config as config_lib
 from experiments.ordering import estimate, runner, train
 from experiments.ordering.checkpoint import GroupCheckpoints, checkpoint_every, json_safe
-from experiments.ordering.model import ModelConfig
 
-TINY = {
-    "model": ModelConfig(num_layers=1, width=16, num_heads=2, mlp_ratio=2),
-    "train_max_length": 4,
-    "test_max_length": 8,
-    "batch_size": 16,
-    "steps": 40,
-    "run_steps": (),
-    "check_every": 10,
-    "validation_per_length": 2,
-    "test_per_length": 2,
-    "seeds": (0, 1),
-    "warmup_steps": 5,
-    "learning_rates": (3e-3,),
-    "runs": (("reverse", "encoder"),),
-    "schemes": ("none",),
-}
+#: What these tests change in the shared tiny configuration.
+RUNS_TINY = {"steps": 40, "runs": (("reverse", "encoder"),), "schemes": ("none",)}
 TINY_ARGS = "--task reverse --schemes none --seeds 0 1 --steps 40 --check-every 10 --warmup-steps 5".split()
 TINY_ARGS += "--batch-size 16 --validation-per-length 2 --test-per-length 2".split()
 TINY_ARGS += "--train-length 4 --test-length 8 --layers 1 --width 16 --heads 2 --no-progress".split()
 
 
 def _tiny(**overrides) -> config_lib.ExperimentConfig:
-    return config_lib.preset("quick", **{**TINY, **overrides})
+    return tiny_config(**{**RUNS_TINY, **overrides})
 
 
 class _Killed(Exception):
