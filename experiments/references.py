@@ -18,13 +18,13 @@ import numpy as np
 from posenc_jax import paper_frequencies
 
 
-def _pairs(dim: int, layout: str) -> tuple[Any, Any]:
+def _pairs(dim: int, layout: str, caller: str) -> tuple[Any, Any]:
     """Indices of the first and second member of every pair of ``dim`` features in ``layout``."""
     if layout == "interleaved":
         return slice(0, dim, 2), slice(1, dim, 2)
     if layout == "split":
         return slice(0, dim // 2), slice(dim // 2, dim)
-    raise ValueError(f"references(layout={layout!r}): layout must be 'interleaved' or 'split'")
+    raise ValueError(f"{caller}(layout={layout!r}): layout must be 'interleaved' or 'split', got {layout!r}")
 
 
 def angles64(positions: Any, frequencies: np.ndarray) -> np.ndarray:
@@ -55,7 +55,7 @@ def sinusoidal64(
     """
     angle = angles64(positions, paper_frequencies(dim) if frequencies is None else frequencies)
     out = np.empty(angle.shape[:-1] + (dim,), dtype=np.float64)
-    first, second = _pairs(dim, layout)
+    first, second = _pairs(dim, layout, "sinusoidal64")
     out[..., first], out[..., second] = np.sin(angle), np.cos(angle)
     return out
 
@@ -81,7 +81,7 @@ def rotate64(
     x = np.asarray(x, np.float64)
     head_dim = x.shape[-1]
     theta = angles64(positions, paper_frequencies(head_dim) if frequencies is None else frequencies)
-    first, second = _pairs(head_dim, layout)
+    first, second = _pairs(head_dim, layout, "rotate64")
     out = np.empty(np.broadcast_shapes(x.shape, theta.shape[:-1] + (head_dim,)), dtype=np.float64)
     out[..., first] = x[..., first] * np.cos(theta) - x[..., second] * np.sin(theta)
     out[..., second] = x[..., second] * np.cos(theta) + x[..., first] * np.sin(theta)
@@ -108,7 +108,8 @@ def naive_sinusoidal(
       The float32 encoding.
     """
     angle = naive_angles(positions, paper_frequencies(dim) if frequencies is None else frequencies)
-    if _pairs(dim, layout)[0] != slice(0, dim, 2):
+    _pairs(dim, layout, "naive_sinusoidal")  # rejects an unknown layout
+    if layout == "split":
         return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
     return jnp.stack([jnp.sin(angle), jnp.cos(angle)], axis=-1).reshape(angle.shape[:-1] + (dim,))
 
