@@ -158,8 +158,9 @@ def test_estimate_projects_hours_without_training(tmp_path, capsys):
     assert result["groups"][0]["seconds_per_step"] == result["groups"][1]["seconds_per_step"]
     assert math.isclose(result["hours"], sum(r["hours"] for r in result["groups"]))
     assert cli.main([*TINY_ARGS, "--workdir", str(tmp_path / "w"), "--estimate"]) == 0
-    out = capsys.readouterr().out
-    assert "Projected training time of preset 'quick' on 8 × cpu" in out and "total" in out
+    captured = capsys.readouterr()
+    assert "Projected training time of preset 'quick' on 8 × cpu" in captured.out and "total" in captured.out
+    assert "timed 1/1: reverse/encoder/none:" in captured.err  # progress while a long preset compiles
     assert not (tmp_path / "w").exists()
 
 

@@ -184,6 +184,10 @@ def config_from_args(args: argparse.Namespace) -> config_lib.ExperimentConfig:
     return config_lib.preset(args.preset, **overrides)
 
 
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -198,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.estimate:
                 from experiments.ordering import estimate
 
-                print(estimate.format_estimate(estimate.estimate(config)))
+                print(estimate.format_estimate(estimate.estimate(config, progress=_progress)))
                 return 0
             workdir = args.workdir or Path("runs") / f"ordering-{config.preset}"
             cache = args.compile_cache

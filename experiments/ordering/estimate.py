@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 from experiments.ordering import config as config_lib
@@ -48,13 +49,20 @@ def _chunk_seconds(
     return min(samples)  # the least disturbed run: other processes only ever add time
 
 
-def estimate(config: config_lib.ExperimentConfig, *, steps: int = 4, repeats: int = 3) -> dict[str, Any]:
+def estimate(
+    config: config_lib.ExperimentConfig,
+    *,
+    steps: int = 4,
+    repeats: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Times every group of ``config`` and projects the training time of the whole run.
 
     Args:
       config: the experiment.
       steps: ``k``: the chunks timed have ``k`` and ``2k`` steps.
       repeats: timed runs of each chunk (the fastest is used).
+      progress: called with one line after each timed program (a long preset compiles many), or ``None``.
 
     Returns:
       ``{"device", "device_count", "groups": [{"group", "steps", "seconds_per_step", "seconds_per_check",
@@ -72,6 +80,7 @@ def estimate(config: config_lib.ExperimentConfig, *, steps: int = 4, repeats: in
     device = jax.devices()[0]
     timed: dict[tuple[str, str, str], tuple[float, float]] = {}
     rows = []
+    programs = len({(g.task, g.mode, g.scheme) for g in config.groups()})
     for group in config.groups():
         key = (group.task, group.mode, group.scheme)
         if key not in timed:
@@ -80,6 +89,10 @@ def estimate(config: config_lib.ExperimentConfig, *, steps: int = 4, repeats: in
                 timed[key] = ((two - one) / steps, max(2 * one - two, 0.0))
             else:  # too fast to tell apart (or a noisy machine): all of the chunk counts as steps
                 timed[key] = (two / (2 * steps), 0.0)
+            if progress is not None:
+                progress(
+                    f"timed {len(timed)}/{programs}: {'/'.join(key)}: {timed[key][0] * 1e3:.2f} ms per step"
+                )
         per_step, per_check = timed[key]
         budget = config.steps_for(group.task, group.mode)
         seconds = budget * per_step + budget // config.check_every * per_check
