@@ -1,0 +1,1 @@
+"""The implementation of posenc_jax; the public modules re-export from here."""

@@ -1,0 +1,103 @@
+"""KERPLE (Chi et al. 2022): kernelized relative positional biases for length extrapolation.
+
+"KERPLE: Kernelized Relative Positional Embedding for Length Extrapolation" (NeurIPS 2022) adds to the
+attention logits of head ``h`` a conditionally positive definite kernel of the distance ``|i - j|`` between
+query position ``i`` and key position ``j``, with two learned positive parameters per head:
+
+* logarithmic: ``b_h(i, j) = -r1_h * log(1 + r2_h * |i - j|)``;
+* power: ``b_h(i, j) = -r1_h * |i - j| ** r2_h`` with ``0 < r2_h <= 2``.
+
+The bias depends on the distance only (keys after a query get the same bias as keys as far before it; a
+decoder's causal mask hides them), so offsets, packed sequences and cached decoding need no special code.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from posenc_jax import _checks
+from posenc_jax._src.distances import offsets, pair_positions
+
+__all__ = ["KERNELS", "kerple_bias"]
+
+#: The two kernels of the paper.
+KERNELS = ("log", "power")
+Kernel = Literal["log", "power"]
+
+
+def check_head_parameters(call: str, num_heads: int | None, **parameters: Any) -> int:
+    """Each parameter must be a floating ``[num_heads]`` array (the same ``num_heads`` for all); returns it."""
+    for name, value in parameters.items():
+        dtype = getattr(value, "dtype", None)
+        shape = tuple(np.shape(value))
+        if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+            raise _checks.type_error(call, name, value, f"{name} must be a floating array [num_heads]")
+        if len(shape) != 1 or (num_heads is not None and shape[0] != num_heads):
+            heads = "num_heads" if num_heads is None else str(num_heads)
+            raise _checks.value_error(
+                call, name, value, f"{name} must have shape [{heads}] (one value per head)"
+            )
+        num_heads = shape[0]
+    return int(num_heads or 0)
+
+
+def kerple_bias(
+    q_positions: jax.Array,
+    k_positions: jax.Array,
+    *,
+    r1: jax.Array,
+    r2: jax.Array,
+    kernel: Kernel,
+) -> jax.Array:
+    """The KERPLE bias of every head, query and key (Chi et al. 2022).
+
+    * ``kernel="log"``: ``-r1_h * log(1 + r2_h * |i - j|)``;
+    * ``kernel="power"``: ``-r1_h * |i - j| ** r2_h`` (the paper keeps ``0 < r2_h <= 2``).
+
+    ``i`` and ``j`` are the given positions (integer distances are formed exactly in int32, then rounded once
+    to float32). ``r1`` and ``r2`` must be positive; :class:`posenc_jax.nnx.Kerple` keeps them so by
+    construction. The power kernel's gradient with respect to ``r2`` is defined (zero) at distance 0.
+
+    Args:
+      q_positions: integer or floating positions ``[q_len]`` or ``[batch, q_len]``.
+      k_positions: integer or floating positions ``[k_len]`` or ``[batch, k_len]``.
+      r1: ``[num_heads]`` positive scales.
+      r2: ``[num_heads]`` positive rates (log) or exponents in ``(0, 2]`` (power).
+      kernel: ``"log"`` or ``"power"``.
+
+    Returns:
+      float32 ``[batch or 1, num_heads, q_len, k_len]``.
+
+    Raises:
+      TypeError: non-floating ``r1`` / ``r2``, bad position dtypes.
+      ValueError: an unknown ``kernel``, ``r1`` and ``r2`` not both ``[num_heads]``, positions of rank other
+        than 1 or 2 or with batch sizes that do not broadcast.
+
+    >>> kerple_bias(jnp.arange(3), jnp.arange(3), r1=jnp.ones(1), r2=jnp.ones(1), kernel="power")[0, 0]
+    Array([[ 0., -1., -2.],
+           [-1.,  0., -1.],
+           [-2., -1.,  0.]], dtype=float32)
+    """
+    call = "kerple_bias"
+    _checks.one_of(call, "kernel", kernel, KERNELS)
+    check_head_parameters(call, None, r1=r1, r2=r2)
+    q2, k2 = pair_positions(call, q_positions, k_positions)
+    return _kerple(q2, k2, jnp.asarray(r1), jnp.asarray(r2), kernel=kernel)
+
+
+@functools.partial(jax.jit, static_argnames=("kernel",))
+def _kerple(q2, k2, r1, r2, *, kernel: str) -> jax.Array:
+    distance = jnp.abs(offsets(q2, k2))[:, None]  # [batch, 1, q_len, k_len]
+    r1 = r1.astype(jnp.float32)[None, :, None, None]
+    r2 = r2.astype(jnp.float32)[None, :, None, None]
+    if kernel == "log":
+        return 0.0 - r1 * jnp.log1p(r2 * distance)  # +0.0 on the diagonal, never -0.0
+    # |i - j| ** r2 as exp(r2 log d) away from d = 0, so that d/dr2 is 0 there instead of 0 * -inf.
+    positive = distance > 0
+    log_distance = jnp.log(jnp.where(positive, distance, 1.0))
+    return 0.0 - r1 * jnp.where(positive, jnp.exp(r2 * log_distance), 0.0)
