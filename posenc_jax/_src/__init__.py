@@ -1,1 +1,1 @@
-"""The implementation of posenc_jax; the public modules re-export from here."""
+"""The implementation of posenc_jax (private): import from :mod:`posenc_jax` and its namespaces."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from posenc_jax.alibi import _parts
-from posenc_jax.angles import _SplitPositions
-from posenc_jax.relative import _pair, _saturating_distance
+from posenc_jax._src.alibi import _parts
+from posenc_jax._src.angles import _SplitPositions
+from posenc_jax._src.relative import _pair, _saturating_distance
 
 __all__: list[str] = []
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import _checks
+from posenc_jax._src import checks as _checks
 from posenc_jax._src.distances import offsets, pair_positions
 
 __all__ = ["KERNELS", "kerple_bias"]

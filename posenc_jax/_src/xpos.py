@@ -29,10 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import _checks
-from posenc_jax.layouts import Layout, _check_layout
-from posenc_jax.relative import _saturating_distance
-from posenc_jax.rotary import apply_rotary
+from posenc_jax._src import checks as _checks
+from posenc_jax._src.layouts import Layout, _check_layout
+from posenc_jax._src.relative import _saturating_distance
+from posenc_jax._src.rotary import apply_rotary
 
 __all__ = ["xpos_rotate", "xpos_decay_rates"]
 
