@@ -19,6 +19,7 @@ positions before it, normalized by the query's position as always.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -27,9 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks as _checks
+from posenc_jax._src.delegation import is_array
 from posenc_jax._src.distances import offsets, pair_positions
+from posenc_jax._src.schemes import SchemeDefaults
 
-__all__ = ["fire_bias"]
+__all__ = ["FIRE", "FIREParameters", "fire_bias"]
 
 
 def check_mlp(call: str, mlp: object, num_heads: int | None = None) -> tuple[int, int]:
@@ -131,3 +134,123 @@ def _fire(q2, k2, mlp, c, threshold, *, eps: float) -> jax.Array:
     hidden = jax.nn.relu(u[..., None] * w1 + b1)  # [batch, q_len, k_len, width]
     out = jnp.einsum("bqkw,wh->bhqk", hidden, w2) + b2[None, :, None, None]
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FIRE(SchemeDefaults):
+    """FIRE (Li et al. 2024): a learned function of the progressively normalized distance, as a logits bias.
+
+    ``b(i, j) = f_θ(ψ(|i - j|) / (ψ(max(|L|, i)) + eps))``, ``ψ(x) = log(|c|·x + 1)``, see
+    :func:`posenc_jax.fire_bias` (and there how non-causal use is defined). A pytree whose leaves are the MLP's
+    four arrays, ``c`` and ``threshold``; :class:`posenc_jax.nnx.FIRE` and :class:`posenc_jax.linen.FIRE`
+    hold them as parameters and build it.
+
+    Attributes:
+      mlp: ``(w1 [width], b1 [width], w2 [width, num_heads], b2 [num_heads])``.
+      c: scalar, the scale of ``ψ``.
+      threshold: scalar ``L``.
+      eps: added to the normalizer (keyword; the reference code's ``1e-6``).
+
+    Raises:
+      TypeError, ValueError: a malformed ``mlp``, non-scalar ``c`` / ``threshold``, a non-positive ``eps``.
+
+    >>> mlp = (jnp.ones(4), jnp.zeros(4), jnp.ones((4, 2)), jnp.zeros(2))
+    >>> FIRE(mlp, 0.1, 512.0).attention_bias(jnp.arange(3), jnp.arange(3)).shape
+    (1, 2, 3, 3)
+    """
+
+    mlp: Any
+    c: Any
+    threshold: Any
+    _: dataclasses.KW_ONLY
+    eps: float = 1e-6
+
+    def __post_init__(self):
+        caller = "FIRE"
+        if isinstance(self.mlp, tuple | list) and all(is_array(p) for p in self.mlp):
+            check_mlp(caller, tuple(self.mlp))
+            object.__setattr__(self, "mlp", tuple(self.mlp))
+        for name in ("c", "threshold"):
+            value = getattr(self, name)
+            if is_array(value) or isinstance(value, int | float):
+                _check_scalar(caller, name, value)
+        object.__setattr__(self, "eps", _checks.real_above(caller, "eps", self.eps, 0.0))
+
+    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
+        return fire_bias(
+            q_positions, k_positions, mlp=self.mlp, c=self.c, threshold=self.threshold, eps=self.eps
+        )
+
+    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """Same as :meth:`attention_bias`."""
+        return self.attention_bias(q_positions, k_positions)
+
+
+jax.tree_util.register_dataclass(FIRE, data_fields=["mlp", "c", "threshold"], meta_fields=["eps"])
+
+
+#: The FIRE modules' parameter names, in the order of :meth:`FIREParameters.value`.
+FIRE_PARAMETERS = ("hidden_kernel", "hidden_bias", "output_kernel", "output_bias", "c", "threshold_scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class FIREParameters:
+    """What the FIRE modules share: their checked fields, how the parameters are drawn, the value they build.
+
+    Parameters (the reference code's): the MLP ``hidden_kernel`` ``[width]``, ``hidden_bias`` ``[width]``,
+    ``output_kernel`` ``[width, num_heads]``, ``output_bias`` ``[num_heads]``, drawn uniform in
+    ``±1/sqrt(fan_in)`` as a PyTorch ``Linear`` (fan_in 1, then ``width``); ``c`` (initially ``c``) and
+    ``threshold_scale`` (initially 1): the threshold is ``L = threshold_scale · threshold``, so that a
+    learning rate moves ``L`` in proportion to its size.
+    """
+
+    num_heads: int
+    _: dataclasses.KW_ONLY
+    width: int = 32
+    c: float = 0.1
+    threshold: float = 512.0
+    eps: float = 1e-6
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        caller = "FIRE"
+        object.__setattr__(self, "num_heads", _checks.integer(caller, "num_heads", self.num_heads))
+        object.__setattr__(self, "width", _checks.integer(caller, "width", self.width))
+        object.__setattr__(self, "c", _checks.real_above(caller, "c", self.c, 0.0))
+        object.__setattr__(self, "threshold", _checks.real_above(caller, "threshold", self.threshold, 0.0))
+        object.__setattr__(self, "eps", _checks.real_above(caller, "eps", self.eps, 0.0))
+        _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
+
+    def _uniform(self, key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:
+        bound = 1.0 / np.sqrt(fan_in)
+        return jax.random.uniform(key, shape, jnp.float32, -bound, bound).astype(self.param_dtype)
+
+    def init_hidden_kernel(self, key: jax.Array, *_: Any) -> jax.Array:
+        """``[width]``."""
+        return self._uniform(key, (self.width,), 1)
+
+    def init_hidden_bias(self, key: jax.Array, *_: Any) -> jax.Array:
+        """``[width]``."""
+        return self._uniform(key, (self.width,), 1)
+
+    def init_output_kernel(self, key: jax.Array, *_: Any) -> jax.Array:
+        """``[width, num_heads]``."""
+        return self._uniform(key, (self.width, self.num_heads), self.width)
+
+    def init_output_bias(self, key: jax.Array, *_: Any) -> jax.Array:
+        """``[num_heads]``."""
+        return self._uniform(key, (self.num_heads,), self.width)
+
+    def init_c(self, *_: Any) -> jax.Array:
+        """The initial ``c`` (a scalar)."""
+        return jnp.asarray(self.c, self.param_dtype)
+
+    def init_threshold_scale(self, *_: Any) -> jax.Array:
+        """1 (a scalar)."""
+        return jnp.ones((), self.param_dtype)
+
+    def value(self, hidden_kernel, hidden_bias, output_kernel, output_bias, c, threshold_scale) -> FIRE:
+        """The scheme value of these parameters."""
+        mlp = (hidden_kernel, hidden_bias, output_kernel, output_bias)
+        return FIRE(mlp, c, threshold_scale * self.threshold, eps=self.eps)

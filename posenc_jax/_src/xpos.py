@@ -22,6 +22,7 @@ beyond ``R`` is clipped at ``e**±87``: a key more than ``R`` behind a decoding 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -32,9 +33,10 @@ import numpy as np
 from posenc_jax._src import checks as _checks
 from posenc_jax._src.layouts import Layout, _check_layout
 from posenc_jax._src.relative import _saturating_distance
-from posenc_jax._src.rotary import apply_rotary
+from posenc_jax._src.rotary import _PAIRS, apply_rotary
+from posenc_jax._src.schemes import SchemeDefaults, _check_heads
 
-__all__ = ["xpos_rotate", "xpos_decay_rates"]
+__all__ = ["XPos", "xpos_decay_rates", "xpos_rotate"]
 
 #: exp(±EXPONENT_LIMIT) is a normal float32 with room to spare for the multiply with a feature.
 EXPONENT_LIMIT = 87.0
@@ -139,3 +141,66 @@ def _scale(q, k, qp, kp, *, log_rates: tuple[float, ...], scale_base: float, lay
     q_factor = factors(_relative(qp, center), 1.0)
     k_factor = factors(_relative(kp, center), -1.0)
     return (q * q_factor).astype(q.dtype), (k * k_factor).astype(k.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class XPos(SchemeDefaults):
+    """xPos (Sun et al. 2022): RoPE whose pair ``i`` of ``q_n·k_m`` decays as ``ζ_i ** ((n - m) / B)``.
+
+    ``ζ_i = (i / (head_dim/2) + γ) / (1 + γ)``; queries are scaled by ``ζ ** ((n - c) / B)`` and keys by
+    ``ζ ** ((c - m) / B)`` around the queries' midpoint ``c``, so only distances enter: exact within the
+    range stated in :func:`posenc_jax.xpos_rotate`. No parameters.
+
+    Attributes:
+      head_dim: features per head (positive, even).
+      layout: ``"split"`` or ``"interleaved"`` rotary pairing (keyword, no default).
+      base: ``theta`` of the rotary frequencies.
+      scale_base: ``B`` (512 in the paper).
+      gamma: ``γ`` (0.4 in the paper).
+
+    Raises:
+      ValueError, TypeError: bad ``head_dim``, ``layout``, ``base``, ``scale_base`` or ``gamma``.
+
+    >>> q = k = jnp.ones((1, 3, 2, 8))
+    >>> [a.shape for a in XPos(8, layout="split").rotate(q, k)]
+    [(1, 3, 2, 8), (1, 3, 2, 8)]
+    """
+
+    head_dim: int
+    _: dataclasses.KW_ONLY
+    layout: Layout
+    base: float = 10_000.0
+    scale_base: float = 512.0
+    gamma: float = 0.4
+
+    def __post_init__(self):
+        caller = "XPos"
+        object.__setattr__(self, "head_dim", _checks.even(caller, "head_dim", self.head_dim, _PAIRS))
+        _check_layout(caller, self.layout)
+        object.__setattr__(self, "base", _checks.real_above(caller, "base", self.base, 1.0))
+        object.__setattr__(self, "scale_base", _checks.real_above(caller, "scale_base", self.scale_base, 0.0))
+        object.__setattr__(self, "gamma", _checks.real_above(caller, "gamma", self.gamma, 0.0))
+
+    def rotate(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        q_positions: jax.Array | None = None,
+        k_positions: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array]:
+        """Rotates and scales ``q`` ``[batch, q_len, heads, head_dim]`` and ``k`` by their positions."""
+        _check_heads("XPos.rotate", self.head_dim, q=q, k=k)
+        return xpos_rotate(
+            q,
+            k,
+            jnp.arange(np.shape(q)[1]) if q_positions is None else q_positions,
+            jnp.arange(np.shape(k)[1]) if k_positions is None else k_positions,
+            layout=self.layout,
+            base=self.base,
+            scale_base=self.scale_base,
+            gamma=self.gamma,
+        )
+
+    def __call__(self, q, k, q_positions=None, k_positions=None) -> tuple[jax.Array, jax.Array]:
+        """Same as :meth:`rotate`."""
+        return self.rotate(q, k, q_positions, k_positions)
