@@ -162,7 +162,7 @@ def test_parameters_stay_in_range_by_construction_and_train():
     for name in ("kerple_log", "fire", "cope"):
         module, linen, variables = _modules(name)
 
-        def loss(v):
+        def loss(v, name=name, linen=linen):
             if name == "cope":
                 return jnp.sum(linen.apply(v, Q, K, POSITIONS, POSITIONS, mask=jnp.asarray(CAUSAL)) ** 2)
             return jnp.sum(linen.apply(v, POSITIONS, POSITIONS) ** 2)
