@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write",
     "in_config_order",
     "divergence",
+    "diverged_groups",
     "summarize_groups",
     "compare_schemes",
     "families",
@@ -166,7 +167,9 @@ def summarize_groups(config: ExperimentConfig, records: list[dict[str, Any]]) ->
 
 
 def _at_baseline(row: dict[str, Any]) -> bool:
-    return "baseline" in row and row["mean"] <= row["baseline"] + BASELINE_MARGIN
+    if "most_frequent" not in row:
+        return False
+    return row["mean"] <= max(row["chance"], row["most_frequent"]) + BASELINE_MARGIN
 
 
 def _pair(c: dict[str, Any]) -> tuple:
@@ -307,17 +310,16 @@ def ceiling_check(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _diverged(config: ExperimentConfig, record: dict[str, Any]) -> dict[str, Any] | None:
-    found = divergence(record)
-    if found is None:
-        return None
-    name = next(
-        g.name
-        for g in config.groups()
-        if (g.task, g.mode, g.scheme, g.learning_rate)
-        == (record["task"], record["mode"], record["scheme"], record["learning_rate"])
-    )
-    return {"group": name, **found}
+def diverged_groups(config: ExperimentConfig, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``{"group", "seeds", "first_check", "first_steps"}`` (`divergence`) for every record whose training
+    loss became non-finite, in configuration order."""
+    names = {(g.task, g.mode, g.scheme, g.learning_rate): g.name for g in config.groups()}
+    out = []
+    for r in in_config_order(config, records):
+        found = divergence(r)
+        if found is not None:
+            out.append({"group": names[(r["task"], r["mode"], r["scheme"], r["learning_rate"])], **found})
+    return out
 
 
 def write_metrics(workdir: Path, records: list[dict[str, Any]]) -> None:
@@ -376,7 +378,7 @@ def write_summary(workdir: Path, config: ExperimentConfig, records: list[dict[st
             {key: r[key] for key in _GROUP_KEYS if key != "divergence"} | {"divergence": divergence(r)}
             for r in records
         ],
-        "diverged": [g for g in (_diverged(config, r) for r in records) if g is not None],
+        "diverged": diverged_groups(config, records),
         "ceiling_check": ceiling_check(records),
         "rows": rows,
         "statistics": families(comparisons),
