@@ -358,9 +358,7 @@ def test_findings_state_only_differences_whose_paired_interval_excludes_zero():
     )
     assert "below none" not in text and "below sinusoidal" not in text
     # The family: 4 comparisons from none, 4 from sinusoidal, none - sinusoidal twice (once per band).
-    assert text.startswith(
-        "- The findings below state 8 paired differences in per-token accuracy, 6 distinct"
-    )
+    assert text.startswith("- The findings below state 8 paired differences in per-token accuracy, 6 distinct")
     # Rows carry the band limits as integers and the baselines.
     row = next(
         r for r in rows if r["scheme"] == "none" and r["band_low"] == 3 and r["metric"] == "token_accuracy"
