@@ -1,6 +1,16 @@
 """Sphinx configuration: MyST-NB pages executed at build time, API reference from the docstrings."""
 
-import posenc_jax
+import os
+import sys
+from pathlib import Path
+
+# The pages import the project from this checkout, in this process (autodoc) and in the kernel that executes
+# them (it inherits PYTHONPATH), whether or not it is installed.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+
+import posenc_jax  # noqa: E402
 
 project = "posenc_jax"
 author = "posenc_jax contributors"
@@ -22,6 +32,8 @@ nb_execution_mode = "force"
 nb_execution_raise_on_error = True
 nb_execution_timeout = 300
 nb_merge_streams = True
+# Cells may show a table (an object with `_repr_markdown_`): rendered as MyST, so GitHub-style tables work.
+nb_render_markdown_format = "myst"
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 
 autodoc_member_order = "bysource"
@@ -29,6 +41,9 @@ autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+# "Attributes:" sections render as a field list: a dataclass field is then described once (by its docstring),
+# not a second time as an autodoc attribute.
+napoleon_use_ivar = True
 
 html_theme = "sphinx_book_theme"
 html_title = "posenc_jax"
