@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import _checks
-from posenc_jax.schemes import PositionalScheme
+from posenc_jax._src import checks as _checks
+from posenc_jax._src.schemes import PositionalScheme
 
 __all__ = ["KVCache", "attention"]
 
