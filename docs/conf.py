@@ -1,6 +1,7 @@
 """Sphinx configuration: MyST-NB pages executed at build time, API reference from the docstrings."""
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +36,7 @@ nb_merge_streams = True
 # Cells may show a table (an object with `_repr_markdown_`): rendered as MyST, so GitHub-style tables work.
 nb_render_markdown_format = "myst"
 myst_enable_extensions = ["colon_fence", "dollarmath"]
+myst_heading_anchors = 3
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
@@ -47,3 +49,22 @@ napoleon_use_ivar = True
 
 html_theme = "sphinx_book_theme"
 html_title = "posenc_jax"
+
+
+def _insert_experiments_readme(app, docname, source):
+    """The experiments page is experiments/README.md, with its repository links made to work in the site.
+
+    Images and links to the committed results are relative to experiments/; from docs/ they become
+    `../experiments/...`, and links to files that are not pages of the site (reports, JSON) become downloads
+    (MyST's `path:` links), so that one README serves the repository and the site.
+    """
+    if docname != "experiments":
+        return
+    text = (ROOT / "experiments" / "README.md").read_text()
+    text = re.sub(r"(!\[[^\[\]\n]*\]\()(?![a-z]+:|#|/)", r"\1../experiments/", text)
+    text = re.sub(r"(?<!!)(\[[^\[\]\n]*\]\()(?![a-z]+:|#|/)", r"\1path:../experiments/", text)
+    source[0] = source[0] + "\n" + text
+
+
+def setup(app):
+    app.connect("source-read", _insert_experiments_readme)

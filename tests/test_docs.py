@@ -48,8 +48,8 @@ def test_fence_parser_finds_python_and_skips_other_languages():
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
-def test_document_python_runs_as_written(path: Path, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)  # anything a block writes lands in a scratch folder
+def test_document_python_runs_as_written(path: Path, monkeypatch):
+    monkeypatch.chdir(path.parent)  # as the site build runs a page: relative paths from the page's folder
     text = path.read_text()
     namespace: dict = {"__name__": f"docs:{path.name}"}
     for index, block in enumerate(python_blocks(text)):
