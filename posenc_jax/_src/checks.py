@@ -295,7 +295,7 @@ def positions_shape(
     ok = len(shape) >= 1 and shape[-1] == length
     if ok:
         try:
-            ok = np.broadcast_shapes(tuple(shape), leading) == leading
+            ok = jnp.broadcast_shapes(tuple(shape), leading) == leading  # symbolic sizes too (export)
         except ValueError:
             ok = False
     if not ok:
