@@ -11,6 +11,9 @@ import math
 import os
 import shutil
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from ordering_tiny import tiny_config
@@ -335,3 +338,30 @@ def test_shards_run_side_by_side_a_second_run_exits_2_naming_the_holder(tmp_path
     assert cli.main([*args, "--shard", "0/2"]) == 0
     assert cli.main(["--merge", str(workdir)]) == 0
     _assert_same_outputs(workdir, whole)
+
+
+def test_a_lock_holds_across_processes_and_a_killed_holder_leaves_none(tmp_path):
+    code = (
+        "import sys, time\nfrom experiments.ordering import locks\n"
+        "with locks.hold(sys.argv[1], ['g'], command='the holder'):\n    print('held', flush=True)\n    time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        message = (
+            rf"group g is in use by pid {holder.pid} on {socket.gethostname()} since .*: the holder \(lock "
+        )
+        with pytest.raises(locks.WorkdirBusy, match=message):
+            with locks.hold(tmp_path, ["g"], command="second"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    with locks.hold(tmp_path, ["g"], command="third"):  # the kill released it
+        assert (tmp_path / "locks" / "g.lock").read_text().endswith(": third")
