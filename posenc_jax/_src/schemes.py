@@ -35,17 +35,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import _checks
-from posenc_jax.alibi import alibi_bias
-from posenc_jax.frequencies import _PAIRS as _SINUSOID_PAIRS
-from posenc_jax.frequencies import _resolve_frequencies
-from posenc_jax.layouts import Layout, _check_layout
-from posenc_jax.learned import OUT_OF_RANGE_POLICIES, lookup
-from posenc_jax.relative import _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
-from posenc_jax.rotary import _PAIRS, _check_rotary_dim, _floor_max, _rotary_frequencies, apply_rotary
-from posenc_jax.scaling import Scaling, _check_scaling, _depends_on_length, _rope_frequencies
-from posenc_jax.sinusoidal import _encode as _sinusoidal_kernel
-from posenc_jax.sinusoidal import _table as _sinusoidal_table_kernel
+from posenc_jax._src import checks as _checks
+from posenc_jax._src.alibi import alibi_bias
+from posenc_jax._src.frequencies import _PAIRS as _SINUSOID_PAIRS
+from posenc_jax._src.frequencies import _resolve_frequencies
+from posenc_jax._src.layouts import Layout, _check_layout
+from posenc_jax._src.learned import OUT_OF_RANGE_POLICIES, lookup
+from posenc_jax._src.relative import _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
+from posenc_jax._src.rotary import _PAIRS, _check_rotary_dim, _floor_max, _rotary_frequencies, apply_rotary
+from posenc_jax._src.scaling import Scaling, _check_scaling, _depends_on_length, _rope_frequencies
+from posenc_jax._src.sinusoidal import _encode as _sinusoidal_kernel
+from posenc_jax._src.sinusoidal import _table as _sinusoidal_table_kernel
 
 __all__ = [
     "ALiBi",
@@ -93,7 +93,10 @@ class PositionalScheme(Protocol):
         """A content-dependent logits term ``[batch, heads, q_len, k_len]`` (after ``rotate``), or ``None``.
 
         Added to the scaled logits ``q·k / sqrt(head_dim)`` beside :meth:`attention_bias`. The hook for
-        relative schemes whose bias depends on the query (e.g. Transformer-XL's ``q·R(i - j)`` terms).
+        relative schemes whose bias depends on the query (e.g. Transformer-XL's ``q·R(i - j)`` terms). A
+        scheme whose term depends on which keys each query sees (CoPE's contextual positions) sets
+        ``needs_mask = True``; :func:`posenc_jax.attention` then also passes ``mask=``, the boolean keys
+        each query sees (``[batch or 1, heads or 1, q_len, k_len]``, or ``None`` for all).
         """
         ...
 
