@@ -365,7 +365,10 @@ def project(
             "requeues": None,
         }
     tasks = [sum(per_group[g.name] for g in shard) for shard in plan.shards]
-    parallel = min(opts.array_parallelism or len(tasks), len(tasks))
+    # SLURM starts array tasks in order, each as soon as one of the `parallel` running ones ends.
+    slots = [0.0] * min(opts.array_parallelism or len(tasks), len(tasks))
+    for hours in tasks:
+        slots[slots.index(min(slots))] += hours
     longest = max(tasks)
     total = sum(tasks)
     limit = opts.time_minutes / 60
@@ -376,8 +379,7 @@ def project(
         "total_hours": total,
         "device_hours": total * devices,
         "longest_hours": longest,
-        # Once running: no shorter than the longest task, nor than the work spread over the parallel tasks.
-        "wall_hours": max(longest, total / parallel),
+        "wall_hours": max(slots),
         "requeues": max(math.ceil(longest / limit) - 1, 0),
     }
 
@@ -468,9 +470,9 @@ def format_plan(plan: Plan, projection: dict[str, Any], *, local: bool = False) 
         names = ", ".join(g.name for g in shard)
         lines.append(f"  task {index} (--shard {index}/{count}): {steps:,} steps{cost}: {names}")
     merge_partition = opts.merge_partition or opts.partition or "(default)"
-    merge = "" if local else f"a merge job after every task has ended (afterany), partition {merge_partition}, "
+    merge = "here" if local else f"as a job on partition {merge_partition} without GPU (afterany)"
     lines += [
-        f"then {merge or 'here, once every task ended, '}the merge: {_COMMAND} --merge {plan.workdir}",
+        f"then, once every task has ended, the merge {merge}: {_COMMAND} --merge {plan.workdir}",
         f"submitit's files and the tasks' logs: {plan.workdir / 'jobs' / ('local' if local else '%j')}/",
         "",
         "Projected cost: " + projection["source"] + ":",
@@ -483,8 +485,9 @@ def format_plan(plan: Plan, projection: dict[str, Any], *, local: bool = False) 
             f"  {projection['device_hours']:,.1f} {projection['unit']} in all "
             f"({projection['total_hours']:,.1f} task-hours × {max(opts.gpus_per_task, 1)} device(s) per task)",
             f"  longest task {_hours(projection['longest_hours'])}: {projection['requeues']} requeue(s) at a "
-            f"{_hours(opts.time_minutes / 60)} limit; at least {_hours(projection['wall_hours'])} of wall time "
-            "once running (compilation, test evaluation and queueing not included)",
+            f"{_hours(opts.time_minutes / 60)} limit; {_hours(projection['wall_hours'])} of wall time once "
+            "running, tasks started in order as slots free (compilation, test evaluation, requeues and "
+            "queueing not included)",
         ]
         if projection["requeues"] > opts.max_requeues:
             lines.append(
