@@ -285,8 +285,11 @@ class ShardTask:
             shard=self.shard,
             checkpoint_steps=plan.checkpoint_steps,
         )
+        diverged = [d["group"] for d in result["diverged"]]
         print(
-            f"shard {index}/{count}: {result['trained']} trained, {result['skipped']} already there", flush=True
+            f"shard {index}/{count}: {result['trained']} trained, {result['skipped']} already there"
+            + (f"; DIVERGED (marked in the summary): {', '.join(diverged)}" if diverged else ""),
+            flush=True,
         )
         return {
             "shard": [index, count],
@@ -294,6 +297,7 @@ class ShardTask:
             "trained": result["trained"],
             "skipped": result["skipped"],
             "resumed": resumed,
+            "diverged": diverged,
         }
 
     def checkpoint(self, *args: Any, **kwargs: Any):
@@ -315,13 +319,13 @@ class MergeTask:
     def __init__(self, workdir: Path):
         self.workdir = Path(workdir)
 
-    def __call__(self) -> str:
+    def __call__(self) -> dict[str, Any]:
         from experiments.ordering import __main__ as cli
 
-        code = cli.main(["--merge", str(self.workdir)])
-        if code:
-            raise RuntimeError(f"{_COMMAND} --merge {self.workdir} exited with code {code}")
-        return str(self.workdir / "summary.json")
+        status = cli.main(["--merge", str(self.workdir)])
+        if status not in (0, cli.DIVERGED_STATUS):  # diverged groups are written, marked, and named
+            raise RuntimeError(f"{_COMMAND} --merge {self.workdir} exited with status {status}")
+        return {"summary": str(self.workdir / "summary.json"), "status": status}
 
 
 def project(
@@ -463,6 +467,11 @@ def format_plan(plan: Plan, projection: dict[str, Any], *, local: bool = False) 
         f"{_hours(opts.time_minutes / 60)} (requeued at the limit up to {opts.max_requeues} times, resuming "
         "from checkpoints):",
     ]
+    finished = [g.name for g in config.groups() if (plan.workdir / "groups" / f"{g.name}.json").exists()]
+    if finished:
+        lines.append(
+            f"  ({len(finished)} group(s) already finished in the work directory: their tasks skip them)"
+        )
     hours = projection["tasks"]
     for index, shard in enumerate(plan.shards):
         steps = sum(config.steps_for(g.task, g.mode) for g in shard)
@@ -721,6 +730,7 @@ def launch(
         timed = estimate.estimate(config, progress=progress)
     projection = project(plan, step_seconds=args.step_seconds, timed=timed)
     if args.submit == "dry-run":
+        runner.prepare(config, workdir, plan.options.gpus_per_task or 1, write=False)
         print(format_dry_run(plan, projection))
         return 0
     if args.submit == "slurm":
