@@ -33,3 +33,16 @@ def offsets(q2, k2) -> jax.Array:
     if jnp.issubdtype(q2.dtype, jnp.integer) and jnp.issubdtype(k2.dtype, jnp.integer):
         return (-_saturating_distance(q2[:, :, None], k2[:, None, :])).astype(jnp.float32)
     return q2.astype(jnp.float32)[:, :, None] - k2.astype(jnp.float32)[:, None, :]
+
+
+def absolute_distances(q2, k2) -> jax.Array:
+    """``|q_pos - k_pos|`` as float32 ``[batch, q_len, k_len]``: integer positions exactly in uint32 (every
+    pair of int32 positions, no saturation), the others as :func:`offsets`."""
+    if isinstance(q2, _SplitPositions) or isinstance(k2, _SplitPositions):
+        return jnp.abs(offsets(q2, k2))
+    if jnp.issubdtype(q2.dtype, jnp.integer) and jnp.issubdtype(k2.dtype, jnp.integer):
+        q = q2.astype(jnp.int32)[:, :, None]
+        k = k2.astype(jnp.int32)[:, None, :]
+        wrapped = (q - k).astype(jnp.uint32)  # the difference modulo 2**32
+        return jnp.where(q >= k, wrapped, -wrapped).astype(jnp.float32)
+    return jnp.abs(offsets(q2, k2))
