@@ -87,7 +87,8 @@ def test_dry_run_prints_the_array_the_merge_and_the_gpu_hours(tmp_path, capsys):
         (["--sbatch", "=a100"], "ClusterOptions(sbatch='=a100'): expected an sbatch long option"),
         (["--gpus-per-task", "3"], "must be divisible by the number of devices (3)"),
         (["--tasks", "0"], "ClusterOptions(tasks=0): must be a positive integer or None"),
-        (["--shard", "0/2"], "--submit chooses each task's --shard itself"),
+        (["--shard", "0/2"], "submit(shard=0/2): --submit gives every array task its shard"),
+        (["--step-seconds", "0"], "submit(step_seconds=0.0): must be a positive time per step"),
     ],
 )
 def test_bad_cluster_options_are_usage_errors(tmp_path, capsys, extra, message):
@@ -227,3 +228,11 @@ def test_local_array_requeued_killed_and_rerun_merges_the_single_process_summary
     assert f"shard 1/2, attempt 1: 1 group(s) ({groups[1]}) into {plan.workdir}; {groups[1]} resumes" in logs
     assert "shard 0/2: 0 trained, 1 already there" in logs
     assert _outputs(plan.workdir) == _outputs(tmp_path / "whole")
+
+
+def test_the_merge_job_fails_naming_the_unfinished_groups(tmp_path, capsys):
+    config = cli.config_from_args(cli.parse_args(TINY_ARGS))
+    runner.prepare(config, tmp_path, 8)
+    with pytest.raises(RuntimeError, match="--merge .* exited with status 2"):
+        cluster.MergeTask(tmp_path)()
+    assert "2 group(s) not finished: reverse-encoder-none, reverse-encoder-sinusoidal" in capsys.readouterr().err
