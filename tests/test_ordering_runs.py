@@ -277,6 +277,23 @@ def _assert_same_outputs(workdir, reference):
         assert (workdir / png.name).read_bytes() == png.read_bytes(), png.name
 
 
+def test_the_written_findings_are_regenerated_from_the_summary_alone(whole):
+    """What the committed results' test checks: the comparisons recomputed from the summary's rows, and the
+    findings generated from its groups and comparisons, are those written."""
+    from experiments.ordering import report, summary
+
+    config = config_lib.ExperimentConfig.from_json(json.loads((whole / "config.json").read_text()))
+    written = json.loads((whole / "summary.json").read_text())
+    assert summary.compare_schemes(written["rows"]) == written["comparisons"]
+    lines = report.findings(config, written["groups"], written["comparisons"])
+    assert lines[0].startswith(
+        "- The findings below state 4 paired differences in per-token accuracy, 2 distinct"
+    )
+    text = (whole / "report.md").read_text()
+    assert all(line in text for line in lines)
+    assert written["statistics"]["families"]["token_accuracy"]["distinct"] == 2
+
+
 def test_a_retrained_group_and_stale_temporaries_leave_the_outputs_as_uninterrupted(tmp_path, capsys, whole):
     workdir = tmp_path / "w"
     shutil.copytree(whole, workdir)

@@ -36,7 +36,7 @@ def _interval(row: dict[str, Any] | None, digits: int = 2) -> str:
         return "-"
     if row["ci"] is None:
         return f"{row['mean']:.{digits}f}"
-    if row["ci"] == 0.0:
+    if row["ci"] <= 1e-12:  # the same value in every seed
         return f"{row['mean']:.{digits}f} (every seed)"
     return f"{row['mean']:.{digits}f} [{row['low']:.{digits}f}, {row['high']:.{digits}f}]"
 
