@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import _checks
-from posenc_jax.alibi import _batched, _check_alibi_positions, _common_integer_dtype, _exact_difference
-from posenc_jax.angles import _sincos, _SplitPositions
-from posenc_jax.frequencies import _resolve_frequencies
+from posenc_jax._src import checks as _checks
+from posenc_jax._src.alibi import _batched, _check_alibi_positions, _common_integer_dtype, _exact_difference
+from posenc_jax._src.angles import _sincos, _SplitPositions
+from posenc_jax._src.frequencies import _resolve_frequencies
 
 __all__ = ["t5_buckets", "t5_bias", "transformer_xl_logits"]
 

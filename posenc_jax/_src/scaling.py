@@ -43,9 +43,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from posenc_jax import _checks
-from posenc_jax.angles import _phase_constants
-from posenc_jax.frequencies import _PAIRS
+from posenc_jax._src import checks as _checks
+from posenc_jax._src.angles import _phase_constants
+from posenc_jax._src.frequencies import _PAIRS
 
 __all__ = [
     "NTK",

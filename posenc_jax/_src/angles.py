@@ -251,7 +251,7 @@ def _sincos(
 
     Args:
       positions: integer or floating array ``[...]`` (or host float64 positions split exactly), already
-        validated by ``posenc_jax._checks.positions``. Traced values that cannot be encoded (non-finite
+        validated by ``checks.positions``. Traced values that cannot be encoded (non-finite
         floats, ``|pos| >= 2**31``, floats that do not round to an int32) give NaN rows.
       frequencies: concrete float64 ``[n]`` angular frequencies, or the tuple of (possibly traced) arrays
         that :func:`_phase_constants` returns for them.

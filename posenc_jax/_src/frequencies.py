@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from posenc_jax import _checks
+from posenc_jax._src import checks as _checks
 
 __all__ = ["paper_frequencies", "tensor2tensor_frequencies"]
 

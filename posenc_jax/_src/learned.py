@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-from posenc_jax import _checks
+from posenc_jax._src import checks as _checks
 
 __all__ = ["OUT_OF_RANGE_POLICIES", "lookup"]
 

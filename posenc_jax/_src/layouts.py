@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import _checks
+from posenc_jax._src import checks as _checks
 
 __all__ = ["Layout", "interleaved_to_split", "split_to_interleaved"]
 

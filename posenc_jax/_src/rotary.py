@@ -25,11 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import _checks
-from posenc_jax.angles import _computed_once, _outside_int32, _sincos, _SplitPositions
-from posenc_jax.frequencies import _resolve_frequencies
-from posenc_jax.grids import _check_sections
-from posenc_jax.layouts import (
+from posenc_jax._src import checks as _checks
+from posenc_jax._src.angles import _computed_once, _outside_int32, _sincos, _SplitPositions
+from posenc_jax._src.frequencies import _resolve_frequencies
+from posenc_jax._src.grids import _check_sections
+from posenc_jax._src.layouts import (
     Layout,
     _check_layout,
     _interleaved_permutation,
@@ -37,7 +37,7 @@ from posenc_jax.layouts import (
     _split_permutation,
     _unmerge_pairs,
 )
-from posenc_jax.scaling import (
+from posenc_jax._src.scaling import (
     Scaling,
     _check_scaling,
     _depends_on_length,

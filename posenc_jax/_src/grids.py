@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from posenc_jax import _checks
+from posenc_jax._src import checks as _checks
 
 __all__ = ["grid_positions"]
 

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from posenc_jax.angles import _SplitPositions
+from posenc_jax._src.angles import _SplitPositions
 
 __all__: list[str] = []
 
@@ -227,7 +227,7 @@ def positions(
 
     Returns:
       A jax array (int32 / float32, or 64-bit under x64), or, for host float64 positions without x64, a
-      split pair understood by the angle kernel (``posenc_jax.angles._SplitPositions``, typed ``Any``).
+      split pair understood by the angle kernel (``angles._SplitPositions``, typed ``Any``).
 
     Raises:
       TypeError: boolean, complex, non-numeric or 16-bit floating positions (bfloat16 cannot represent 257,

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from posenc_jax import _checks
+from posenc_jax._src import checks as _checks
 
 __all__ = ["positions_from_segment_ids"]
 

@@ -35,17 +35,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import _checks
-from posenc_jax.alibi import alibi_bias
-from posenc_jax.frequencies import _PAIRS as _SINUSOID_PAIRS
-from posenc_jax.frequencies import _resolve_frequencies
-from posenc_jax.layouts import Layout, _check_layout
-from posenc_jax.learned import OUT_OF_RANGE_POLICIES, lookup
-from posenc_jax.relative import _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
-from posenc_jax.rotary import _PAIRS, _check_rotary_dim, _floor_max, _rotary_frequencies, apply_rotary
-from posenc_jax.scaling import Scaling, _check_scaling, _depends_on_length, _rope_frequencies
-from posenc_jax.sinusoidal import _encode as _sinusoidal_kernel
-from posenc_jax.sinusoidal import _table as _sinusoidal_table_kernel
+from posenc_jax._src import checks as _checks
+from posenc_jax._src.alibi import alibi_bias
+from posenc_jax._src.frequencies import _PAIRS as _SINUSOID_PAIRS
+from posenc_jax._src.frequencies import _resolve_frequencies
+from posenc_jax._src.layouts import Layout, _check_layout
+from posenc_jax._src.learned import OUT_OF_RANGE_POLICIES, lookup
+from posenc_jax._src.relative import _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
+from posenc_jax._src.rotary import _PAIRS, _check_rotary_dim, _floor_max, _rotary_frequencies, apply_rotary
+from posenc_jax._src.scaling import Scaling, _check_scaling, _depends_on_length, _rope_frequencies
+from posenc_jax._src.sinusoidal import _encode as _sinusoidal_kernel
+from posenc_jax._src.sinusoidal import _table as _sinusoidal_table_kernel
 
 __all__ = [
     "ALiBi",

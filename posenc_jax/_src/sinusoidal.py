@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import _checks
-from posenc_jax.angles import (
+from posenc_jax._src import checks as _checks
+from posenc_jax._src.angles import (
     _computed_once,
     _outside_int32,
     _quarter_turns,
@@ -30,8 +30,8 @@ from posenc_jax.angles import (
     _sincos_of_turns,
     _turns,
 )
-from posenc_jax.frequencies import _resolve_frequencies
-from posenc_jax.layouts import Layout, _check_layout
+from posenc_jax._src.frequencies import _resolve_frequencies
+from posenc_jax._src.layouts import Layout, _check_layout
 
 __all__ = ["sinusoidal", "sinusoidal_table"]
 

@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import _checks
-from posenc_jax.angles import _FLOAT_LIMIT, _INT32_MIN, _outside_int32
-from posenc_jax.schemes import PositionalScheme
+from posenc_jax._src import checks as _checks
+from posenc_jax._src.angles import _FLOAT_LIMIT, _INT32_MIN, _outside_int32
+from posenc_jax._src.schemes import PositionalScheme
 
 __all__ = ["KVCache", "attention"]
 

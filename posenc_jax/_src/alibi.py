@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax import _checks
-from posenc_jax.angles import _SplitPositions
+from posenc_jax._src import checks as _checks
+from posenc_jax._src.angles import _SplitPositions
 
 __all__ = ["alibi_bias", "alibi_slopes"]
 

@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from posenc_jax import schemes
-from posenc_jax.layouts import Layout
-from posenc_jax.scaling import Scaling
+from posenc_jax._src import schemes
+from posenc_jax._src.layouts import Layout
+from posenc_jax._src.scaling import Scaling
 
 __all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal", "T5Bias", "TransformerXLRelative"]
 

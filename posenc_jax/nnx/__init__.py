@@ -1,0 +1,11 @@
+"""Positional schemes as Flax NNX modules: each holds a value of :mod:`posenc_jax.schemes`, delegating to it."""
+
+from posenc_jax._src.nnx import ALiBi as ALiBi
+from posenc_jax._src.nnx import Learned as Learned
+from posenc_jax._src.nnx import NoPosition as NoPosition
+from posenc_jax._src.nnx import Rotary as Rotary
+from posenc_jax._src.nnx import Sinusoidal as Sinusoidal
+from posenc_jax._src.nnx import T5Bias as T5Bias
+from posenc_jax._src.nnx import TransformerXLRelative as TransformerXLRelative
+
+__all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal", "T5Bias", "TransformerXLRelative"]
