@@ -281,7 +281,7 @@ def _traced_length(length: object, call: str) -> jax.Array | None:
                 call,
                 "length",
                 _checks.Shown(f"<{np.dtype(dtype)}[] containing {value}>"),
-                f"length must lie in [1, 2**31] (a sequence of int32 positions), got {value}",
+                "length must be a positive integer <= 2**31 (the length of int32 positions)",
             )
     return jnp.asarray(length)
 
