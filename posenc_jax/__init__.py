@@ -19,9 +19,12 @@ from posenc_jax._src.alibi import alibi_bias as alibi_bias
 from posenc_jax._src.alibi import alibi_slopes as alibi_slopes
 from posenc_jax._src.attention import KVCache as KVCache
 from posenc_jax._src.attention import attention as attention
+from posenc_jax._src.cope import cope_logits as cope_logits
+from posenc_jax._src.fire import fire_bias as fire_bias
 from posenc_jax._src.frequencies import paper_frequencies as paper_frequencies
 from posenc_jax._src.frequencies import tensor2tensor_frequencies as tensor2tensor_frequencies
 from posenc_jax._src.grids import grid_positions as grid_positions
+from posenc_jax._src.kerple import kerple_bias as kerple_bias
 from posenc_jax._src.layouts import interleaved_to_split as interleaved_to_split
 from posenc_jax._src.layouts import split_to_interleaved as split_to_interleaved
 from posenc_jax._src.randomized import randomized_positions as randomized_positions
@@ -44,6 +47,7 @@ from posenc_jax._src.schemes import PositionalScheme as PositionalScheme
 from posenc_jax._src.segments import positions_from_segment_ids as positions_from_segment_ids
 from posenc_jax._src.sinusoidal import sinusoidal as sinusoidal
 from posenc_jax._src.sinusoidal import sinusoidal_table as sinusoidal_table
+from posenc_jax._src.xpos import xpos_rotate as xpos_rotate
 
 __all__ = [
     "NTK",
@@ -76,4 +80,8 @@ __all__ = [
     "t5_buckets",
     "tensor2tensor_frequencies",
     "transformer_xl_logits",
+    "cope_logits",
+    "fire_bias",
+    "kerple_bias",
+    "xpos_rotate",
 ]

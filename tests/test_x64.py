@@ -85,6 +85,18 @@ T5_VARIABLES = {"params": {"embedding": jnp.asarray(T5_TABLE)}}
 T5_DISTANT = 2 * np.array([17, 31, 15], np.float64)  # buckets of distances 1, BIG, -BIG (head 0)
 
 
+R = dict(r1=np.array([0.5, 1.0], F32), r2=np.array([0.25, 2.0], F32))
+FIRE_MLP = (np.ones(4, F32), np.zeros(4, F32), np.ones((4, 2), F32) / 4, np.zeros(2, F32))
+COPE_EMBEDDINGS = np.arange(3 * 8, dtype=F32).reshape(3, 8) / 24
+
+
+def as_float64(fn, far):
+    """The same call with traced float64 positions (exact up to 2**53 under x64): what the int64 call must
+    give, since both round the exact distance once to float32."""
+    want = lambda: np.asarray(jax.jit(fn)(jnp.asarray(far, jnp.float64)), np.float64)  # noqa: E731
+    return lambda out: np.testing.assert_allclose(np.asarray(out, np.float64), want(), rtol=1e-6)
+
+
 def kv_cache_attend(positions):
     cache = pe.KVCache.init(batch=2, capacity=4, num_kv_heads=2, head_dim=8)
     cache = cache.append(Q[:, :1].repeat(2, 0), Q[:, :1].repeat(2, 0), positions=positions[:, None])
@@ -299,6 +311,48 @@ ENTRIES = [
         "raise",
     ),
     ("KVCache", kv_cache_attend, i64(1, BIG), check_kv_cache, "raise"),
+    (
+        "kerple_bias",
+        lambda k: pe.kerple_bias(i64(0, 3), k, kernel="log", **R),
+        i64(1, BIG),
+        as_float64(lambda k: pe.kerple_bias(jnp.array([0.0, 3.0]), k, kernel="log", **R), [1, BIG]),
+        "raise",
+    ),
+    (
+        "fire_bias",
+        lambda k: pe.fire_bias(i64(0, 3), k, mlp=FIRE_MLP, c=0.1, threshold=4.0),
+        i64(1, BIG),
+        as_float64(lambda k: pe.fire_bias(jnp.array([0.0, 3.0]), k, mlp=FIRE_MLP, c=0.1, threshold=4.0), [1, BIG]),
+        "raise",
+    ),
+    (
+        "cope_logits",
+        lambda k: pe.cope_logits(Q, Q, i64(0, 3), k, embeddings=COPE_EMBEDDINGS),
+        i64(1, BIG),
+        as_float64(lambda k: pe.cope_logits(Q, Q, jnp.array([0.0, 3.0]), k, embeddings=COPE_EMBEDDINGS), [1, BIG]),
+        "raise",
+    ),
+    (
+        "xpos_rotate",
+        lambda p: pe.xpos_rotate(Q, Q, p, p, layout="split"),
+        i64(BIG - 1, BIG),
+        all_nan,
+        "raise",
+    ),
+    (
+        "schemes.Kerple",
+        lambda k: schemes.Kerple(R["r1"], R["r2"], kernel="log").attention_bias(i64(0, 3), k),
+        i64(1, BIG),
+        as_float64(lambda k: pe.kerple_bias(jnp.array([0.0, 3.0]), k, kernel="log", **R), [1, BIG]),
+        "raise",
+    ),
+    (
+        "nnx.XPos",
+        lambda p: pn.XPos(8, layout="split").rotate(Q, Q, p, p),
+        i64(BIG - 1, BIG),
+        all_nan,
+        "raise",
+    ),
 ]
 
 

@@ -102,8 +102,9 @@ def _exact_difference(q: jax.Array, k: jax.Array, dtype: np.dtype) -> tuple[jax.
     return forward, jnp.where(forward, k - q, q - k)
 
 
-def _float_difference(q, k) -> jax.Array:
-    """``k - q`` in float32, rounded once from the exact value (integer, split or floating positions)."""
+def _float_difference(q, k, call: str = "alibi_bias") -> jax.Array:
+    """``k - q`` in float32, rounded once from the exact value (integer, split or floating positions); a
+    mixed-signedness error names ``call``."""
     if isinstance(q, _SplitPositions) or isinstance(k, _SplitPositions):
         # Host float64 positions: whole parts subtract exactly as integers, fractions in float32.
         qw, qf = _parts(q)
@@ -112,7 +113,7 @@ def _float_difference(q, k) -> jax.Array:
         whole = magnitude.astype(jnp.float32)
         return jnp.where(forward, whole, -whole) + (kf - qf)
     if jnp.issubdtype(q.dtype, jnp.integer) and jnp.issubdtype(k.dtype, jnp.integer):
-        forward, magnitude = _exact_difference(q, k, _common_integer_dtype("alibi_bias", q, k))
+        forward, magnitude = _exact_difference(q, k, _common_integer_dtype(call, q, k))
         distance = magnitude.astype(jnp.float32)
         return jnp.where(forward, distance, -distance)
     # Floating positions: subtracted in the wider of their dtypes (float64 under x64), then rounded once.

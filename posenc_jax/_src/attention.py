@@ -103,6 +103,7 @@ def attention(
     k_positions: jax.Array,
     mask: jax.Array | None = None,
     is_causal: bool = False,
+    local_window_size: int | tuple[int, int] | None = None,
     scale: float | None = None,
     implementation: Literal["xla", "cudnn"] | None = None,
 ) -> jax.Array:
@@ -110,7 +111,9 @@ def attention(
 
     Computes ``softmax(q'·k'ᵀ · scale + B) v`` per head, where ``(q', k') = scheme.rotate(q, k, q_positions,
     k_positions)`` and ``B`` is the sum (float32) of ``scheme.attention_bias(q_positions, k_positions)`` and
-    ``scheme.attention_logits_bias(q', k', q_positions, k_positions)``, each when not ``None``. Absolute
+    ``scheme.attention_logits_bias(q', k', q_positions, k_positions)``, each when not ``None``. A scheme
+    whose term depends on which keys a query sees (``scheme.needs_mask``, e.g. CoPE) also gets ``mask=``:
+    ``mask``, ``is_causal`` and ``local_window_size`` combined. Absolute
     schemes (sinusoidal, learned) act on the token embeddings (``scheme.embed``) and are identities here.
 
     Args:
@@ -126,6 +129,10 @@ def attention(
       is_causal: as in :func:`jax.nn.dot_product_attention`: query ``i`` sees keys ``0 … i`` by index
         (which lets fused kernels skip the masked half); only for ``q_len == k_len``. Decoding against a
         longer prefix uses :meth:`KVCache.attend`, or a ``mask`` built from positions.
+      local_window_size: sliding-window attention, as in :func:`jax.nn.dot_product_attention`: an int ``w``
+        or ``(left, right)``; query ``i`` sees keys ``i - left … i + right`` by index (``w``: ``(w, w)``;
+        with ``is_causal``, ``i - left … i``). ``None``: every key. Gemma-style local layers use
+        ``is_causal=True, local_window_size=(window - 1, 0)``.
       scale: the logits' scale; ``None`` means ``1 / sqrt(head_dim)``.
       implementation: ``None`` or ``"xla"`` (XLA's attention), or ``"cudnn"`` (the fused kernel on NVIDIA
         GPUs; bfloat16/float16 inputs).
@@ -150,6 +157,7 @@ def attention(
         mask=mask,
         is_causal=is_causal,
         scale=scale,
+        local_window_size=local_window_size,
         implementation=implementation,
     )
 
@@ -166,6 +174,7 @@ def _attention(
     mask: jax.Array | None,
     is_causal: bool,
     scale: float | None,
+    local_window_size: int | tuple[int, int] | None,
     implementation: Literal["xla", "cudnn"] | None,
 ) -> jax.Array:
     for name, value in (("q", q), ("k", k), ("v", v)):
@@ -194,17 +203,64 @@ def _attention(
             f"is_causal aligns queries and keys by index and needs q_len == k_len, got {q_len} and {k_len}",
             "pass a mask built from the positions instead (or use KVCache.attend)",
         )
+    window = _check_window(local_window_size, caller)
     q, k = scheme.rotate(q, k, q_positions, k_positions)
-    terms = (
-        scheme.attention_bias(q_positions, k_positions),
-        scheme.attention_logits_bias(q, k, q_positions, k_positions),
-    )
+    if getattr(scheme, "needs_mask", False):
+        visible = _visible(mask, is_causal, window, q_len, k_len)
+        masked_hook: Any = scheme.attention_logits_bias  # takes mask= besides the protocol's arguments
+        logits_term = masked_hook(q, k, q_positions, k_positions, mask=visible)
+    else:
+        logits_term = scheme.attention_logits_bias(q, k, q_positions, k_positions)
+    terms = (scheme.attention_bias(q_positions, k_positions), logits_term)
     for term in terms:
         _check_bias_heads(term, heads, scheme, caller)
     bias = _sum_terms(*terms)
     return jax.nn.dot_product_attention(
-        q, k, jnp.asarray(v), bias, mask, scale=scale, is_causal=is_causal, implementation=implementation
+        q,
+        k,
+        jnp.asarray(v),
+        bias,
+        mask,
+        scale=scale,
+        is_causal=is_causal,
+        local_window_size=window,
+        implementation=implementation,
     )
+
+
+def _check_window(local_window_size: object, caller: str) -> tuple[int, int] | None:
+    """``None``, or ``(left, right)`` non-negative ints (an int ``w`` means ``(w, w)``)."""
+    if local_window_size is None:
+        return None
+    allowed = "local_window_size must be None, a non-negative int w, or a pair (left, right) of them"
+    sizes = local_window_size if isinstance(local_window_size, tuple | list) else (local_window_size,) * 2
+    if len(sizes) != 2:
+        raise _checks.value_error(caller, "local_window_size", local_window_size, allowed)
+    left, right = (_checks.integer(caller, "local_window_size", size, 0) for size in sizes)
+    return left, right
+
+
+def _window_mask(window: tuple[int, int], query_index: jax.Array, key_index: jax.Array) -> jax.Array:
+    """Key ``j`` is in query ``i``'s window when ``i - left <= j <= i + right`` (indices)."""
+    left, right = window
+    return (key_index >= query_index - left) & (key_index <= query_index + right)
+
+
+def _visible(mask, is_causal: bool, window, q_len: int, k_len: int) -> jax.Array | None:
+    """The keys each query sees, ``[batch or 1, heads or 1, q_len, k_len]``, or None for all."""
+    parts = [] if mask is None else [jnp.asarray(mask)]
+    query_index = jnp.arange(q_len)[:, None]
+    key_index = jnp.arange(k_len)[None, :]
+    if is_causal:
+        parts.append((key_index <= query_index)[None, None])
+    if window is not None:
+        parts.append(_window_mask(window, query_index, key_index)[None, None])
+    if not parts:
+        return None
+    visible = parts[0]
+    for part in parts[1:]:
+        visible = visible & part
+    return visible
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,6 +429,7 @@ class KVCache:
         q_positions: jax.Array | None = None,
         causal: bool = True,
         mask: jax.Array | None = None,
+        local_window_size: int | tuple[int, int] | None = None,
         scale: float | None = None,
         implementation: Literal["xla", "cudnn"] | None = None,
     ) -> jax.Array:
@@ -389,6 +446,8 @@ class KVCache:
             the queries' own entries.
           causal: each query sees only the entries appended up to its own (default), else every entry.
           mask: optional boolean ``[batch or 1, heads or 1, q_len, capacity]`` further restricting the keys.
+          local_window_size: sliding window, as in :func:`attention` but by order of insertion: the query
+            of slot ``s`` sees slots ``s - left … s + right`` (``(window - 1, 0)`` for a causal local layer).
           scale: the logits' scale; ``None`` means ``1 / sqrt(head_dim)``.
           implementation: as in :func:`attention`.
 
@@ -406,6 +465,7 @@ class KVCache:
             raise _checks.value_error(caller, "q", q, f"q_len={q_len} exceeds the capacity {self.capacity}")
         _checks.boolean(caller, "causal", causal)
         _check_mask(mask, caller)
+        window = _check_window(local_window_size, caller)
         own_slots = self.length[:, None] - q_len + jnp.arange(q_len, dtype=jnp.int32)  # [batch, q_len]
         if q_positions is None:
             q_positions = jnp.take_along_axis(self.positions, jnp.clip(own_slots, 0, self.capacity - 1), axis=1)
@@ -413,6 +473,8 @@ class KVCache:
         allowed = slots[None, None, :] < self.length[:, None, None]  # [batch, 1, capacity]
         if causal:
             allowed = allowed & (slots[None, None, :] <= own_slots[:, :, None])  # [batch, q_len, capacity]
+        if window is not None:
+            allowed = allowed & _window_mask(window, own_slots[:, :, None], slots[None, None, :])
         allowed = allowed[:, None]
         if mask is not None:
             allowed = allowed & mask
@@ -427,6 +489,7 @@ class KVCache:
             mask=allowed,
             is_causal=False,
             scale=scale,
+            local_window_size=None,  # applied above, by order of insertion
             implementation=implementation,
         )
         # A traced length cannot raise: rows that overflowed, or that hold fewer entries than queries (attend

@@ -289,14 +289,6 @@ def positions(
     return jnp.asarray(host)
 
 
-def _same_size(a: Any, b: Any) -> bool:
-    """Whether two sizes are known to be equal (symbolic dimensions of ``jax.export`` included)."""
-    try:
-        return bool(a == b)
-    except Exception:  # an inconclusive comparison of symbolic dimensions is not a match
-        return False
-
-
 def positions_shape(
     call: str,
     value: Any,
@@ -313,16 +305,12 @@ def positions_shape(
     shape = tuple(value.shape) if hasattr(value, "shape") else tuple(np.shape(value))
     shape = shape[:-1] if coordinates else shape
     length = leading[-1]
-    # Compared dimension by dimension (not with np.broadcast_shapes), so that symbolic dimensions of
-    # jax.export ("b", "l") work: a size matches if it equals the leading axis or is 1.
-    ok = (
-        1 <= len(shape) <= len(leading)
-        and _same_size(shape[-1], length)
-        and all(
-            _same_size(size, target) or _same_size(size, 1)
-            for size, target in zip(shape, leading[len(leading) - len(shape) :], strict=True)
-        )
-    )
+    ok = len(shape) >= 1 and shape[-1] == length
+    if ok:
+        try:
+            ok = jnp.broadcast_shapes(tuple(shape), leading) == leading  # symbolic sizes too (export)
+        except ValueError:
+            ok = False
     if not ok:
         raise value_error(
             call,

@@ -93,7 +93,10 @@ class PositionalScheme(Protocol):
         """A content-dependent logits term ``[batch, heads, q_len, k_len]`` (after ``rotate``), or ``None``.
 
         Added to the scaled logits ``q·k / sqrt(head_dim)`` beside :meth:`attention_bias`. The hook for
-        relative schemes whose bias depends on the query (e.g. Transformer-XL's ``q·R(i - j)`` terms).
+        relative schemes whose bias depends on the query (e.g. Transformer-XL's ``q·R(i - j)`` terms). A
+        scheme whose term depends on which keys each query sees (CoPE's contextual positions) sets
+        ``needs_mask = True``; :func:`posenc_jax.attention` then also passes ``mask=``, the boolean keys
+        each query sees (``[batch or 1, heads or 1, q_len, k_len]``, or ``None`` for all).
         """
         ...
 
