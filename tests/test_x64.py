@@ -322,14 +322,18 @@ ENTRIES = [
         "fire_bias",
         lambda k: pe.fire_bias(i64(0, 3), k, mlp=FIRE_MLP, c=0.1, threshold=4.0),
         i64(1, BIG),
-        as_float64(lambda k: pe.fire_bias(jnp.array([0.0, 3.0]), k, mlp=FIRE_MLP, c=0.1, threshold=4.0), [1, BIG]),
+        as_float64(
+            lambda k: pe.fire_bias(jnp.array([0.0, 3.0]), k, mlp=FIRE_MLP, c=0.1, threshold=4.0), [1, BIG]
+        ),
         "raise",
     ),
     (
         "cope_logits",
         lambda k: pe.cope_logits(Q, Q, i64(0, 3), k, embeddings=COPE_EMBEDDINGS),
         i64(1, BIG),
-        as_float64(lambda k: pe.cope_logits(Q, Q, jnp.array([0.0, 3.0]), k, embeddings=COPE_EMBEDDINGS), [1, BIG]),
+        as_float64(
+            lambda k: pe.cope_logits(Q, Q, jnp.array([0.0, 3.0]), k, embeddings=COPE_EMBEDDINGS), [1, BIG]
+        ),
         "raise",
     ),
     (

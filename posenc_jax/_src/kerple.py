@@ -64,7 +64,8 @@ def kerple_bias(
 
     ``i`` and ``j`` are the given positions (integer distances are formed exactly, in the positions' own
     width, int64 under ``jax_enable_x64`` included, then rounded once to float32: they never wrap). ``r1``
-    and ``r2`` must be positive; :class:`posenc_jax.nnx.Kerple` keeps them so by construction. The power kernel's gradient with respect to ``r2`` is defined (zero) at distance 0.
+    and ``r2`` must be positive; :class:`posenc_jax.nnx.Kerple` keeps them so by construction. The power
+    kernel's gradient with respect to ``r2`` is defined (zero) at distance 0.
 
     Args:
       q_positions: integer or floating positions ``[q_len]`` or ``[batch, q_len]``.

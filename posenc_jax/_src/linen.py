@@ -144,6 +144,7 @@ class Rotary(_Scheme):
     rotary_dim: int | None = None
     frequencies: Any = None
     scaling: Any = None
+    proportion: float = 1.0
 
 
 class ALiBi(_Scheme):

@@ -183,6 +183,7 @@ class Rotary(_Scheme):
         rotary_dim: int | None = None,
         frequencies: Any = None,
         scaling: Scaling | None = None,
+        proportion: float = 1.0,
     ):
         self.scheme = schemes.Rotary(
             head_dim,
@@ -192,6 +193,7 @@ class Rotary(_Scheme):
             rotary_dim=rotary_dim,
             frequencies=frequencies,
             scaling=scaling,
+            proportion=proportion,
         )
 
 

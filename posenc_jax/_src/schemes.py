@@ -42,7 +42,14 @@ from posenc_jax._src.frequencies import _resolve_frequencies
 from posenc_jax._src.layouts import Layout, _check_layout
 from posenc_jax._src.learned import OUT_OF_RANGE_POLICIES, lookup
 from posenc_jax._src.relative import _check_scale, _check_t5_config, t5_bias, transformer_xl_logits
-from posenc_jax._src.rotary import _PAIRS, _check_rotary_dim, _floor_max, _rotary_frequencies, apply_rotary
+from posenc_jax._src.rotary import (
+    _PAIRS,
+    _check_rotary_dim,
+    _floor_max,
+    _rotary_frequencies,
+    _rotated_pairs,
+    apply_rotary,
+)
 from posenc_jax._src.scaling import Scaling, _check_scaling, _depends_on_length, _rope_frequencies
 from posenc_jax._src.sinusoidal import _encode as _sinusoidal_kernel
 from posenc_jax._src.sinusoidal import _table as _sinusoidal_table_kernel
@@ -402,10 +409,15 @@ class Rotary(SchemeDefaults):
         rotated features of queries and keys each (logits by its square). For length-dependent scalings
         (DynamicNTK, LongRoPE) the length is ``max(positions) + 1`` computed in the graph, over the query and
         key positions together in :meth:`rotate` so that both turn with the same frequencies.
+      proportion: p-RoPE (Barbero et al. 2025), Gemma's ``rope_proportion``: rotate only the fastest
+        ``floor(proportion * rotary_dim / 2)`` pairs, with the frequencies of the full ``rotary_dim``, and
+        leave the slower pairs unrotated (``rotary_dim`` instead rotates the first features with frequencies
+        of the narrower width); 1 (default) rotates every pair, 0 none.
 
     Raises:
       ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``scale``,
-        ``frequencies`` or ``scaling`` (also: ``scaling`` combined with ``scale`` or ``frequencies``).
+        ``frequencies``, ``scaling`` (also: ``scaling`` combined with ``scale`` or ``frequencies``) or
+        ``proportion``.
 
     >>> q = jnp.ones((1, 3, 2, 8))
     >>> Rotary(8)(q, jnp.arange(3)).shape
@@ -420,11 +432,14 @@ class Rotary(SchemeDefaults):
     rotary_dim: int | None = None
     frequencies: tuple[float, ...] | None = None
     scaling: Scaling | None = None
+    proportion: float = 1.0
 
     def __post_init__(self):
         caller = type(self).__name__
         head_dim = _checks.even(caller, "head_dim", self.head_dim, _PAIRS)
         dim = _check_rotary_dim(caller, self.rotary_dim, head_dim)
+        _rotated_pairs(caller, self.proportion, dim // 2)
+        object.__setattr__(self, "proportion", float(self.proportion))
         _check_layout(caller, self.layout)
         _rotary_frequencies(caller, dim, self.base, self.frequencies, self.scale)
         if _check_scaling(self.scaling, caller) is not None:
@@ -455,6 +470,7 @@ class Rotary(SchemeDefaults):
             rotary_dim=self.rotary_dim,
             scaling=self.scaling,
             length=length,
+            proportion=self.proportion,
         )
 
     def rotate(
