@@ -174,6 +174,8 @@ def test_a_diverged_run_is_marked_everywhere_and_exits_non_zero(tmp_path, capsys
     assert "## DIVERGED: groups whose training loss became non-finite" in report
     assert f"| none (DIVERGED: {text}) |" in report  # in the tables
     assert f"DIVERGED (training loss not finite): none ({text})" in report  # in the findings
+    assert "| reverse (encoder) | none (DIVERGED) |" in report  # the reference aggregation
+    assert "- reverse (encoder) (DIVERGED: not a trained model): largest per-example excess" in report
     assert f"none (DIVERGED: {text})" in captured.out  # the printed tables
     assert (
         f"DIVERGED: group reverse-encoder-none: training loss not finite from steps {steps[0]}-{steps[1]}"
@@ -275,6 +277,23 @@ def _assert_same_outputs(workdir, reference):
         assert texts[0] == texts[1], name
     for png in reference.glob("*.png"):
         assert (workdir / png.name).read_bytes() == png.read_bytes(), png.name
+
+
+def test_the_written_findings_are_regenerated_from_the_summary_alone(whole):
+    """What the committed results' test checks: the comparisons recomputed from the summary's rows, and the
+    findings generated from its groups and comparisons, are those written."""
+    from experiments.ordering import report, summary
+
+    config = config_lib.ExperimentConfig.from_json(json.loads((whole / "config.json").read_text()))
+    written = json.loads((whole / "summary.json").read_text())
+    assert summary.compare_schemes(written["rows"]) == written["comparisons"]
+    lines = report.findings(config, written["groups"], written["comparisons"])
+    assert lines[0].startswith(
+        "- The findings below state 4 paired differences in per-token accuracy, 2 distinct"
+    )
+    text = (whole / "report.md").read_text()
+    assert all(line in text for line in lines)
+    assert written["statistics"]["families"]["token_accuracy"]["distinct"] == 2
 
 
 def test_a_retrained_group_and_stale_temporaries_leave_the_outputs_as_uninterrupted(tmp_path, capsys, whole):

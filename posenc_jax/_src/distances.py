@@ -10,6 +10,7 @@ floating positions in the wider of their dtypes.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 from posenc_jax._src.alibi import _float_difference
 from posenc_jax._src.relative import _pair
@@ -28,3 +29,9 @@ def offsets(q2, k2, call: str) -> jax.Array:
     rows = jax.tree_util.tree_map(lambda a: a[:, :, None], q2)
     columns = jax.tree_util.tree_map(lambda a: a[:, None, :], k2)
     return _float_difference(columns, rows, call)  # rows - columns
+
+
+def absolute_distances(q2, k2, call: str) -> jax.Array:
+    """``|q_pos - k_pos|`` as float32 ``[batch, q_len, k_len]``: the exact distance rounded once (every pair of
+    integer positions, int64 under ``jax_enable_x64`` included, no saturation)."""
+    return jnp.abs(offsets(q2, k2, call))

@@ -22,8 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks as _checks
+from posenc_jax._src.angles import _computed_once
 from posenc_jax._src.delegation import is_array, is_concrete
-from posenc_jax._src.distances import offsets, pair_positions
+from posenc_jax._src.distances import absolute_distances, pair_positions
 from posenc_jax._src.schemes import SchemeDefaults
 
 __all__ = ["KERNELS", "Kerple", "KerpleParameters", "kerple_bias"]
@@ -96,7 +97,9 @@ def kerple_bias(
 
 @functools.partial(jax.jit, static_argnames=("kernel",))
 def _kerple(q2, k2, r1, r2, *, kernel: str) -> jax.Array:
-    distance = jnp.abs(offsets(q2, k2, "kerple_bias"))[:, None]  # [batch, 1, q_len, k_len]
+    # Computed once at [batch, q_len, k_len], not once per head inside the consumer's fusion.
+    distance = absolute_distances(q2, k2, "kerple_bias")[:, None]  # [batch, 1, q_len, k_len]
+    (distance,) = _computed_once(distance)
     r1 = r1.astype(jnp.float32)[None, :, None, None]
     r2 = r2.astype(jnp.float32)[None, :, None, None]
     if kernel == "log":
