@@ -174,6 +174,8 @@ def test_a_diverged_run_is_marked_everywhere_and_exits_non_zero(tmp_path, capsys
     assert "## DIVERGED: groups whose training loss became non-finite" in report
     assert f"| none (DIVERGED: {text}) |" in report  # in the tables
     assert f"DIVERGED (training loss not finite): none ({text})" in report  # in the findings
+    assert "| reverse (encoder) | none (DIVERGED) |" in report  # the reference aggregation
+    assert "- reverse (encoder) (DIVERGED: not a trained model): largest per-example excess" in report
     assert f"none (DIVERGED: {text})" in captured.out  # the printed tables
     assert (
         f"DIVERGED: group reverse-encoder-none: training loss not finite from steps {steps[0]}-{steps[1]}"

@@ -280,14 +280,17 @@ def _aggregation_table(
     header += [f"mean [95% interval], lr {lr:g}" for lr in lrs]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for entry in aggregation:
-        cells = [f"{entry['task']} ({entry['mode']})", entry["scheme"], f"{entry['best']:.2f}"]
+        scheme, diverged = entry["scheme"], False
+        cells = [f"{entry['task']} ({entry['mode']})", scheme, f"{entry['best']:.2f}"]
         for lr in lrs:
-            record = _records(records, entry["task"], entry["mode"], lr).get(entry["scheme"])
-            cells.append(
-                "-"
-                if record is None
-                else _interval(stats.summarize(band_values(record["test"]["token_accuracy"], *span)))
-            )
+            record = _records(records, entry["task"], entry["mode"], lr).get(scheme)
+            if record is None:
+                cells.append("-")
+                continue
+            diverged = diverged or _divergence(record) is not None
+            cells.append(_interval(stats.summarize(band_values(record["test"]["token_accuracy"], *span))))
+        if diverged:
+            cells[1] = f"{scheme} (DIVERGED)"
         lines.append("| " + " | ".join(cells) + " |")
     return (
         [
@@ -442,8 +445,10 @@ def write_report(
             "",
         ]
         for c in checks:
+            record = _records(records, c["task"], c["mode"], c["learning_rate"]).get("none")
+            broken = " (DIVERGED: not a trained model)" if record and _divergence(record) else ""
             lines.append(
-                f"- {c['task']} ({c['mode']}): largest per-example excess over the ceiling "
+                f"- {c['task']} ({c['mode']}){broken}: largest per-example excess over the ceiling "
                 f"{c['max_excess_over_ceiling']:+.3f} (must be ≤ 0), mean gap below it "
                 f"{c['mean_gap_below_ceiling']:.3f}, {100 * c['fraction_of_examples_at_ceiling']:.0f}% "
                 "of examples exactly at the ceiling."

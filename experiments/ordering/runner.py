@@ -299,9 +299,12 @@ def merge(workdir: Path, *, command: str = "python -m experiments.ordering --mer
     """Writes the final outputs of a sharded run from its finished groups.
 
     Raises:
-      ValueError: if ``workdir`` has no ``config.json`` or some groups are not finished (they are listed).
+      ValueError: if ``workdir`` is not a writable directory with a ``config.json``, or some groups are not
+        finished (they are listed).
+      locks.WorkdirBusy: if another run holds one of the groups' locks (naming it).
     """
     workdir = Path(workdir)
+    locks.check_workdir(workdir)
     config_path = workdir / "config.json"
     if not config_path.exists():
         raise ValueError(f"merge(workdir={str(workdir)!r}): no config.json; is this a run's work directory?")
