@@ -235,4 +235,6 @@ def test_the_merge_job_fails_naming_the_unfinished_groups(tmp_path, capsys):
     runner.prepare(config, tmp_path, 8)
     with pytest.raises(RuntimeError, match="--merge .* exited with status 2"):
         cluster.MergeTask(tmp_path)()
-    assert "2 group(s) not finished: reverse-encoder-none, reverse-encoder-sinusoidal" in capsys.readouterr().err
+    assert (
+        "2 group(s) not finished: reverse-encoder-none, reverse-encoder-sinusoidal" in capsys.readouterr().err
+    )
