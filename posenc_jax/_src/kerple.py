@@ -63,10 +63,10 @@ def kerple_bias(
     * ``kernel="log"``: ``-r1_h * log(1 + r2_h * |i - j|)``;
     * ``kernel="power"``: ``-r1_h * |i - j| ** r2_h`` (the paper keeps ``0 < r2_h <= 2``).
 
-    ``i`` and ``j`` are the given positions (integer distances are formed exactly for any two int32
-    positions, then rounded once to float32). ``r1`` and ``r2`` must be positive;
-    :class:`posenc_jax.nnx.Kerple` keeps them so by construction. The power kernel's gradient with
-    respect to ``r2`` is defined (zero) at distance 0.
+    ``i`` and ``j`` are the given positions (integer distances are formed exactly, in the positions' own
+    width, int64 under ``jax_enable_x64`` included, then rounded once to float32: they never wrap). ``r1``
+    and ``r2`` must be positive; :class:`posenc_jax.nnx.Kerple` keeps them so by construction. The power
+    kernel's gradient with respect to ``r2`` is defined (zero) at distance 0.
 
     Args:
       q_positions: integer or floating positions ``[q_len]`` or ``[batch, q_len]``.
@@ -96,7 +96,8 @@ def kerple_bias(
 @functools.partial(jax.jit, static_argnames=("kernel",))
 def _kerple(q2, k2, r1, r2, *, kernel: str) -> jax.Array:
     # Computed once at [batch, q_len, k_len], not once per head inside the consumer's fusion.
-    (distance,) = _computed_once(absolute_distances(q2, k2)[:, None])  # [batch, 1, q_len, k_len]
+    distance = absolute_distances(q2, k2, "kerple_bias")[:, None]  # [batch, 1, q_len, k_len]
+    (distance,) = _computed_once(distance)
     negative_r1 = -r1.astype(jnp.float32)[None, :, None, None]  # negated per head, not per element
     r2 = r2.astype(jnp.float32)[None, :, None, None]
     if kernel == "log":
