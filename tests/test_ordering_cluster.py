@@ -18,7 +18,7 @@ import jax
 import pytest
 
 from experiments.ordering import __main__ as cli
-from experiments.ordering import cluster, runner
+from experiments.ordering import cluster, runner, submit
 
 submitit = pytest.importorskip("submitit")
 
@@ -96,6 +96,15 @@ def test_bad_cluster_options_are_usage_errors(tmp_path, capsys, extra, message):
         cli.main([*TINY_ARGS, "--submit", "slurm", "--workdir", str(tmp_path / "w"), *extra])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_submit_slurm_off_a_cluster_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*TINY_ARGS, "--submit", "slurm", "--workdir", str(tmp_path / "w")])
+    assert exit_info.value.code == 2
+    assert "submit(kind='slurm'): sbatch and srun not found on PATH" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
 
@@ -238,3 +247,21 @@ def test_the_merge_job_fails_naming_the_unfinished_groups(tmp_path, capsys):
     assert (
         "2 group(s) not finished: reverse-encoder-none, reverse-encoder-sinusoidal" in capsys.readouterr().err
     )
+
+
+def test_projection_from_timed_steps_names_where_it_was_timed(tmp_path):
+    config = cli.config_from_args(cli.parse_args(TINY_ARGS))
+    options = cluster.ClusterOptions(gpus_per_task=2, tasks=2, array_parallelism=1, time_minutes=60)
+    plan = cluster.make_plan(config, tmp_path, options)
+    timed = {
+        "device": "cpu (cpu)",
+        "device_count": 8,
+        "groups": [
+            {"group": g.name, "hours": hours} for g, hours in zip(config.groups(), (1.5, 0.25), strict=True)
+        ],
+    }
+    projection = submit.project(plan, timed=timed)
+    assert projection["source"].startswith("timed here by --estimate on 8 × cpu (cpu)")
+    assert projection["tasks"] == [1.5, 0.25] and projection["device_hours"] == 2 * 1.75
+    assert projection["wall_hours"] == 1.75 and projection["requeues"] == 1  # one at a time; 1.5 h > 1 h
+    assert submit.project(plan)["device_hours"] is None  # no step time: no hours

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -326,6 +327,12 @@ def launch(
         print(format_dry_run(plan, projection))
         return 0
     if args.submit == "slurm":
+        missing = [name for name in ("sbatch", "srun") if shutil.which(name) is None]
+        if missing:
+            raise ValueError(
+                f"submit(kind='slurm'): {' and '.join(missing)} not found on PATH; submit from the cluster's "
+                "login node, or use --submit dry-run (what would be submitted) or --submit local"
+            )
         runner.prepare(config, workdir, plan.options.gpus_per_task or 1)
         print(format_plan(plan, projection))
         jobs, merge_job = cluster.submit_slurm(plan)
