@@ -177,6 +177,14 @@ def logit_bias(mask: jax.Array, bias: jax.Array | None) -> jax.Array:
     return jnp.where(mask, 0.0 if bias is None else bias, _MASKED).astype(jnp.float32)
 
 
+def _logits_term(scheme, q, k, q_positions, k_positions, mask):
+    """The scheme's content-dependent logits term; schemes that count the visible keys (CoPE's
+    ``needs_mask``) also get the mask (`[batch or 1, 1, q_len, k_len]` bool)."""
+    if getattr(scheme, "needs_mask", False):
+        return scheme.attention_logits_bias(q, k, q_positions, k_positions, mask=mask)
+    return scheme.attention_logits_bias(q, k, q_positions, k_positions)
+
+
 def _with_term(bias: jax.Array, term: jax.Array | None) -> jax.Array:
     """``bias`` (mask and static bias) plus a layer's content-dependent logits term, if any (float32)."""
     return bias if term is None else bias + term.astype(jnp.float32)
@@ -204,15 +212,15 @@ class Block(nn.Module):
     def _mlp(self, x, deterministic=True):
         return x + self._drop(self.mlp_out(nn.relu(self.mlp_in(self.mlp_norm(x)))), deterministic)
 
-    def __call__(self, x, positions, bias, scheme, deterministic=True):
+    def __call__(self, x, positions, bias, scheme, deterministic=True, mask=None):
         qkv = self.qkv(self.attention_norm(x))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q, k = scheme.rotate(q, k, positions, positions)
-        bias = _with_term(bias, scheme.attention_logits_bias(q, k, positions, positions))
+        bias = _with_term(bias, _logits_term(scheme, q, k, positions, positions, mask))
         x = x + self._drop(self.out(self.attention(q, k, v, bias)), deterministic)
         return self._mlp(x, deterministic)
 
-    def step(self, x, position, positions, index, cache, bias, scheme):
+    def step(self, x, position, positions, index, cache, bias, scheme, mask=None):
         """One token per row: ``x`` `[batch, 1, width]` at ``position``, written to the cache at ``index``;
         ``positions`` `[batch, length]` are those of the cache's slots."""
         qkv = self.qkv(self.attention_norm(x))
@@ -223,7 +231,7 @@ class Block(nn.Module):
         cache_k = jax.lax.dynamic_update_slice_in_dim(cache[0], k, index, 2)
         cache_v = jax.lax.dynamic_update_slice_in_dim(cache[1], v, index, 3)
         # Slots after `index` hold zeros; the mask in `bias` hides them.
-        term = scheme.attention_logits_bias(q, cache_k.transpose(0, 2, 1, 3), position, positions)
+        term = _logits_term(scheme, q, cache_k.transpose(0, 2, 1, 3), position, positions, mask)
         y = self._mlp(x + self.out(_attend_one(q, cache_k, cache_v, _with_term(bias, term))))
         return y, (cache_k, cache_v)
 
@@ -312,11 +320,11 @@ class Transformer(nn.Module):
         biases: dict[tuple[int, int | None], jax.Array] = {}  # one per distinct (scheme, window)
         for block, (scheme, window) in zip(self.blocks, layers, strict=True):
             key = (id(scheme), window)
+            near = self._window_mask(window, index, index)
+            layer_mask = mask if near is None else mask & near[None, None]
             if key not in biases:
-                near = self._window_mask(window, index, index)
-                layer_mask = mask if near is None else mask & near[None, None]
                 biases[key] = logit_bias(layer_mask, scheme.attention_bias(positions, positions))
-            x = block(x, positions, biases[key], scheme, deterministic)
+            x = block(x, positions, biases[key], scheme, deterministic, layer_mask)
         return self.head(self.final_norm(x))
 
     def decode_step(self, token, index, positions, cache):
@@ -340,12 +348,12 @@ class Transformer(nn.Module):
         biases: dict[tuple[int, int | None], jax.Array] = {}  # one per distinct (scheme, window)
         for block, layer_cache, (scheme, window) in zip(self.blocks, cache, layers, strict=True):
             key = (id(scheme), window)
+            near = self._window_mask(window, jnp.reshape(index, (1,)), keys)
+            layer_mask = (mask if near is None else mask & near[0])[None, None, None, :]
             if key not in biases:
-                near = self._window_mask(window, jnp.reshape(index, (1,)), keys)
-                layer_mask = mask if near is None else mask & near[0]
-                biases[key] = logit_bias(
-                    layer_mask[None, None, None, :], scheme.attention_bias(position, positions)
-                )
-            x, layer_cache = block.step(x, position, positions, index, layer_cache, biases[key], scheme)
+                biases[key] = logit_bias(layer_mask, scheme.attention_bias(position, positions))
+            x, layer_cache = block.step(
+                x, position, positions, index, layer_cache, biases[key], scheme, layer_mask
+            )
             new_cache.append(layer_cache)
         return self.head(self.final_norm(x))[:, 0], tuple(new_cache)
