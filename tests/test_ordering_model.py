@@ -89,7 +89,7 @@ def test_without_positions_every_empty_token_of_an_example_gets_the_same_logits(
 @pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize(
     "scheme",
-    ["none", "sinusoidal", "learned", "rotary", "alibi", "randomized_rotary", "t5", "randomized_relative"],
+    ["none", "sinusoidal", "learned", "rotary", "alibi", "randomized_rotary", "t5", "relative_at_random_positions"],
 )
 def test_cached_decoding_step_matches_the_full_causal_forward(scheme, jit):
     spec = SCHEMES[scheme]

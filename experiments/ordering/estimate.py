@@ -38,7 +38,7 @@ def _chunk_seconds(
     seeds = jax.device_put(np.asarray(config.seeds, np.uint32), replicated)
     args = (seeds, np.int32(0), setup.validation.batch, setup.validation.output_lengths)
     # Not the cached `train.programs`: that one donates the state, which the timing loop reuses.
-    chunk = jax.jit(train._train_chunk_fn(setup.model, setup.optimizer, mesh))
+    chunk = jax.jit(train._train_chunk_fn(setup.model, setup.optimizer, mesh, *setup.loss_options))
     chunk = chunk.lower(params, opt_state, batches, *args).compile()
     jax.block_until_ready(chunk(params, opt_state, batches, *args))  # warm-up
     samples = []
