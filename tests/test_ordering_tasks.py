@@ -98,7 +98,9 @@ def test_each_task_is_one_definition_with_positions_needed_per_mode():
     # A causal decoder's mask carries order; the majority control is not one of the papers' tasks.
     assert all("Kazemnejad" in tasks.get_task(t).why["decoder"] for t in ("reverse", "duplicate", "odds_first"))
     assert "not a task of Delétang" in tasks.get_task("majority").source
-    assert all("Delétang" in t.source and "not" not in t.source for n, t in tasks.TASKS.items() if n != "majority")
+    assert all(
+        "Delétang" in t.source and "not" not in t.source for n, t in tasks.TASKS.items() if n != "majority"
+    )
     assert all(set(t.why) == set(tasks.MODES) for t in tasks.TASKS.values())
     # Adding a task is one definition: its own target function, no dispatch on the name.
     first = tasks.Task(
@@ -251,7 +253,15 @@ def test_randomized_positions_drawn_once_per_batch_have_exactly_the_sequence_len
         assert (positions[0][seg[0] == 0] == 0).all()
     with pytest.raises(ValueError, match=r"training_chunk\(per_batch=True, one_length=False\)"):
         data.training_chunk(
-            task, "encoder", seeds=(0,), chunk=0, steps=1, rows=4, max_length=5, position_range=64, per_batch=True
+            task,
+            "encoder",
+            seeds=(0,),
+            chunk=0,
+            steps=1,
+            rows=4,
+            max_length=5,
+            position_range=64,
+            per_batch=True,
         )
 
 

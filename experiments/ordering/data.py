@@ -9,14 +9,17 @@ length ``n`` and an output of length ``m`` (the decoder never feeds the last out
 Packing: a batch row holds ``segments_per_row`` examples one after the other (block-diagonal attention via
 segment ids, positions restart at 0 in each segment). At training, every row pairs an input length ``n``
 with ``N + 1 - n``; lengths stay uniform on ``1 … N`` and, because every task's sequence length is linear
-in ``n``, each row is filled exactly: no padding at all. Evaluation sets pair lengths the same way.
+in ``n``, each row is filled exactly: no padding at all. Evaluation sets pair lengths the same way. The
+reference code's sampling is the other option: one length per batch, one example per row, padded
+(``one_length``).
 
 Generation runs on the host in numpy (``np.random.Generator``): the compiled programs contain no random
 number generation (whose compilation is slow on CPU), and the data of a seed is the same on every backend and
 device count.
 
-Randomized positions (Ruoss et al. 2023) are a sorted random subset of ``[0, position_range)``, drawn per
-example or once per batch (`sorted_random_positions`).
+Randomized positions (Ruoss et al. 2023) are a sorted random subset of ``[0, position_range)`` of exactly the
+sequence's length, drawn per example or once per batch of one length (`sorted_random_positions`), once for
+every layer or once per attention layer (`position_draws`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Training of one group (every seed of a task, mode, scheme and learning rate) under ``jax.vmap``.
 
 Equal budgets: every scheme and seed of a (task, mode) trains the same number of steps
-(`ExperimentConfig.steps_for`) with linear warm-up and cosine decay of the learning rate to 0; the final
-parameters are the reported model (nothing is selected on validation or test data). Every ``check_every``
-steps the in-distribution validation exact match is recorded; the first check at the criterion is the
-secondary steps-to-criterion column.
+(`ExperimentConfig.steps_for`) with linear warm-up and cosine decay of the learning rate to 0 (or, as the
+reference code, a constant learning rate); the final parameters are the reported model (nothing is selected
+on validation or test data). Every ``check_every`` steps the in-distribution validation exact match is
+recorded; the first check at the criterion is the secondary steps-to-criterion column.
 
 One group compiles two programs: the training chunk (``check_every`` steps under ``lax.scan`` followed by
 the validation check) and the test evaluation (:mod:`experiments.ordering.evaluate`). Shapes are fixed
