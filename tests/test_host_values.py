@@ -108,8 +108,6 @@ def test_failed_run_time_check_is_reported_once(caplog):
     with caplog.at_level(logging.DEBUG):
         with pytest.raises(jax.errors.JaxRuntimeError, match=r"f\(p=-2\): p must be >= 0"):
             fn(jnp.arange(-2, 1))
-        with pytest.raises(
-            jax.errors.JaxRuntimeError, match=r"positions must lie in \[0, 3\) for max_length=3"
-        ):
+        with pytest.raises(jax.errors.JaxRuntimeError, match=r"positions must lie in \[0, 3\) for max_length=3"):
             jax.jit(lambda t, p: lookup(t, p, out_of_range="error"))(jnp.eye(3), jnp.array([0, 5]))
     assert not [r for r in caplog.records if "callback failed" in r.getMessage()], caplog.text
