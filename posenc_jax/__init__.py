@@ -13,35 +13,41 @@ T5 and Transformer-XL relative attention, and randomized positions, as pure func
 
 __version__ = "0.1.0"
 
-from posenc_jax.alibi import alibi_bias as alibi_bias
-from posenc_jax.alibi import alibi_slopes as alibi_slopes
-from posenc_jax.attention import KVCache as KVCache
-from posenc_jax.attention import attention as attention
-from posenc_jax.frequencies import paper_frequencies as paper_frequencies
-from posenc_jax.frequencies import tensor2tensor_frequencies as tensor2tensor_frequencies
-from posenc_jax.grids import grid_positions as grid_positions
-from posenc_jax.layouts import interleaved_to_split as interleaved_to_split
-from posenc_jax.layouts import split_to_interleaved as split_to_interleaved
-from posenc_jax.randomized import randomized_positions as randomized_positions
-from posenc_jax.relative import t5_bias as t5_bias
-from posenc_jax.relative import t5_buckets as t5_buckets
-from posenc_jax.relative import transformer_xl_logits as transformer_xl_logits
-from posenc_jax.rotary import apply_rotary as apply_rotary
-from posenc_jax.rotary import rotary_frequencies as rotary_frequencies
-from posenc_jax.rotary import rotary_interleaved_to_split as rotary_interleaved_to_split
-from posenc_jax.rotary import rotary_split_to_interleaved as rotary_split_to_interleaved
-from posenc_jax.scaling import NTK as NTK
-from posenc_jax.scaling import DynamicNTK as DynamicNTK
-from posenc_jax.scaling import Linear as Linear
-from posenc_jax.scaling import Llama3 as Llama3
-from posenc_jax.scaling import LongRoPE as LongRoPE
-from posenc_jax.scaling import YaRN as YaRN
-from posenc_jax.scaling import rope_attention_factor as rope_attention_factor
-from posenc_jax.scaling import rope_frequencies as rope_frequencies
-from posenc_jax.schemes import PositionalScheme as PositionalScheme
-from posenc_jax.segments import positions_from_segment_ids as positions_from_segment_ids
-from posenc_jax.sinusoidal import sinusoidal as sinusoidal
-from posenc_jax.sinusoidal import sinusoidal_table as sinusoidal_table
+from posenc_jax import rope as rope
+from posenc_jax import schemes as schemes
+from posenc_jax._src.alibi import alibi_bias as alibi_bias
+from posenc_jax._src.alibi import alibi_slopes as alibi_slopes
+from posenc_jax._src.attention import KVCache as KVCache
+from posenc_jax._src.attention import attention as attention
+from posenc_jax._src.cope import cope_logits as cope_logits
+from posenc_jax._src.fire import fire_bias as fire_bias
+from posenc_jax._src.frequencies import paper_frequencies as paper_frequencies
+from posenc_jax._src.frequencies import tensor2tensor_frequencies as tensor2tensor_frequencies
+from posenc_jax._src.grids import grid_positions as grid_positions
+from posenc_jax._src.kerple import kerple_bias as kerple_bias
+from posenc_jax._src.layouts import interleaved_to_split as interleaved_to_split
+from posenc_jax._src.layouts import split_to_interleaved as split_to_interleaved
+from posenc_jax._src.randomized import randomized_positions as randomized_positions
+from posenc_jax._src.relative import t5_bias as t5_bias
+from posenc_jax._src.relative import t5_buckets as t5_buckets
+from posenc_jax._src.relative import transformer_xl_logits as transformer_xl_logits
+from posenc_jax._src.rotary import apply_rotary as apply_rotary
+from posenc_jax._src.rotary import rotary_frequencies as rotary_frequencies
+from posenc_jax._src.rotary import rotary_interleaved_to_split as rotary_interleaved_to_split
+from posenc_jax._src.rotary import rotary_split_to_interleaved as rotary_split_to_interleaved
+from posenc_jax._src.scaling import NTK as NTK
+from posenc_jax._src.scaling import DynamicNTK as DynamicNTK
+from posenc_jax._src.scaling import Linear as Linear
+from posenc_jax._src.scaling import Llama3 as Llama3
+from posenc_jax._src.scaling import LongRoPE as LongRoPE
+from posenc_jax._src.scaling import YaRN as YaRN
+from posenc_jax._src.scaling import rope_attention_factor as rope_attention_factor
+from posenc_jax._src.scaling import rope_frequencies as rope_frequencies
+from posenc_jax._src.schemes import PositionalScheme as PositionalScheme
+from posenc_jax._src.segments import positions_from_segment_ids as positions_from_segment_ids
+from posenc_jax._src.sinusoidal import sinusoidal as sinusoidal
+from posenc_jax._src.sinusoidal import sinusoidal_table as sinusoidal_table
+from posenc_jax._src.xpos import xpos_rotate as xpos_rotate
 
 __all__ = [
     "NTK",
@@ -74,4 +80,8 @@ __all__ = [
     "t5_buckets",
     "tensor2tensor_frequencies",
     "transformer_xl_logits",
+    "cope_logits",
+    "fire_bias",
+    "kerple_bias",
+    "xpos_rotate",
 ]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scheme_references import reference_alibi
 
-from posenc_jax.alibi import alibi_bias, alibi_slopes
+from posenc_jax import alibi_bias, alibi_slopes
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 8, 16, 32])

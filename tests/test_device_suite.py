@@ -10,7 +10,8 @@ import pytest
 from experiments.bench import device
 from experiments.bench.compute_once import compute_once_enabled
 from experiments.bench.same_numbers import ulp_distance
-from posenc_jax import angles, sinusoidal
+from posenc_jax import sinusoidal
+from posenc_jax._src import angles
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ import pytest
 from references import paper_inverse_frequencies, reference_sinusoidal
 
 from posenc_jax import (
-    _checks,
     alibi_bias,
     alibi_slopes,
     apply_rotary,
@@ -19,7 +18,8 @@ from posenc_jax import (
     sinusoidal,
     split_to_interleaved,
 )
-from posenc_jax.learned import lookup
+from posenc_jax._src import checks as _checks
+from posenc_jax._src.learned import lookup
 
 TOL = 1e-6
 
@@ -108,6 +108,8 @@ def test_failed_run_time_check_is_reported_once(caplog):
     with caplog.at_level(logging.DEBUG):
         with pytest.raises(jax.errors.JaxRuntimeError, match=r"f\(p=-2\): p must be >= 0"):
             fn(jnp.arange(-2, 1))
-        with pytest.raises(jax.errors.JaxRuntimeError, match=r"positions must lie in \[0, 3\) for max_length=3"):
+        with pytest.raises(
+            jax.errors.JaxRuntimeError, match=r"positions must lie in \[0, 3\) for max_length=3"
+        ):
             jax.jit(lambda t, p: lookup(t, p, out_of_range="error"))(jnp.eye(3), jnp.array([0, 5]))
     assert not [r for r in caplog.records if "callback failed" in r.getMessage()], caplog.text

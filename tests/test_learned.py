@@ -9,7 +9,7 @@ from flax import nnx
 
 from posenc_jax import linen as pl
 from posenc_jax import nnx as pn
-from posenc_jax.learned import lookup
+from posenc_jax._src.learned import lookup
 
 MAX_LENGTH, DIM = 8, 4
 TABLE = np.arange(MAX_LENGTH * DIM, dtype=np.float32).reshape(MAX_LENGTH, DIM)

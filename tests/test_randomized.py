@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from posenc_jax.randomized import randomized_positions
+from posenc_jax import randomized_positions
 
 _JITTED = jax.jit(randomized_positions, static_argnums=(1, 2), static_argnames="batch_shape")
 

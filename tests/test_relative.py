@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from scheme_references import reference_t5_bucket, reference_transformer_xl
 
-from posenc_jax import randomized_positions
-from posenc_jax.relative import t5_bias, t5_buckets, transformer_xl_logits
+from posenc_jax import randomized_positions, t5_bias, t5_buckets, transformer_xl_logits
 
 RNG = np.random.default_rng(0)
 DISTANCES = np.arange(-5000, 5001)

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scheme_references import reference_rotary
 
-from posenc_jax.layouts import interleaved_to_split
-from posenc_jax.rotary import (
+from posenc_jax import (
     apply_rotary,
+    interleaved_to_split,
     rotary_frequencies,
     rotary_interleaved_to_split,
     rotary_split_to_interleaved,

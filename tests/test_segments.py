@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from posenc_jax.segments import positions_from_segment_ids
+from posenc_jax import positions_from_segment_ids
 
 _JITTED = jax.jit(positions_from_segment_ids)
 

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.bench.timing import compare
-from posenc_jax import angles, apply_rotary, sinusoidal, sinusoidal_table
+from posenc_jax import apply_rotary, sinusoidal, sinusoidal_table
+from posenc_jax._src import angles
 
 __all__ = ["run", "compute_once_enabled"]
 

@@ -34,8 +34,7 @@ import numpy as np
 
 from experiments.bench.rotary import _cpu_seconds
 from experiments.bench.timing import compare
-from posenc_jax.relative import transformer_xl_logits
-from posenc_jax.sinusoidal import sinusoidal
+from posenc_jax import sinusoidal, transformer_xl_logits
 
 
 def _content(k, u):

@@ -27,9 +27,8 @@ import numpy as np
 
 from experiments.bench.timing import compare
 from experiments.references import angles64, max_abs_error, naive_rotate_half, rotate64
-from posenc_jax.frequencies import paper_frequencies
-from posenc_jax.layouts import _merge_pairs, _unmerge_pairs
-from posenc_jax.rotary import apply_rotary
+from posenc_jax import apply_rotary, paper_frequencies
+from posenc_jax._src.layouts import _merge_pairs, _unmerge_pairs
 
 
 def _rotate_with_table(x, positions, sin_table, cos_table, layout):

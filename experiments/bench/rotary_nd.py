@@ -25,8 +25,8 @@ from experiments.bench.rotary import _cpu_seconds
 from experiments.bench.timing import compare
 from experiments.references import angles64
 from posenc_jax import apply_rotary, grid_positions, paper_frequencies
-from posenc_jax.grids import _check_sections
-from posenc_jax.layouts import _merge_pairs, _unmerge_pairs
+from posenc_jax._src.grids import _check_sections
+from posenc_jax._src.layouts import _merge_pairs, _unmerge_pairs
 
 
 def _axis_tables(sizes: tuple[int, ...], sections: tuple[int, ...], head_dim: int) -> list[tuple]:

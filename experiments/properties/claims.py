@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.references import angles64
-from posenc_jax import _checks, paper_frequencies, sinusoidal
-from posenc_jax.frequencies import _PAIRS
+from posenc_jax import paper_frequencies, sinusoidal
+from posenc_jax._src import checks as _checks
+from posenc_jax._src.frequencies import _PAIRS
 
 __all__ = [
     "FLOAT32_UNIT_ROUNDOFF",

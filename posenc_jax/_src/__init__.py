@@ -1,0 +1,1 @@
+"""The implementation of posenc_jax (private): import from :mod:`posenc_jax` and its namespaces."""
