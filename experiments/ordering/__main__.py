@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WORKDIR",
         help="write the summary and report of a sharded run from its finished groups (other options ignored)",
     )
+    from experiments.ordering import cluster
+
+    cluster.add_arguments(parser)
     return parser
 
 
@@ -204,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             config, workdir = result["config"], args.merge
         else:
             config = config_from_args(args)
+            if args.submit:
+                from experiments.ordering import cluster
+
+                return cluster.launch(args, config, command=command, progress=_progress)
             if args.estimate:
                 from experiments.ordering import estimate
 
