@@ -433,7 +433,7 @@ PAPER_DEPARTURES: tuple[str, ...] = (
 
 def protocol_phrases(config: ExperimentConfig) -> dict[str, str]:
     """How ``config``'s model, randomized draws and training read in a report (``"model"``, ``"draw"``,
-    ``"batch"``, ``"schedule"``, ``"loss"``)."""
+    ``"batch"``, ``"schedule"``, ``"loss"``, ``"table_init"``)."""
     m = config.model
     model = (
         f"{m.norm}-LayerNorm Transformer, {m.num_layers} layers, width {m.width}, {m.num_heads} heads, MLP "
@@ -470,7 +470,15 @@ def protocol_phrases(config: ExperimentConfig) -> dict[str, str]:
         "token_mean": "cross-entropy averaged over the output tokens of the batch",
         "sequence_sum": "cross-entropy summed over each example's output tokens, averaged over the batch",
     }[config.loss_reduction]
-    return {"model": model, "draw": draw, "batch": batch, "schedule": schedule, "loss": loss}
+    table_init = "TruncatedNormal(1) (Haiku's hk.Embed default)" if m.init == "reference" else "N(0, 1)"
+    return {
+        "model": model,
+        "draw": draw,
+        "batch": batch,
+        "schedule": schedule,
+        "loss": loss,
+        "table_init": table_init,
+    }
 
 
 def departures_markdown() -> str:

@@ -31,7 +31,7 @@ def _chunk_seconds(
     from experiments.ordering import train
 
     short = dataclasses.replace(config, steps=steps, check_every=steps, run_steps=(), warmup_steps=0)
-    setup = train.setup_group(short, group, mesh)
+    setup = train.setup_group(short, group, mesh, test=False)
     replicated = NamedSharding(mesh, P())
     params, opt_state = jax.device_put(train.init_parameters(setup, list(config.seeds)), replicated)
     batches = jax.device_put(setup.training_data(0), train.rows_sharding(mesh, 2))

@@ -152,7 +152,8 @@ def evaluation_sets(
     mesh: Mesh,
     *,
     start_at_zero: bool = False,
-) -> tuple[EvaluationSet, EvaluationSet]:
+    test: bool = True,
+) -> tuple[EvaluationSet, EvaluationSet | None]:
     """The fixed validation (lengths ``1 … N``) and test (``1 … 4N``) sets of a (task, mode).
 
     The examples depend only on ``config.data_seed``, the task and the lengths: every scheme and seed is
@@ -166,16 +167,16 @@ def evaluation_sets(
     per row.
 
     Returns:
-      ``(validation, test)``.
+      ``(validation, test)`` (``test`` is ``None`` when not asked for).
     """
     table_rows = config.table_rows(task.name, randomized)
     pairs = config.length_sampling == "paired"
-    sets = []
+    sets: list[EvaluationSet | None] = [None, None]
     for index, (max_length, per_length, paired) in enumerate(
         (
             (config.train_max_length, config.validation_per_length, pairs),
             (config.test_max_length, config.test_per_length, pairs and mode == "encoder"),
-        )
+        )[: 2 if test else 1]
     ):
         rng = np.random.default_rng([config.data_seed, index])
         lengths = evaluation_lengths(max_length, per_length, paired=paired)
@@ -206,7 +207,8 @@ def evaluation_sets(
         batch = jax.device_put(pad_rows(batch, block), rows_sharding(mesh, 0))
         replicated = NamedSharding(mesh, P())
         output_lengths = jax.device_put(examples.output_lengths, replicated)
-        sets.append(EvaluationSet(examples, batch, output_lengths, block))
+        sets[index] = EvaluationSet(examples, batch, output_lengths, block)
+    assert sets[0] is not None
     return sets[0], sets[1]
 
 
@@ -352,6 +354,8 @@ def test_record(setup: Any, params: Any) -> tuple[dict[str, Any], dict[str, floa
     import time
 
     config, test = setup.config, setup.test
+    if test is None:
+        raise ValueError("test_record(setup): set up without a test set (setup_group(test=False))")
     replicated = NamedSharding(setup.mesh, P())
     t0 = time.perf_counter()
     input_lengths = jax.device_put(test.examples.lengths, replicated)

@@ -348,8 +348,9 @@ def write_report(
         "- Schemes, all through the same module protocol (the model never branches on the scheme): "
         + ", ".join(config.schemes)
         + ". Learned tables have one row per token of the longest whole test sequence (input plus output), "
-        f"or {config.position_range} rows for randomized_learned; initialised N(0, 1), with the library's "
-        "default out-of-range policy (the data pipeline checks that every position is inside the table). "
+        f"or {config.position_range} rows for randomized_learned; initialised {phrases['table_init']}, with "
+        "the library's default out-of-range policy (the data pipeline checks that every position is inside "
+        "the table). "
         "Randomized schemes "
         f"(Ruoss et al. 2023) use a sorted random subset of [0, {config.position_range}) as positions, "
         f"{phrases['draw']}, at training and at evaluation. ALiBi is bidirectional in the encoder, causal in "

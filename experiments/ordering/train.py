@@ -85,7 +85,7 @@ class GroupSetup:
     optimizer: optax.GradientTransformation
     steps: int
     validation: EvaluationSet
-    test: EvaluationSet
+    test: EvaluationSet | None
     mesh: Mesh
 
     @property
@@ -130,8 +130,13 @@ def check_devices(config: ExperimentConfig, device_count: int) -> None:
         )
 
 
-def setup_group(config: ExperimentConfig, group: Group, mesh: Mesh) -> GroupSetup:
+def setup_group(config: ExperimentConfig, group: Group, mesh: Mesh, *, test: bool = True) -> GroupSetup:
     """Builds the model, optimizer and fixed evaluation sets of one group.
+
+    Args:
+      config, group, mesh: the run, the group and the devices.
+      test: also build the test set (``False`` for timing the training alone: the reference protocol's test
+        set, 512 examples of every length up to 500, takes gigabytes).
 
     Raises:
       ValueError: if the batch rows cannot be split evenly over the mesh's devices.
@@ -149,10 +154,12 @@ def setup_group(config: ExperimentConfig, group: Group, mesh: Mesh) -> GroupSetu
     optimizer = make_optimizer(
         group.learning_rate, config.warmup_steps, steps, config.grad_clip, config.learning_rate_schedule
     )
-    validation, test = evaluate.evaluation_sets(
-        config, task, group.mode, spec.randomized, mesh, start_at_zero=spec.draw_starts_at_zero
+    validation, test_set = evaluate.evaluation_sets(
+        config, task, group.mode, spec.randomized, mesh, start_at_zero=spec.draw_starts_at_zero, test=test
     )
-    return GroupSetup(config, group, task, group.mode, spec, model, optimizer, steps, validation, test, mesh)
+    return GroupSetup(
+        config, group, task, group.mode, spec, model, optimizer, steps, validation, test_set, mesh
+    )
 
 
 def learning_rate_schedule(
