@@ -131,7 +131,7 @@ def _sbatch_script(
 ) -> str:
     """The sbatch script submitit writes for ``job`` (its own template, so that the dry run shows exactly
     what would be submitted)."""
-    from submitit.slurm import slurm  # the template is module-private in submitit; pinned in pyproject
+    from submitit.slurm import slurm  # the template is module-private in submitit (1.5)
 
     params = cluster.sbatch_parameters(plan, job)
     if dependency is not None:
