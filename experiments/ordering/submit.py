@@ -349,7 +349,8 @@ def launch(
         return 0
     import jax
 
-    runner.prepare(config, workdir, len(jax.devices()))
+    # Each process sees its own GPUs (or, with none, this machine's CPU devices).
+    runner.prepare(config, workdir, plan.options.gpus_per_task or len(jax.devices()))
     print(format_plan(plan, projection, local=True), flush=True)
     array = cluster.LocalArray(plan)
     array.wait(progress)
