@@ -415,3 +415,33 @@ def test_traced_length_with_float_positions_gradients_and_sections():
     theta = np.concatenate([theta[:, :2], (np.asarray(p, np.float64)[:, None] + 7.0) * w[2:]], -1)
     np.testing.assert_allclose(np.asarray(got)[:, 0, 0::2], np.cos(theta) - np.sin(theta), atol=1e-6, rtol=0)
     np.testing.assert_allclose(np.asarray(got)[:, 0, 1::2], np.cos(theta) + np.sin(theta), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "scaling", [DynamicNTK(2.0, 4), LongRoPE(np.ones(8), np.full(8, 2.0), 4)], ids=["dynamic", "longrope"]
+)
+@pytest.mark.parametrize("length", [0, -5, 2**31 + 1])
+def test_concrete_array_lengths_are_checked_like_python_ints_and_traced_ones_give_nan(scaling, length):
+    x, positions = jnp.asarray(_X[:1, :3]), jnp.arange(3)
+    as_array = jnp.int32(length) if length < 2**31 else jnp.uint32(length)
+    if length <= 0:  # a Python int says so at once; so does a concrete array of the same value
+        with pytest.raises(ValueError, match=rf"apply_rotary\(length={length}\): length must be a positive"):
+            apply_rotary(x, positions, scaling=scaling, length=length)
+    with pytest.raises(
+        ValueError, match=rf"apply_rotary\(length=<u?int32\[\] containing {length}>\): length must"
+    ):
+        apply_rotary(x, positions, scaling=scaling, length=as_array)
+    # traced, it cannot raise: NaN everywhere, never the unscaled frequencies (the old reading of 0 and -5)
+    got = jax.jit(lambda n: apply_rotary(x, positions, scaling=scaling, length=n))(as_array)
+    assert np.isnan(np.asarray(got)).all()
+
+
+def test_a_traced_length_below_the_positions_selects_the_frequencies_of_that_length():
+    # Documented: the length is not checked against the positions; every position turns with its frequencies.
+    scaling = DynamicNTK(2.0, 4)
+    positions = np.arange(0, 12, 2, dtype=np.int32)  # up to 10, past the length 6 given
+    got = jax.jit(lambda n: apply_rotary(jnp.asarray(_X[:1]), positions, scaling=scaling, length=n))(
+        jnp.int32(6)
+    )
+    want = ref_rotate(_X[:1], positions, ref_dynamic(16, 10_000.0, 2.0, 4, 6))
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-6, rtol=0)

@@ -168,15 +168,20 @@ def _computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(result)
 
 
+def _outside_int32(values: jax.Array) -> jax.Array | None:
+    """A mask of integer ``values`` outside ``[-2**31, 2**31)``, compared in their own dtype (None when the
+    dtype cannot hold such values). Converting them to int32 first would wrap ``2**32 + 3`` to ``3``."""
+    dtype = np.dtype(values.dtype)
+    if dtype.kind == "u" and dtype.itemsize >= 4:
+        return values >= np.array(_INT32_LIMIT, dtype)
+    if dtype.itemsize > 4:
+        return (values < _INT32_MIN) | (values >= _INT32_LIMIT)
+    return None
+
+
 def _integer_turns(positions: jax.Array, frequencies: _Frequencies) -> tuple[jax.Array, jax.Array | None]:
     """Phases of integer positions plus a mask of those outside the int32 range (None when impossible)."""
-    dtype = np.dtype(positions.dtype)
-    out_of_range = None
-    if dtype.kind == "u" and dtype.itemsize >= 4:
-        out_of_range = positions >= np.array(_INT32_LIMIT, dtype)
-    elif dtype.itemsize > 4:
-        out_of_range = (positions < _INT32_MIN) | (positions >= _INT32_LIMIT)
-    return _turns(positions.astype(jnp.int32), frequencies), out_of_range
+    return _turns(positions.astype(jnp.int32), frequencies), _outside_int32(positions)
 
 
 def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: _Frequencies) -> jax.Array:

@@ -22,8 +22,10 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import export
 
 from posenc_jax._src import checks as _checks
+from posenc_jax._src.angles import _FLOAT_LIMIT, _INT32_MIN, _outside_int32
 from posenc_jax._src.schemes import PositionalScheme
 
 __all__ = ["KVCache", "attention"]
@@ -31,6 +33,15 @@ __all__ = ["KVCache", "attention"]
 
 def _shape(value: Any) -> tuple[int, ...]:
     return tuple(getattr(value, "shape", None) or np.shape(value))
+
+
+def _exceeds(size: Any, limit: Any) -> bool:
+    """``size > limit`` where it is known at trace time; False for symbolic sizes of ``jax.export`` that may
+    or may not exceed it (the cache then marks overflowing rows at run time, as for any traced length)."""
+    try:
+        return bool(size > limit)
+    except jax.errors.InconclusiveDimensionOperation:
+        return False
 
 
 def _check_array(value: Any, name: str, caller: str) -> None:
@@ -62,6 +73,23 @@ def _check_mask(mask: Any, caller: str) -> None:
             "mask",
             mask,
             "mask must be a boolean rank-4 array broadcastable to [batch, heads, q_len, k_len] (True = attend)",
+        )
+
+
+def _check_bias_heads(term: jax.Array | None, heads: int, scheme: object, caller: str) -> None:
+    """A scheme's bias ``[batch or 1, heads, q_len, k_len]`` must have q's number of heads, not 1 (which
+    would broadcast one head's bias to all) nor another count."""
+    if term is None:
+        return
+    shape = tuple(term.shape)
+    if len(shape) != 4 or shape[1] != heads:
+        count = shape[1] if len(shape) == 4 else f"a bias of shape {shape}"
+        raise _checks.value_error(
+            caller,
+            "scheme",
+            _checks.Shown(f"<{type(scheme).__name__} with {count} heads>"),
+            f"the scheme's attention bias has {count} heads, but q has {heads} heads",
+            f"build the scheme with num_heads={heads}",
         )
 
 
@@ -125,9 +153,40 @@ def attention(
     Raises:
       TypeError: non-floating ``q`` / ``k`` / ``v``, a ``scheme`` that does not implement the protocol, a
         mask that is not a rank-4 boolean array, bad position dtypes.
-      ValueError: shapes that do not fit together, ``is_causal`` with ``q_len != k_len``.
+      ValueError: shapes that do not fit together, ``is_causal`` with ``q_len != k_len``, a scheme whose
+        bias has another number of heads than ``q`` (at trace time; a one-head bias is not broadcast).
     """
-    caller = "attention"
+    return _attention(
+        "attention",
+        q,
+        k,
+        v,
+        scheme=scheme,
+        q_positions=q_positions,
+        k_positions=k_positions,
+        mask=mask,
+        is_causal=is_causal,
+        scale=scale,
+        local_window_size=local_window_size,
+        implementation=implementation,
+    )
+
+
+def _attention(
+    caller: str,
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    scheme: PositionalScheme,
+    q_positions: jax.Array,
+    k_positions: jax.Array,
+    mask: jax.Array | None,
+    is_causal: bool,
+    scale: float | None,
+    local_window_size: int | tuple[int, int] | None,
+    implementation: Literal["xla", "cudnn"] | None,
+) -> jax.Array:
     for name, value in (("q", q), ("k", k), ("v", v)):
         _check_array(value, name, caller)
     batch, q_len, heads, head_dim = _shape(q)
@@ -162,7 +221,10 @@ def attention(
         logits_term = masked_hook(q, k, q_positions, k_positions, mask=visible)
     else:
         logits_term = scheme.attention_logits_bias(q, k, q_positions, k_positions)
-    bias = _sum_terms(scheme.attention_bias(q_positions, k_positions), logits_term)
+    terms = (scheme.attention_bias(q_positions, k_positions), logits_term)
+    for term in terms:
+        _check_bias_heads(term, heads, scheme, caller)
+    bias = _sum_terms(*terms)
     return jax.nn.dot_product_attention(
         q,
         k,
@@ -253,7 +315,7 @@ class KVCache:
         """An empty cache (zeros) for ``capacity`` entries per row.
 
         Args:
-          batch: rows (positive).
+          batch: rows (positive; a symbolic dimension when exported with a symbolic batch).
           capacity: entries per row (positive).
           num_kv_heads: key/value heads (positive).
           head_dim: features per key and value (positive).
@@ -270,7 +332,8 @@ class KVCache:
         caller = "KVCache.init"
         sizes = {"batch": batch, "capacity": capacity, "num_kv_heads": num_kv_heads, "head_dim": head_dim}
         for name, size in sizes.items():
-            _checks.integer(caller, name, size)
+            if not export.is_symbolic_dim(size):  # a symbolic batch of jax.export is a size too
+                _checks.integer(caller, name, size)
         dtype = _checks.floating_dtype(caller, dtype)
         if np.dtype(position_dtype) not in (np.dtype(np.int32), np.dtype(np.float32)):
             raise _checks.type_error(
@@ -298,7 +361,12 @@ class KVCache:
 
         Returns:
           The updated cache. Entries beyond ``capacity`` are not stored; the row's ``length`` still counts
-          them, so :meth:`attend` returns NaN for that row instead of a silently truncated context.
+          them, so :meth:`attend` returns NaN for that row instead of a silently truncated context. Positions
+          must lie in the int32 range: host values and concrete arrays outside it raise; traced int64 (or
+          float64) positions outside it (``jax_enable_x64``) mark their row overflowed (``length`` above
+          ``capacity``), so :meth:`attend` returns NaN for it, never attention at a wrapped position. With
+          x64 off, JAX converts an int64 argument of ``jax.jit`` to int32 before this method sees it, which
+          it cannot detect: pass int32 positions.
 
         Raises:
           TypeError: non-floating ``k`` / ``v``; floating positions for an int32 cache, or bad position dtypes.
@@ -315,7 +383,7 @@ class KVCache:
             )
         if _shape(v) != _shape(k):
             raise _checks.value_error(caller, "v", v, f"v must have k's shape {_shape(k)}")
-        if new > capacity:
+        if _exceeds(new, capacity):
             raise _checks.value_error(
                 caller, "k", k, f"{new} new entries exceed the capacity {capacity}", "use a larger capacity"
             )
@@ -342,16 +410,26 @@ class KVCache:
                     "pass float32 positions, or integers to an int32 cache",
                 )
             checked = jnp.asarray(host.astype(np.float32))
-        positions = checked
+        positions = jnp.broadcast_to(checked, (batch, new))
         slots = self.length[:, None] + jnp.arange(new, dtype=jnp.int32)  # [batch, new]
         rows = jnp.arange(batch)[:, None]
+        length = self.length + new
+        # Traced 64-bit (x64) or unsigned positions outside the int32 range cannot be stored (int32 would
+        # wrap 2**32 + 7 to 7) nor raise: their rows are marked overflowed, so attend() returns NaN for them.
+        outside = _outside_int32(positions) if jnp.issubdtype(positions.dtype, jnp.integer) else None
+        if outside is None and np.dtype(positions.dtype).itemsize > 4:  # float64 under x64
+            outside = ~(jnp.abs(positions) < _FLOAT_LIMIT)
+        if outside is not None:
+            length = jnp.where(jnp.any(outside, axis=1), jnp.maximum(length, capacity + 1), length)
+            # stored saturated, never wrapped (the row is unusable either way)
+            low = 0 if np.dtype(positions.dtype).kind == "u" else _INT32_MIN
+            high = 2**31 - 1
+            positions = jnp.clip(positions, np.array(low, positions.dtype), np.array(high, positions.dtype))
         return KVCache(
             keys=self.keys.at[rows, slots].set(k.astype(self.keys.dtype), mode="drop"),
             values=self.values.at[rows, slots].set(v.astype(self.values.dtype), mode="drop"),
-            positions=self.positions.at[rows, slots].set(
-                jnp.broadcast_to(positions, (batch, new)).astype(self.positions.dtype), mode="drop"
-            ),
-            length=self.length + new,
+            positions=self.positions.at[rows, slots].set(positions.astype(self.positions.dtype), mode="drop"),
+            length=length,
         )
 
     def attend(
@@ -394,7 +472,7 @@ class KVCache:
         caller = "KVCache.attend"
         _check_array(q, "q", caller)
         q_len = _shape(q)[1]
-        if q_len > self.capacity:
+        if _exceeds(q_len, self.capacity):
             raise _checks.value_error(caller, "q", q, f"q_len={q_len} exceeds the capacity {self.capacity}")
         _checks.boolean(caller, "causal", causal)
         _check_mask(mask, caller)
@@ -411,7 +489,8 @@ class KVCache:
         allowed = allowed[:, None]
         if mask is not None:
             allowed = allowed & mask
-        out = attention(
+        out = _attention(
+            caller,
             q,
             self.keys,
             self.values,
@@ -419,7 +498,9 @@ class KVCache:
             q_positions=q_positions,
             k_positions=self.positions,
             mask=allowed,
+            is_causal=False,
             scale=scale,
+            local_window_size=None,  # applied above, by order of insertion
             implementation=implementation,
         )
         # A traced length cannot raise: rows that overflowed, or that hold fewer entries than queries (attend

@@ -123,7 +123,9 @@ def _cope(q, k, q2, k2, embeddings, mask, *, scale: float) -> jax.Array:
     q = q.astype(jnp.float32)
     grouped = q.reshape(batch, q_len, kv_heads, heads // kv_heads, head_dim)
     logits = jnp.einsum("bqkgd,btkd->bkgqt", grouped, k.astype(jnp.float32)).reshape(batch, heads, q_len, -1)
-    visible = (offsets(q2, k2) >= 0)[:, None]  # key position <= query position: [batch, 1, q_len, k_len]
+    visible = (offsets(q2, k2, "cope_logits") >= 0)[
+        :, None
+    ]  # key position <= query position: [batch, 1, q_len, k_len]
     if mask is not None:
         visible = visible & mask
     gates = jnp.where(visible, jax.nn.sigmoid(scale * logits), 0.0)

@@ -129,7 +129,7 @@ def _fire(q2, k2, mlp, c, threshold, *, eps: float) -> jax.Array:
     w1, b1, w2, b2 = (p.astype(jnp.float32) for p in mlp)
     c = jnp.abs(c.astype(jnp.float32))
     threshold = jnp.abs(threshold.astype(jnp.float32))
-    distance = jnp.log(c * jnp.abs(offsets(q2, k2)) + 1.0)  # [batch, q_len, k_len]
+    distance = jnp.log(c * jnp.abs(offsets(q2, k2, "fire_bias")) + 1.0)  # [batch, q_len, k_len]
     normalizer = jnp.log(c * jnp.maximum(query_positions_f32(q2), threshold) + 1.0) + eps  # [batch, q_len]
     # The normalized distance once at [batch, q_len, k_len], not once per hidden unit of the MLP's fusion.
     (u,) = _computed_once(distance / normalizer[:, :, None])

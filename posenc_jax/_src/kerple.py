@@ -63,10 +63,10 @@ def kerple_bias(
     * ``kernel="log"``: ``-r1_h * log(1 + r2_h * |i - j|)``;
     * ``kernel="power"``: ``-r1_h * |i - j| ** r2_h`` (the paper keeps ``0 < r2_h <= 2``).
 
-    ``i`` and ``j`` are the given positions (integer distances are formed exactly for any two int32
-    positions, then rounded once to float32). ``r1`` and ``r2`` must be positive;
-    :class:`posenc_jax.nnx.Kerple` keeps them so by construction. The power kernel's gradient with
-    respect to ``r2`` is defined (zero) at distance 0.
+    ``i`` and ``j`` are the given positions (integer distances are formed exactly, in the positions' own
+    width, int64 under ``jax_enable_x64`` included, then rounded once to float32: they never wrap). ``r1``
+    and ``r2`` must be positive; :class:`posenc_jax.nnx.Kerple` keeps them so by construction. The power
+    kernel's gradient with respect to ``r2`` is defined (zero) at distance 0.
 
     Args:
       q_positions: integer or floating positions ``[q_len]`` or ``[batch, q_len]``.
@@ -83,10 +83,8 @@ def kerple_bias(
       ValueError: an unknown ``kernel``, ``r1`` and ``r2`` not both ``[num_heads]``, positions of rank other
         than 1 or 2 or with batch sizes that do not broadcast.
 
-    >>> kerple_bias(jnp.arange(3), jnp.arange(3), r1=jnp.ones(1), r2=jnp.ones(1), kernel="power")[0, 0]
-    Array([[ 0., -1., -2.],
-           [-1.,  0., -1.],
-           [-2., -1.,  0.]], dtype=float32)
+    >>> kerple_bias(jnp.array([3]), jnp.arange(3), r1=jnp.ones(1), r2=jnp.ones(1), kernel="power")[0, 0]
+    Array([[-3., -2., -1.]], dtype=float32)
     """
     call = "kerple_bias"
     _checks.one_of(call, "kernel", kernel, KERNELS)
@@ -98,15 +96,16 @@ def kerple_bias(
 @functools.partial(jax.jit, static_argnames=("kernel",))
 def _kerple(q2, k2, r1, r2, *, kernel: str) -> jax.Array:
     # Computed once at [batch, q_len, k_len], not once per head inside the consumer's fusion.
-    (distance,) = _computed_once(absolute_distances(q2, k2)[:, None])  # [batch, 1, q_len, k_len]
-    r1 = r1.astype(jnp.float32)[None, :, None, None]
+    distance = absolute_distances(q2, k2, "kerple_bias")[:, None]  # [batch, 1, q_len, k_len]
+    (distance,) = _computed_once(distance)
+    negative_r1 = -r1.astype(jnp.float32)[None, :, None, None]  # negated per head, not per element
     r2 = r2.astype(jnp.float32)[None, :, None, None]
     if kernel == "log":
-        return 0.0 - r1 * jnp.log1p(r2 * distance)  # +0.0 on the diagonal, never -0.0
+        return negative_r1 * jnp.log1p(r2 * distance)
     # |i - j| ** r2 as exp(r2 log d) away from d = 0, so that d/dr2 is 0 there instead of 0 * -inf.
     positive = distance > 0
     log_distance = jnp.log(jnp.where(positive, distance, 1.0))
-    return 0.0 - r1 * jnp.where(positive, jnp.exp(r2 * log_distance), 0.0)
+    return negative_r1 * jnp.where(positive, jnp.exp(r2 * log_distance), 0.0)
 
 
 def _check_positive(call: str, name: str, value: Any, upper: float | None = None) -> None:

@@ -26,7 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks as _checks
-from posenc_jax._src.alibi import _batched, _check_alibi_positions
+from posenc_jax._src.alibi import (
+    _batched,
+    _check_alibi_positions,
+    _check_signedness,
+    _common_integer_dtype,
+    _exact_difference,
+)
 from posenc_jax._src.angles import _sincos, _SplitPositions
 from posenc_jax._src.frequencies import _resolve_frequencies
 
@@ -108,13 +114,15 @@ def _buckets_of_distances(distance: jax.Array, num_buckets: int, max_distance: i
     return _magnitude_buckets(jnp.maximum(-distance, 0), num_buckets, max_distance)
 
 
-def _saturating_distance(q: jax.Array, k: jax.Array) -> jax.Array:
-    """``k - q`` in int32, saturated to ``±(2**31 - 1)`` instead of wrapping (buckets saturate far earlier)."""
-    q = q.astype(jnp.int32)
-    k = k.astype(jnp.int32)
-    difference = k - q
-    overflow = ((k ^ q) & (k ^ difference)) < 0
-    return jnp.where(overflow, jnp.where(k < 0, -_INT32_MAX, _INT32_MAX), jnp.maximum(difference, -_INT32_MAX))
+def _saturating_distance(q: jax.Array, k: jax.Array, call: str) -> jax.Array:
+    """``k - q`` as int32, saturated to ``±(2**31 - 1)`` instead of wrapping (buckets saturate far earlier).
+
+    The difference is formed exactly in the positions' own width (int64 under ``jax_enable_x64``) before it
+    is narrowed: casting the positions to int32 first would turn ``2**32 + 1`` into a distance of 1.
+    """
+    forward, magnitude = _exact_difference(q, k, _common_integer_dtype(call, q, k))
+    magnitude = jnp.minimum(magnitude, np.array(_INT32_MAX, magnitude.dtype)).astype(jnp.int32)
+    return jnp.where(forward, magnitude, -magnitude)
 
 
 def _pair(
@@ -124,8 +132,10 @@ def _pair(
     if integer_only:  # checked on the values given, before any conversion
         _checks.positions(call, q_positions, "q_positions", integer_only=True)
         _checks.positions(call, k_positions, "k_positions", integer_only=True)
-    q2 = _batched(_check_alibi_positions(call, q_positions, "q_positions"))
-    k2 = _batched(_check_alibi_positions(call, k_positions, "k_positions"))
+    q = _check_alibi_positions(call, q_positions, "q_positions")
+    k = _check_alibi_positions(call, k_positions, "k_positions")
+    _check_signedness(call, q, k)
+    q2, k2 = _batched(q), _batched(k)
     if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
         raise _checks.value_error(
             call,
@@ -168,8 +178,10 @@ def t5_buckets(
         decoders False).
 
     Returns:
-      int32 ``[batch or 1, q_len, k_len]`` in ``[0, num_buckets)``. Differences of traced positions beyond
-      the int32 range saturate (they fall in the last bucket, as they should); they never wrap.
+      int32 ``[batch or 1, q_len, k_len]`` in ``[0, num_buckets)``. The difference ``k_pos - q_pos`` is
+      formed exactly in the positions' own width (int64 under ``jax_enable_x64``) and saturates at
+      ``±(2**31 - 1)``, in the last bucket of its direction, as it should; it never wraps (``q = 0``,
+      ``k = 2**32 + 1`` is a far key, not a distance of 1).
 
     Raises:
       TypeError: non-integer positions, non-int ``num_buckets`` / ``max_distance``, non-bool
@@ -185,13 +197,18 @@ def t5_buckets(
     _check_t5_config(num_buckets, max_distance, bidirectional, caller)
     q2, k2 = _pair(q_positions, k_positions, caller, integer_only=True)
     return _t5_buckets(
-        q2, k2, num_buckets=int(num_buckets), max_distance=int(max_distance), bidirectional=bool(bidirectional)
+        q2,
+        k2,
+        num_buckets=int(num_buckets),
+        max_distance=int(max_distance),
+        bidirectional=bool(bidirectional),
+        call=caller,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("num_buckets", "max_distance", "bidirectional"))
-def _t5_buckets(q2, k2, *, num_buckets: int, max_distance: int, bidirectional: bool) -> jax.Array:
-    distance = _saturating_distance(q2[:, :, None], k2[:, None, :])
+@functools.partial(jax.jit, static_argnames=("num_buckets", "max_distance", "bidirectional", "call"))
+def _t5_buckets(q2, k2, *, num_buckets: int, max_distance: int, bidirectional: bool, call: str) -> jax.Array:
+    distance = _saturating_distance(q2[:, :, None], k2[:, None, :], call)
     return _buckets_of_distances(distance, num_buckets, max_distance, bidirectional)
 
 
@@ -236,7 +253,12 @@ def t5_bias(
 @functools.partial(jax.jit, static_argnames=("max_distance", "bidirectional"))
 def _t5_bias(table, q2, k2, *, max_distance: int, bidirectional: bool) -> jax.Array:
     buckets = _t5_buckets(
-        q2, k2, num_buckets=table.shape[0], max_distance=max_distance, bidirectional=bidirectional
+        q2,
+        k2,
+        num_buckets=table.shape[0],
+        max_distance=max_distance,
+        bidirectional=bidirectional,
+        call="t5_bias",
     )
     # [heads, batch, q, k]: one gather per head row, then the heads axis moves next to batch.
     return jnp.moveaxis(jnp.take(table.T, buckets, axis=1), 0, 1)

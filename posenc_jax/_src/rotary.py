@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks as _checks
-from posenc_jax._src.angles import _computed_once, _sincos, _SplitPositions
+from posenc_jax._src.angles import _computed_once, _outside_int32, _sincos, _SplitPositions
 from posenc_jax._src.frequencies import _resolve_frequencies
 from posenc_jax._src.grids import _check_sections
 from posenc_jax._src.layouts import (
@@ -180,7 +180,12 @@ def apply_rotary(
         int gives exact float64 frequencies (one compilation per value); a jax integer scalar, or None
         (``max(positions) + 1``, computed in the graph), gives frequencies computed in the graph, one
         compilation for every length (see :mod:`posenc_jax.scaling` for their accuracy). Ignored by the
-        other scalings.
+        other scalings. It must lie in ``[1, 2**31]``: a Python int or a concrete array outside raises
+        (``jnp.int32(0)`` as ``0`` does); a traced one outside (``0``, ``-5``, an int64 ``2**32 + 5``)
+        gives NaN in every rotated feature, never the frequencies of a wrapped or clamped length. A traced
+        length below ``max(positions) + 1`` is accepted: it selects the frequencies of that length, and
+        every position, the later ones included, is rotated with them (as when a decoder keeps the
+        frequencies of its prompt length); it is not checked against the positions.
       sections: None for 1-D positions; for N-D positions the number of axes (pairs split equally) or the
         pair count of each axis (summing to ``rotary_dim // 2``).
       section_layout: ``"contiguous"`` (default) or ``"interleaved"`` assignment of the pairs to the axes.
@@ -275,6 +280,9 @@ def apply_rotary(
     )
 
 
+_LENGTH_LIMIT = 2**31  # a length covers positions 0 … 2**31 - 1 at most
+
+
 SectionLayout = Literal["contiguous", "interleaved"]
 SECTION_LAYOUTS = ("contiguous", "interleaved")
 
@@ -316,7 +324,11 @@ def section_owners(sections: tuple[int, ...], section_layout: str) -> np.ndarray
 
 
 def _traced_length(length: object, call: str) -> jax.Array | None:
-    """None (derive it from the positions in the graph) or a checked integer scalar array."""
+    """None (derive it from the positions in the graph) or a checked integer scalar array.
+
+    A concrete array is checked on the host as a Python int would be (``jnp.int32(0)`` raises as ``0``
+    does); a traced one cannot raise, and :func:`_length_and_validity` turns an invalid one into NaN.
+    """
     if length is None:
         return None
     dtype = getattr(length, "dtype", None)
@@ -325,7 +337,28 @@ def _traced_length(length: object, call: str) -> jax.Array | None:
         raise _checks.type_error(
             call, "length", length, "length must be a Python int, an integer scalar array, or None"
         )
+    if not isinstance(length, jax.core.Tracer):
+        value = int(np.asarray(length))
+        if not 1 <= value <= _LENGTH_LIMIT:
+            raise _checks.value_error(
+                call,
+                "length",
+                _checks.Shown(f"<{np.dtype(dtype)}[] containing {value}>"),
+                "length must be a positive integer <= 2**31 (the length of int32 positions)",
+            )
     return jnp.asarray(length)
+
+
+def _length_and_validity(length: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``length - 1`` as int32 and whether ``1 <= length <= 2**31``, compared in the length's own dtype
+    (an int64 ``2**32 + 5`` is invalid, not 5)."""
+    dtype = np.dtype(length.dtype)
+    valid = length >= 1
+    if dtype.itemsize > 4 or dtype.kind == "u":
+        valid = valid & (length <= np.array(_LENGTH_LIMIT, dtype))
+        length = jnp.minimum(length, np.array(_LENGTH_LIMIT, dtype))
+    last = jnp.where(valid, length - 1, 0).astype(jnp.int32)
+    return last, valid
 
 
 def _index_last(positions, index: int):
@@ -333,11 +366,19 @@ def _index_last(positions, index: int):
     return jax.tree_util.tree_map(lambda a: a[..., index], positions)
 
 
-def _floor_max(positions) -> jax.Array:
-    """``floor(max(positions))`` as int32, also for exactly split host positions."""
+def _floor_max(positions) -> tuple[jax.Array, jax.Array]:
+    """``floor(max(positions))`` as int32, also for exactly split host positions, and whether it lies in the
+    int32 range (compared before the conversion: an int64 ``2**32 + 5`` is out of range, not 5)."""
     if isinstance(positions, _SplitPositions):
-        return jnp.max(positions.whole - (positions.fraction < 0).astype(jnp.int32))
-    return jnp.floor(jnp.max(positions)).astype(jnp.int32)
+        return jnp.max(positions.whole - (positions.fraction < 0).astype(jnp.int32)), jnp.bool_(True)
+    top = jnp.max(positions)
+    if jnp.issubdtype(top.dtype, jnp.integer):
+        outside = _outside_int32(top)
+        valid = jnp.bool_(True) if outside is None else ~outside
+    else:
+        top = jnp.floor(top)
+        valid = (top >= -(2.0**31)) & (top < 2.0**31)  # False for NaN
+    return jnp.where(valid, top, 0).astype(jnp.int32), valid
 
 
 @functools.partial(
@@ -370,12 +411,12 @@ def _rotate(
     factor: float,
 ):
     constants: np.ndarray | tuple[jax.Array, ...]
+    valid = None
     if frequencies is not None:
         constants = np.array(frequencies, dtype=np.float64)
-    else:  # a length-dependent scaling at a traced length
-        if length is None:
-            length = _floor_max(positions) + 1
-        constants = _traced_phase_constants(scaling, rotary_dim, base, length)
+    else:  # a length-dependent scaling at a traced length, handled as its last position (no int32 overflow)
+        last, valid = _floor_max(positions) if length is None else _length_and_validity(length)
+        constants = _traced_phase_constants(scaling, rotary_dim, base, last)
     if sections is None:
         sin, cos = _sincos(positions, constants)  # [..., length, r/2] float32
     else:  # each axis turns its own pairs, on the same kernel
@@ -398,6 +439,9 @@ def _rotate(
     if rotated_pairs is not None and rotated_pairs < sin.shape[-1]:  # p-RoPE: the slow pairs stay put
         keep = jnp.arange(sin.shape[-1]) < rotated_pairs
         sin, cos = jnp.where(keep, sin, 0.0), jnp.where(keep, cos, 1.0)
+    if valid is not None:  # a length that cannot be one: no frequencies exist, every value is NaN
+        sin = jnp.where(valid, sin, jnp.float32(jnp.nan))
+        cos = jnp.where(valid, cos, jnp.float32(jnp.nan))
     if factor != 1.0:  # the scaling's attention factor, on the rotated features of q and k alike
         sin, cos = sin * jnp.float32(factor), cos * jnp.float32(factor)
     # Computed once at the positions' shape, not once per head and batch row of the rotation.

@@ -486,12 +486,15 @@ class Rotary(SchemeDefaults):
         length = None
         if _depends_on_length(self.scaling):  # one length (hence one set of frequencies) for q and k
             ends = [
-                jnp.asarray(x.shape[1] - 1, jnp.int32)
+                (jnp.asarray(x.shape[1] - 1, jnp.int32), jnp.bool_(True))
                 if p is None
                 else _floor_max(_checks.positions(call, p, name))
                 for x, p, name in ((q, q_positions, "q_positions"), (k, k_positions, "k_positions"))
             ]
-            length = jnp.maximum(*ends) + 1
+            # uint32, so that the last int32 position's length 2**31 fits; 0 (NaN) when a position is out of
+            # the int32 range (an int64 2**32 + 5 under x64 must not turn into a length of 6).
+            end = jnp.maximum(jnp.maximum(ends[0][0], ends[1][0]), 0).astype(jnp.uint32)
+            length = jnp.where(ends[0][1] & ends[1][1], end + 1, jnp.uint32(0))
         return self._apply(q, q_positions, length), self._apply(k, k_positions, length)
 
     def __call__(self, x: jax.Array, positions: jax.Array | None = None) -> jax.Array:

@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks as _checks
+from posenc_jax._src.alibi import _exact_difference, _float_difference
 from posenc_jax._src.layouts import Layout, _check_layout
-from posenc_jax._src.relative import _saturating_distance
 from posenc_jax._src.rotary import _PAIRS, apply_rotary
 from posenc_jax._src.schemes import SchemeDefaults, _check_heads
 
@@ -105,23 +105,24 @@ def xpos_rotate(
 
 
 def _center(positions: jax.Array) -> jax.Array:
-    """The integer midpoint of each row's positions, ``[batch or 1, 1]`` (int32 or float32)."""
+    """The integer midpoint of each row's positions, ``[batch or 1, 1]`` (their integer dtype, or float32)."""
     positions = positions if positions.ndim == 2 else positions[None]
     if jnp.issubdtype(positions.dtype, jnp.integer):
-        low = jnp.min(positions, axis=-1, keepdims=True).astype(jnp.int32)
-        high = jnp.max(positions, axis=-1, keepdims=True).astype(jnp.int32)
-        return low + (high - low) // 2  # no int32 overflow
+        # In the positions' own dtype (int64 under x64: never narrowed first); high - low as an unsigned
+        # magnitude, which cannot overflow where a signed difference would (-2**31 to 2**31 - 1).
+        low = jnp.min(positions, axis=-1, keepdims=True)
+        high = jnp.max(positions, axis=-1, keepdims=True)
+        _, spread = _exact_difference(low, high, np.dtype(positions.dtype))
+        return low + (spread // 2).astype(positions.dtype)
     low = jnp.min(positions, axis=-1, keepdims=True).astype(jnp.float32)
     high = jnp.max(positions, axis=-1, keepdims=True).astype(jnp.float32)
     return jnp.floor(low + (high - low) / 2)
 
 
 def _relative(positions: jax.Array, center: jax.Array) -> jax.Array:
-    """``positions - center`` as float32 ``[batch or 1, length]``; integers subtract exactly (saturating)."""
+    """``positions - center`` as float32 ``[batch or 1, length]``, rounded once from the exact difference."""
     positions = positions if positions.ndim == 2 else positions[None]
-    if jnp.issubdtype(positions.dtype, jnp.integer) and jnp.issubdtype(center.dtype, jnp.integer):
-        return (-_saturating_distance(positions, center)).astype(jnp.float32)
-    return positions.astype(jnp.float32) - center.astype(jnp.float32)
+    return _float_difference(center, positions, "xpos_rotate")  # exact, rounded once to float32
 
 
 def _features(factor: jax.Array, layout: str) -> jax.Array:
