@@ -499,9 +499,9 @@ PRESET_NOTES: dict[str, str] = {
     "tasks (duplicate, odds_first; sort and odds_first in the decoder), the published model size and lengths, "
     "and (paper) the reference code's protocol at the published budget, learning rates, dropout and seeds.",
     "wide": "the quick preset's runs, model, lengths, budgets and 5 seeds with every scheme of the registry: "
-    "the quick ones, ALiBi, randomized sinusoidal and learned positions, T5, Transformer-XL and its two randomized "
-    "variants, and the length-generalization literature's Kerple (log), FIRE, CoPE, xPos and rotary with no "
-    "encoding every 2nd layer; for 2 CPU cores (estimate it first with --estimate).",
+    "the quick ones, ALiBi, randomized sinusoidal and learned positions, T5, Transformer-XL and its two "
+    "randomized variants, and the length-generalization literature's Kerple (log), FIRE, CoPE, xPos and rotary "
+    "with no encoding every 2nd layer; for 2 CPU cores (estimate it first with --estimate).",
     "long": "the published model size and lengths (encoder: 5 layers x width 64 x 8 heads, batch 128, training "
     "lengths 1-40, test 1-500) with 20,000 steps, one learning rate, 5 seeds and no dropout: far below the "
     "published training budget, so not the papers' scale; every task in the encoder, sort, reverse and "
