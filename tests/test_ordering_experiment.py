@@ -262,6 +262,7 @@ def test_command_line_overrides():
         ),
         ({"length_sampling": "bucketed"}, r"ExperimentConfig\(length_sampling='bucketed'\): must be one of"),
         ({"position_layers": "every"}, r"ExperimentConfig\(position_layers='every'\): must be one of"),
+        ({"scheme_parameters": "tied"}, r"ExperimentConfig\(scheme_parameters='tied'\): must be one of"),
         ({"loss_reduction": "sum"}, r"ExperimentConfig\(loss_reduction='sum'\): must be one of"),
         (
             {"learning_rate_schedule": "constant"},
@@ -378,7 +379,11 @@ def test_paper_preset_is_the_reference_codes_protocol():
     )
     assert (paper.length_sampling, paper.rows_per_step) == ("one_per_batch", 128)
     assert (paper.position_range, paper.position_draw, paper.position_layers) == (2048, "batch", "per_layer")
-    assert (paper.evaluation_sub_batch, paper.test_per_length) == (64, 512)
+    assert (paper.evaluation_sub_batch, paper.test_per_length, paper.scheme_parameters) == (
+        64,
+        512,
+        "per_layer",
+    )
     assert paper.position_draws(True) == 5 and paper.position_draws(False) == 1
     assert paper.learning_rates == (1e-4, 3e-4, 5e-4) and len(paper.seeds) == 10
     assert paper.steps == 1_000_000 and not paper.run_steps
@@ -457,6 +462,7 @@ def test_reference_protocol_trains_and_evaluates():
         position_draw="batch",
         length_sampling="one_per_batch",
         position_layers="per_layer",
+        scheme_parameters="per_layer",
         evaluation_sub_batch=2,
         learning_rate_schedule="constant",
         warmup_steps=0,
@@ -464,6 +470,10 @@ def test_reference_protocol_trains_and_evaluates():
     )
     setup = train.setup_group(config, config.groups()[0], train.make_mesh())
     assert setup.test.batch.positions.shape[-1] == 2 and setup.rows == config.batch_size
+    # Every attention layer has its own W_R, u and v, as in the reference.
+    initial = train.init_parameters(setup, [0])[0]["params"]
+    assert {"scheme_0", "scheme_1"} <= set(initial) and "scheme" not in initial
+    assert not np.array_equal(initial["scheme_0"]["kernel"], initial["scheme_1"]["kernel"])
     assert (np.asarray(setup.test.batch.positions)[:, 0] == 0).all()  # the map starts at 0 in every row
     record = train.train_group(setup)
     losses = np.asarray(record["curve"]["loss"])
