@@ -18,18 +18,14 @@ construction) and delegates to it. Use them as submodules of a Linen model, or d
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from posenc_jax._src import schemes, xpos
-from posenc_jax._src.cope import CoPEParameters
-from posenc_jax._src.fire import FIRE_PARAMETERS, FIREParameters
-from posenc_jax._src.kerple import KerpleParameters
-from posenc_jax._src.value_delegation import ValueDelegating
+from posenc_jax._src import cope, fire, kerple, schemes, xpos
+from posenc_jax._src.value_delegation import ValueDelegating, configuration_fields
 
 __all__ = [
     "ALiBi",
@@ -52,7 +48,7 @@ class _Scheme(schemes._Delegating, nn.Module):
     scheme_type: ClassVar[type[Any]] = schemes.NoPosition
 
     def __post_init__(self):
-        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self.scheme_type)}
+        fields = {name: getattr(self, name) for name in configuration_fields(self.scheme_type)}
         object.__setattr__(self, "scheme", self.scheme_type(**fields))  # Linen modules are frozen
         super().__post_init__()
 
@@ -255,17 +251,17 @@ class Kerple(ValueDelegating, _Scheme):
     (1, 4, 3, 3)
     """
 
-    scheme_type = KerpleParameters
+    scheme_type = kerple.Kerple
     num_heads: int
     kernel: str
     param_dtype: Any = jnp.float32
 
     def setup(self):
-        self.r1_raw = self.param("r1_raw", self.scheme.init_r1)
-        self.r2_raw = self.param("r2_raw", self.scheme.init_r2)
+        self.r1_raw = self.param("r1_raw", self.scheme.init_r1_raw)
+        self.r2_raw = self.param("r2_raw", self.scheme.init_r2_raw)
 
-    def _params(self) -> tuple[jax.Array, ...]:
-        return jnp.asarray(self.r1_raw), jnp.asarray(self.r2_raw)
+    def _parameters(self) -> dict[str, jax.Array]:
+        return self.scheme.constrained(jnp.asarray(self.r1_raw), jnp.asarray(self.r2_raw))
 
 
 class FIRE(ValueDelegating, _Scheme):
@@ -274,8 +270,8 @@ class FIRE(ValueDelegating, _Scheme):
     Parameters as :class:`posenc_jax.nnx.FIRE`.
 
     Attributes:
-      the arguments of :class:`posenc_jax.nnx.FIRE` but ``rngs``: ``num_heads``, ``width``, ``c``,
-      ``threshold``, ``eps``, ``param_dtype``; same defaults.
+      the arguments of :class:`posenc_jax.nnx.FIRE` but ``rngs``: ``num_heads``, ``width``, ``initial_c``,
+      ``initial_threshold``, ``eps``, ``param_dtype``; same defaults.
 
     >>> module = FIRE(4)
     >>> variables = module.init(jax.random.key(0), jnp.arange(3), jnp.arange(3))
@@ -283,21 +279,21 @@ class FIRE(ValueDelegating, _Scheme):
     (1, 4, 3, 3)
     """
 
-    scheme_type = FIREParameters
+    scheme_type = fire.FIRE
     num_heads: int
     width: int = 32
-    c: float = 0.1
-    threshold: float = 512.0
+    initial_c: float = 0.1
+    initial_threshold: float = 512.0
     eps: float = 1e-6
     param_dtype: Any = jnp.float32
 
     def setup(self):
         self.parameters = tuple(
-            self.param(name, getattr(self.scheme, f"init_{name}")) for name in FIRE_PARAMETERS
+            self.param(name, getattr(self.scheme, f"init_{name}")) for name in fire.FIRE_PARAMETERS
         )
 
-    def _params(self) -> tuple[jax.Array, ...]:
-        return tuple(jnp.asarray(p) for p in self.parameters)
+    def _parameters(self) -> dict[str, jax.Array]:
+        return self.scheme.from_module(*(jnp.asarray(p) for p in self.parameters))
 
 
 class CoPE(ValueDelegating, _Scheme):
@@ -316,7 +312,7 @@ class CoPE(ValueDelegating, _Scheme):
     (1, 2, 3, 3)
     """
 
-    scheme_type = CoPEParameters
+    scheme_type = cope.CoPE
     npos: int
     head_dim: int
     scale: float | None = None
@@ -327,8 +323,8 @@ class CoPE(ValueDelegating, _Scheme):
         shape = self.scheme.embedding_shape
         self.embedding = self.param("embedding", self.embedding_init, shape, self.param_dtype)
 
-    def _params(self) -> tuple[jax.Array, ...]:
-        return (jnp.asarray(self.embedding),)
+    def _parameters(self) -> dict[str, jax.Array]:
+        return {"embedding": jnp.asarray(self.embedding)}
 
 
 class XPos(_Scheme):

@@ -1,35 +1,71 @@
-"""The modules of the learned literature schemes (Kerple, FIRE, CoPE): the protocol through a value built
-from the module's parameters.
+"""The learned literature schemes (Kerple, FIRE, CoPE): parameter fields of the values, and their modules'
+delegation.
 
-Each such module holds a frozen configuration in ``scheme`` (its checked fields and how its parameters are
-drawn and mapped) and returns its parameters from ``_params()``; ``scheme.value(*params)`` is the frozen
-scheme value (of :mod:`posenc_jax.schemes`) that computes everything, so NNX, Linen and the value give the
-same numbers with the same code.
+A value holds its configuration and, optionally, its parameters (fields made with :func:`parameter`, left
+out of ``==`` and ``hash``). Each module holds the value without parameters in ``scheme`` and returns its
+parameters from ``_parameters()`` (mapped to the value's fields, e.g. ``softplus`` of an unconstrained
+array); :meth:`ValueDelegating.value` fills them in, so NNX, Linen and the value compute the same numbers with
+the same code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
+from posenc_jax._src import checks
 from posenc_jax._src.schemes import SchemeDefaults
 
 __all__: list[str] = []
 
 
-def is_array(value: object) -> bool:
-    """Whether a dataclass field holds an array (values are pytrees: jax may rebuild them with other leaves)."""
-    return isinstance(value, jax.Array) or hasattr(value, "__array__") and hasattr(value, "shape")
+def parameter(doc: str) -> Any:
+    """A field holding a parameter array: optional, left out of ``==``, ``hash`` and ``repr``."""
+    return dataclasses.field(default=None, compare=False, repr=False, metadata={"parameter": doc})
+
+
+def configuration_fields(scheme_type: type) -> tuple[str, ...]:
+    """The names of a scheme value's configuration fields (its parameters, held by the modules, left out)."""
+    return tuple(f.name for f in dataclasses.fields(scheme_type) if "parameter" not in f.metadata)
 
 
 def is_concrete(value: object) -> bool:
     """Whether an array's values can be read now (not traced)."""
-    return is_array(value) and not isinstance(value, jax.core.Tracer)
+    return value is not None and not isinstance(value, jax.core.Tracer)
+
+
+def check_parameter(value: Any, name: str, shape: tuple[int, ...], caller: str) -> None:
+    """A parameter, when given, must be a floating array of the configured shape."""
+    if value is None:
+        return
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise checks.type_error(caller, name, value, f"{name} must be a floating array {list(shape)}")
+    if tuple(np.shape(value)) != shape:
+        raise checks.value_error(caller, name, value, f"{name} must have shape {list(shape)} for this scheme")
+
+
+def require(value: Any, name: str, caller: str, module: str) -> Any:
+    """``value``, or an error naming the parameter this value lacks and where it is held."""
+    if value is None:
+        raise checks.value_error(
+            caller,
+            name,
+            None,
+            f"this value holds no {name}",
+            f"pass {name}= to the value, or use posenc_jax.nnx.{module} / posenc_jax.linen.{module}, which "
+            "hold it as a parameter",
+        )
+    return value
 
 
 class ValueDelegating(SchemeDefaults):
-    """The protocol's methods forwarded to ``self.scheme.value(*self._params())``.
+    """The protocol's methods forwarded to :meth:`value`: ``self.scheme`` with the module's parameters
+    (``self._parameters()``, mapped to the value's fields) filled in.
 
     Placed before the module base class, so these methods take precedence over the plain delegation's.
     """
@@ -37,7 +73,7 @@ class ValueDelegating(SchemeDefaults):
     if TYPE_CHECKING:
         scheme: Any
 
-    def _params(self) -> tuple[Any, ...]:  # pragma: no cover - every module defines it
+    def _parameters(self) -> dict[str, Any]:  # pragma: no cover - every module defines it
         raise NotImplementedError
 
     @property
@@ -46,8 +82,8 @@ class ValueDelegating(SchemeDefaults):
         return bool(getattr(self.scheme, "needs_mask", False))
 
     def value(self) -> Any:
-        """The frozen scheme value with this module's current parameters (a pytree: it passes ``jit``)."""
-        return self.scheme.value(*self._params())
+        """The scheme value holding this module's current parameters (of :mod:`posenc_jax.schemes`)."""
+        return dataclasses.replace(self.scheme, **self._parameters())
 
     def rotate(self, q, k, q_positions=None, k_positions=None):
         """Queries and keys transformed by the scheme (see :meth:`PositionalScheme.rotate`)."""
