@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax._src import checks as _checks
-from posenc_jax._src.angles import _SplitPositions
+from posenc_jax._src import checks
+from posenc_jax._src.angles import SplitPositions
 
 __all__ = ["alibi_bias", "alibi_slopes"]
 
@@ -53,18 +53,18 @@ def alibi_slopes(num_heads: int) -> np.ndarray:
     >>> alibi_slopes(4)
     array([0.25      , 0.0625    , 0.015625  , 0.00390625])
     """
-    num_heads = _checks.integer("alibi_slopes", "num_heads", num_heads)
+    num_heads = checks.integer("alibi_slopes", "num_heads", num_heads)
     return np.asarray(_slopes(num_heads), dtype=np.float64)
 
 
-def _check_alibi_positions(call: str, value: object, name: str) -> jax.Array | _SplitPositions:
-    positions = _checks.positions(call, value, name)
+def check_positions_1d_or_2d(call: str, value: object, name: str) -> jax.Array | SplitPositions:
+    positions = checks.positions(call, value, name)
     if positions.ndim not in (1, 2):
-        raise _checks.value_error(call, name, positions, f"{name} must have shape [length] or [batch, length]")
+        raise checks.value_error(call, name, positions, f"{name} must have shape [length] or [batch, length]")
     return positions
 
 
-def _batched(positions: jax.Array | _SplitPositions) -> jax.Array | _SplitPositions:
+def batched(positions: jax.Array | SplitPositions) -> jax.Array | SplitPositions:
     """``[length]`` -> ``[1, length]``; ``[batch, length]`` unchanged."""
     if positions.ndim == 2:
         return positions
@@ -72,17 +72,17 @@ def _batched(positions: jax.Array | _SplitPositions) -> jax.Array | _SplitPositi
 
 
 def alibi_bias(
-    num_heads: int,
-    query_positions: jax.Array,
-    key_positions: jax.Array,
+    q_positions: jax.Array,
+    k_positions: jax.Array,
     *,
-    causal: bool,
+    num_heads: int,
+    is_causal: bool,
 ) -> jax.Array:
     """The ALiBi attention-logit bias ``-m_h * distance(i, j)`` for every head, query ``i`` and key ``j``.
 
-    * ``causal=True``: ``-m_h * (i - j)`` where ``j <= i`` and ``0`` above the diagonal (``j > i``). Those
+    * ``is_causal=True``: ``-m_h * (i - j)`` where ``j <= i`` and ``0`` above the diagonal (``j > i``). Those
       entries are left at zero, not ``-inf``: hiding future keys is the attention mask's job.
-    * ``causal=False`` (bidirectional): ``-m_h * |i - j|``.
+    * ``is_causal=False`` (bidirectional): ``-m_h * |i - j|``.
 
     ``i`` and ``j`` are the given positions, so offsets (decoding with a cache) and packed sequences work.
     Some implementations add ``m_h * j`` instead of ``-m_h * (i - j)`` in the causal case. The two differ
@@ -90,45 +90,45 @@ def alibi_bias(
     weights but a different bias.
 
     Args:
+      q_positions: integer or float32 positions ``[q_len]`` or ``[batch, q_len]``.
+      k_positions: integer or float32 positions ``[k_len]`` or ``[batch, k_len]``.
       num_heads: number of heads (positive int).
-      query_positions: integer or float32 positions ``[q_len]`` or ``[batch, q_len]``.
-      key_positions: integer or float32 positions ``[k_len]`` or ``[batch, k_len]``.
-      causal: whether keys after the query get zero bias (causal) or are penalised by ``|i - j|``.
+      is_causal: whether keys after the query get zero bias (causal) or are penalised by ``|i - j|``.
 
     Returns:
       float32 array ``[batch or 1, num_heads, q_len, k_len]`` (batch 1 when both positions are 1-D).
       Integer distances are formed in int32 (exact while ``|i - j| < 2**31``) before the float32 multiply.
 
     Raises:
-      TypeError: bad ``num_heads`` type, non-bool ``causal``, boolean / complex / 16-bit floating positions.
+      TypeError: bad ``num_heads`` type, non-bool ``is_causal``, boolean / complex / 16-bit floating positions.
       ValueError: ``num_heads <= 0``, positions of rank other than 1 or 2, or batch sizes that do not
         broadcast.
 
-    >>> alibi_bias(2, jnp.arange(3), jnp.arange(3), causal=True)[0, 0]
+    >>> alibi_bias(jnp.arange(3), jnp.arange(3), num_heads=2, is_causal=True)[0, 0]
     Array([[ 0.    ,  0.    ,  0.    ],
            [-0.0625,  0.    ,  0.    ],
            [-0.125 , -0.0625,  0.    ]], dtype=float32)
     """
     call = "alibi_bias"
-    num_heads = _checks.integer(call, "num_heads", num_heads)
-    causal = _checks.boolean(call, "causal", causal)
-    q = _check_alibi_positions(call, query_positions, "query_positions")
-    k = _check_alibi_positions(call, key_positions, "key_positions")
-    q2, k2 = _batched(q), _batched(k)
+    num_heads = checks.integer(call, "num_heads", num_heads)
+    is_causal = checks.boolean(call, "is_causal", is_causal)
+    q = check_positions_1d_or_2d(call, q_positions, "q_positions")
+    k = check_positions_1d_or_2d(call, k_positions, "k_positions")
+    q2, k2 = batched(q), batched(k)
     if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
-        raise _checks.value_error(
+        raise checks.value_error(
             call,
-            "key_positions",
-            key_positions,
-            f"the batch sizes of query_positions (shape {tuple(q.shape)}) and key_positions must be equal or "
+            "k_positions",
+            k_positions,
+            f"the batch sizes of q_positions (shape {tuple(q.shape)}) and k_positions must be equal or "
             "one of them 1",
         )
-    return _bias(q2, k2, num_heads=num_heads, causal=causal)
+    return _bias(q2, k2, num_heads=num_heads, is_causal=is_causal)
 
 
-@functools.partial(jax.jit, static_argnames=("num_heads", "causal"))
-def _bias(q2, k2, *, num_heads: int, causal: bool) -> jax.Array:
-    if isinstance(q2, _SplitPositions) or isinstance(k2, _SplitPositions):
+@functools.partial(jax.jit, static_argnames=("num_heads", "is_causal"))
+def _bias(q2, k2, *, num_heads: int, is_causal: bool) -> jax.Array:
+    if isinstance(q2, SplitPositions) or isinstance(k2, SplitPositions):
         # Host float64 positions: whole parts subtract exactly in int32, fractions in float32.
         qw, qf = _parts(q2)
         kw, kf = _parts(k2)
@@ -139,14 +139,14 @@ def _bias(q2, k2, *, num_heads: int, causal: bool) -> jax.Array:
     else:
         offset = k2.astype(jnp.float32)[:, None, :] - q2.astype(jnp.float32)[:, :, None]
     # -distance, built so that the diagonal is +0.0 (never -0.0): causal keeps j <= i, zero above.
-    negative_distance = jnp.where(offset > 0, jnp.zeros_like(offset) if causal else -offset, offset)
+    negative_distance = jnp.where(offset > 0, jnp.zeros_like(offset) if is_causal else -offset, offset)
     slopes = jnp.asarray(alibi_slopes(num_heads), dtype=jnp.float32)
     return slopes[None, :, None, None] * negative_distance.astype(jnp.float32)[:, None, :, :]
 
 
 def _parts(positions) -> tuple[jax.Array, jax.Array]:
     """Whole (int32) and fractional (float32) parts of validated positions."""
-    if isinstance(positions, _SplitPositions):
+    if isinstance(positions, SplitPositions):
         return positions.whole, positions.fraction
     if jnp.issubdtype(positions.dtype, jnp.integer):
         return positions.astype(jnp.int32), jnp.zeros(positions.shape, jnp.float32)
