@@ -58,7 +58,7 @@ def make_scheme(config: Config, rngs: nnx.Rngs) -> pe.PositionalScheme:
         "none": lambda: pn.NoPosition(),
         "sinusoidal": lambda: pn.Sinusoidal(config.width),
         "learned": lambda: pn.Learned(config.sequence_length, config.width, rngs=rngs),
-        "rotary": lambda: pn.Rotary(head_dim),
+        "rotary": lambda: pn.Rotary(head_dim, layout="interleaved"),
         "alibi": lambda: pn.ALiBi(config.num_heads),
     }[config.scheme]()
 

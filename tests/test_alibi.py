@@ -36,14 +36,14 @@ def test_non_power_of_two_slopes_follow_the_reference_order(n, want):
 
 
 _BIAS = {
-    (jit, causal): (jax.jit(lambda q, k, c=causal: alibi_bias(4, q, k, causal=c)) if jit else None)
+    (jit, causal): (jax.jit(lambda q, k, c=causal: alibi_bias(q, k, num_heads=4, is_causal=c)) if jit else None)
     for jit in (False, True)
     for causal in (False, True)
 }
 
 
 def _bias(jit, causal, q, k):
-    return _BIAS[(jit, causal)](q, k) if jit else alibi_bias(4, q, k, causal=causal)
+    return _BIAS[(jit, causal)](q, k) if jit else alibi_bias(q, k, num_heads=4, is_causal=causal)
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -72,7 +72,7 @@ def test_bias_with_offsets_per_row_and_different_lengths(jit, causal):
 
 
 def test_bias_is_linear_in_distance():
-    bias = np.asarray(alibi_bias(4, jnp.arange(16), jnp.arange(16), causal=False), np.float64)[0]
+    bias = np.asarray(alibi_bias(jnp.arange(16), jnp.arange(16), num_heads=4, is_causal=False), np.float64)[0]
     slopes = alibi_slopes(4)
     for h in range(4):
         for d in range(16):  # every entry at distance d equals -m_h * d
@@ -83,17 +83,17 @@ def test_float_positions_and_large_integer_positions():
     q = jnp.array([0.5, 2.25])
     k = jnp.array([0.0, 1.0, 3.0])
     np.testing.assert_allclose(
-        np.asarray(alibi_bias(4, q, k, causal=False)), reference_alibi(4, q, k, False), rtol=1e-6
+        np.asarray(alibi_bias(q, k, num_heads=4, is_causal=False)), reference_alibi(4, q, k, False), rtol=1e-6
     )
     # Integer distances are formed exactly, even far from zero.
     big = jnp.array([2**31 - 2, 2**31 - 1], jnp.int32)
-    got = alibi_bias(4, big, big, causal=True)
+    got = alibi_bias(big, big, num_heads=4, is_causal=True)
     np.testing.assert_array_equal(np.asarray(got)[0, :, 1, 0], -alibi_slopes(4).astype(np.float32))
 
 
 def test_vmap_over_batch_of_positions():
     q = jnp.arange(12).reshape(3, 4)
-    mapped = jax.vmap(lambda p: alibi_bias(4, p, p, causal=True)[0])(q)
+    mapped = jax.vmap(lambda p: alibi_bias(p, p, num_heads=4, is_causal=True)[0])(q)
     np.testing.assert_allclose(np.asarray(mapped), reference_alibi(4, q, q, True), rtol=1e-7)
 
 
@@ -109,26 +109,30 @@ def test_vmap_over_batch_of_positions():
         (lambda: alibi_slopes(2.0), TypeError, r"alibi_slopes\(num_heads=2.0\): num_heads must be a positive"),
         (lambda: alibi_slopes(True), TypeError, r"alibi_slopes\(num_heads=True\)"),
         (
-            lambda: alibi_bias(0, jnp.arange(3), jnp.arange(3), causal=True),
+            lambda: alibi_bias(jnp.arange(3), jnp.arange(3), num_heads=0, is_causal=True),
             ValueError,
             r"alibi_bias\(num_heads=0\)",
         ),
         (
-            lambda: alibi_bias(2, jnp.zeros((1, 2, 3)), jnp.arange(3), causal=True),
+            lambda: alibi_bias(jnp.zeros((1, 2, 3)), jnp.arange(3), num_heads=2, is_causal=True),
             ValueError,
-            r"alibi_bias\(query_positions=<float32\[1,2,3\]>\): query_positions must have shape \[length\]",
+            r"alibi_bias\(q_positions=<float32\[1,2,3\]>\): q_positions must have shape \[length\]",
         ),
         (
-            lambda: alibi_bias(2, jnp.arange(3), jnp.arange(3).astype(jnp.bfloat16), causal=True),
+            lambda: alibi_bias(jnp.arange(3), jnp.arange(3).astype(jnp.bfloat16), num_heads=2, is_causal=True),
             TypeError,
-            r"alibi_bias\(key_positions=<bfloat16\[3\]>\): 16-bit floating key_positions are rejected",
+            r"alibi_bias\(k_positions=<bfloat16\[3\]>\): 16-bit floating k_positions are rejected",
         ),
         (
-            lambda: alibi_bias(2, jnp.zeros((2, 3)), jnp.zeros((3, 3)), causal=True),
+            lambda: alibi_bias(jnp.zeros((2, 3)), jnp.zeros((3, 3)), num_heads=2, is_causal=True),
             ValueError,
-            r"alibi_bias\(key_positions=<float32\[3,3\]>\): the batch sizes of query_positions \(shape \(2, 3\)\)",
+            r"alibi_bias\(k_positions=<float32\[3,3\]>\): the batch sizes of q_positions \(shape \(2, 3\)\)",
         ),
-        (lambda: alibi_bias(2, jnp.arange(3), jnp.arange(3), causal=1), TypeError, r"alibi_bias\(causal=1\)"),
+        (
+            lambda: alibi_bias(jnp.arange(3), jnp.arange(3), num_heads=2, is_causal=1),
+            TypeError,
+            r"alibi_bias\(is_causal=1\)",
+        ),
     ],
 )
 def test_bad_input(call, error, match):

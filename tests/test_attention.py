@@ -50,8 +50,8 @@ CASES = {
             None,
         ),
     ),
-    "alibi": (schemes.ALiBi(H), lambda q, k, p: (q, k, reference_alibi(H, p, p, causal=False))),
-    "alibi_causal": (schemes.ALiBi(H, causal=True), lambda q, k, p: (q, k, reference_alibi(H, p, p, True))),
+    "alibi": (schemes.ALiBi(H), lambda q, k, p: (q, k, reference_alibi(H, p, p, is_causal=False))),
+    "alibi_causal": (schemes.ALiBi(H, is_causal=True), lambda q, k, p: (q, k, reference_alibi(H, p, p, True))),
 }
 
 
@@ -69,7 +69,7 @@ def test_attention_matches_float64_reference(case, masked):
 
 
 def test_nnx_module_as_scheme_and_is_causal():
-    module = pn.Rotary(HD)
+    module = pn.Rotary(HD, layout="interleaved")
     got = nnx.jit(
         lambda m, q, k, v, p: pe.attention(q, k, v, scheme=m, q_positions=p, k_positions=p, is_causal=True)
     )(module, Q, K, V, POSITIONS)

@@ -50,11 +50,11 @@ class SchemeSpec:
             # default out-of-range policy (NaN rows, no host callback) would make any miss loud.
             return schemes_linen.Learned(max_positions, model.width, embedding_init=_UNIT_NORMAL)
         if self.base == "rotary":
-            return schemes_linen.Rotary(model.head_dim)
+            return schemes_linen.Rotary(model.head_dim, layout="interleaved")
         if self.base == "alibi":
-            return schemes_linen.ALiBi(model.num_heads, causal=mode == "decoder")
+            return schemes_linen.ALiBi(model.num_heads, is_causal=mode == "decoder")
         if self.base == "t5":
-            return schemes_linen.T5Bias(model.num_heads, bidirectional=mode == "encoder")
+            return schemes_linen.T5Bias(model.num_heads, is_causal=mode == "decoder")
         if self.base == "relative":
             return schemes_linen.TransformerXLRelative(model.num_heads, model.head_dim)
         raise AssertionError(self.base)  # pragma: no cover - SCHEMES holds only the bases above

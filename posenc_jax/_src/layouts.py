@@ -82,7 +82,7 @@ def interleaved_permutation(dim: int) -> np.ndarray:
     return np.argsort(split_permutation(dim))
 
 
-def interleaved_to_split(x: jax.Array, axis: int = -1) -> jax.Array:
+def interleaved_to_split(x: jax.Array, *, axis: int = -1) -> jax.Array:
     """Reorders ``axis`` from ``[s0, c0, s1, c1, ...]`` to ``[s0, s1, ..., c0, c1, ...]``.
 
     Args:
@@ -104,7 +104,7 @@ def interleaved_to_split(x: jax.Array, axis: int = -1) -> jax.Array:
     return jnp.take(x, split_permutation(dim), axis=index)
 
 
-def split_to_interleaved(x: jax.Array, axis: int = -1) -> jax.Array:
+def split_to_interleaved(x: jax.Array, *, axis: int = -1) -> jax.Array:
     """Reorders ``axis`` from ``[s0, s1, ..., c0, c1, ...]`` to ``[s0, c0, s1, c1, ...]``.
 
     Args:

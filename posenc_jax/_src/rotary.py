@@ -302,7 +302,7 @@ def _convert_weights(call: str, w: Any, head_dim: object, axis: object, rotary_d
 
 
 def rotary_interleaved_to_split(
-    w: jax.Array, head_dim: int, *, axis: int = -1, rotary_dim: int | None = None
+    w: jax.Array, *, head_dim: int, axis: int = -1, rotary_dim: int | None = None
 ) -> jax.Array:
     """Converts query/key projection weights from the interleaved to the split rotary layout.
 
@@ -332,7 +332,7 @@ def rotary_interleaved_to_split(
 
 
 def rotary_split_to_interleaved(
-    w: jax.Array, head_dim: int, *, axis: int = -1, rotary_dim: int | None = None
+    w: jax.Array, *, head_dim: int, axis: int = -1, rotary_dim: int | None = None
 ) -> jax.Array:
     """Converts query/key projection weights from the split to the interleaved rotary layout.
 
