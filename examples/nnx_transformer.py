@@ -8,6 +8,17 @@ positions). The task: after ``BOS a_1 … a_n SEP`` output ``a_n … a_1``.
     python examples/nnx_transformer.py --scheme rotary --steps 300
 
 prints the loss and the exact-match accuracy of greedy decoding on fresh sequences.
+
+Each layer may have its own scheme and attention window. ``--scheme`` takes a comma-separated pattern,
+repeated over the layers; ``name@W`` gives that layer a causal sliding window of ``W`` tokens. So the
+production patterns are configurations:
+
+    --scheme rotary,rotary,rotary,none --num-layers 4             # Llama 4: no encoding every 4th layer
+    --scheme rotary@4,rotary@4,rotary@4,rotary@4,rotary@4,rotary_1m --num-layers 6
+                                      # Gemma 3: five local layers (base 10k, window 4), one global (base 1M)
+
+Layers with the same pattern entry share one scheme (and its parameters, if any). Absolute encodings
+(sinusoidal, learned) are added once, to the token embeddings, by the first layer's scheme.
 """
 
 from __future__ import annotations
@@ -51,16 +62,40 @@ class Config:
         return self.symbols + 2
 
 
-def make_scheme(config: Config, rngs: nnx.Rngs) -> pe.PositionalScheme:
+def make_scheme(config: Config, rngs: nnx.Rngs, name: str | None = None) -> pe.PositionalScheme:
     """Any scheme of :mod:`posenc_jax.nnx`, by name; the model only sees the protocol."""
     head_dim = config.width // config.num_heads
-    return {
+    builders = {
         "none": lambda: pn.NoPosition(),
         "sinusoidal": lambda: pn.Sinusoidal(config.width),
         "learned": lambda: pn.Learned(config.sequence_length, config.width, rngs=rngs),
-        "rotary": lambda: pn.Rotary(head_dim, layout="interleaved"),
+        "rotary": lambda: pn.Rotary(head_dim, layout="split"),
+        "rotary_1m": lambda: pn.Rotary(head_dim, layout="split", base=1_000_000.0),
         "alibi": lambda: pn.ALiBi(config.num_heads),
-    }[config.scheme]()
+        "kerple": lambda: pn.Kerple(config.num_heads, kernel="log", rngs=rngs),
+        "fire": lambda: pn.FIRE(config.num_heads, rngs=rngs),
+        "cope": lambda: pn.CoPE(config.sequence_length, head_dim, rngs=rngs),
+        "xpos": lambda: pn.XPos(head_dim, layout="split"),
+    }
+    name = config.scheme if name is None else name
+    if name not in builders:
+        raise ValueError(f"make_scheme(name={name!r}): unknown scheme; choose from {sorted(builders)}")
+    return builders[name]()
+
+
+def layer_pattern(config: Config) -> list[tuple[str, int | None]]:
+    """``(scheme name, sliding window or None)`` per layer: ``config.scheme``'s entries, repeated.
+
+    >>> layer_pattern(Config(scheme="rotary@4,rotary_1m", num_layers=3))
+    [('rotary', 4), ('rotary_1m', None), ('rotary', 4)]
+    """
+    entries = []
+    for entry in config.scheme.split(","):
+        name, _, window = entry.strip().partition("@")
+        if window and not (window.isdigit() and int(window) > 0):
+            raise ValueError(f"layer_pattern(scheme={config.scheme!r}): a window must be a positive int")
+        entries.append((name, int(window) if window else None))
+    return [entries[i % len(entries)] for i in range(config.num_layers)]
 
 
 class Block(nnx.Module):
@@ -75,17 +110,25 @@ class Block(nnx.Module):
         self.mlp_in = nnx.Linear(width, 4 * width, rngs=rngs)
         self.mlp_out = nnx.Linear(4 * width, width, rngs=rngs)
 
-    def __call__(self, x, positions, scheme, cache: pe.KVCache | None):
+    def __call__(self, x, positions, scheme, cache: pe.KVCache | None, window: int | None = None):
         batch, length, width = x.shape
         qkv = self.qkv(self.attention_norm(x)).reshape(batch, length, 3, self.num_heads, -1)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [batch, length, heads, head_dim]
+        local = None if window is None else (window - 1, 0)  # the query and the window - 1 keys before it
         if cache is None:  # whole sequences
             y = pe.attention(
-                q, k, v, scheme=scheme, q_positions=positions, k_positions=positions, is_causal=True
+                q,
+                k,
+                v,
+                scheme=scheme,
+                q_positions=positions,
+                k_positions=positions,
+                is_causal=True,
+                local_window_size=local,
             )
         else:  # new tokens against everything decoded so far
             cache = cache.append(k, v, positions)
-            y = cache.attend(q, scheme=scheme)
+            y = cache.attend(q, scheme=scheme, local_window_size=local)
         x = x + self.out(y.reshape(batch, length, width))
         return x + self.mlp_out(nnx.relu(self.mlp_in(self.mlp_norm(x)))), cache
 
@@ -95,10 +138,13 @@ class Transformer(nnx.Module):
 
     def __init__(self, config: Config, *, rngs: nnx.Rngs):
         self.config = config
-        self.scheme = make_scheme(config, rngs)
-        self.token_embedding = nnx.Embed(config.vocab, config.width, rngs=rngs)
+        pattern = layer_pattern(config)
         # nnx.List from flax 0.12 on; before it, a plain list holds submodules.
         module_list = getattr(nnx, "List", list)
+        shared = {name: make_scheme(config, rngs, name) for name in dict.fromkeys(name for name, _ in pattern)}
+        self.schemes = module_list([shared[name] for name, _ in pattern])  # one per layer
+        self.windows = tuple(window for _, window in pattern)
+        self.token_embedding = nnx.Embed(config.vocab, config.width, rngs=rngs)
         self.blocks = module_list(
             [Block(config.width, config.num_heads, rngs=rngs) for _ in range(config.num_layers)]
         )
@@ -107,10 +153,11 @@ class Transformer(nnx.Module):
 
     def __call__(self, tokens, positions, caches: tuple[pe.KVCache, ...] | None = None):
         """Logits ``[batch, length, vocab]`` for ``tokens`` at ``positions`` (and the updated caches)."""
-        x = self.scheme.embed(self.token_embedding(tokens), positions)
+        x = self.schemes[0].embed(self.token_embedding(tokens), positions)
         updated = []
         for i, block in enumerate(self.blocks):
-            x, cache = block(x, positions, self.scheme, None if caches is None else caches[i])
+            cache = None if caches is None else caches[i]
+            x, cache = block(x, positions, self.schemes[i], cache, self.windows[i])
             updated.append(cache)
         return self.head(self.final_norm(x)), None if caches is None else tuple(updated)
 

@@ -11,7 +11,7 @@ T5 and Transformer-XL relative attention, and randomized positions, as pure func
 :func:`attention` and :class:`KVCache` apply any scheme in attention and incremental decoding.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.9.0"
 
 from posenc_jax import rope as rope
 from posenc_jax import schemes as schemes
@@ -19,9 +19,12 @@ from posenc_jax._src.alibi import alibi_bias as alibi_bias
 from posenc_jax._src.alibi import alibi_slopes as alibi_slopes
 from posenc_jax._src.attention import KVCache as KVCache
 from posenc_jax._src.attention import attention as attention
+from posenc_jax._src.cope import cope_logits as cope_logits
+from posenc_jax._src.fire import fire_bias as fire_bias
 from posenc_jax._src.frequencies import paper_frequencies as paper_frequencies
 from posenc_jax._src.frequencies import tensor2tensor_frequencies as tensor2tensor_frequencies
 from posenc_jax._src.grids import grid_positions as grid_positions
+from posenc_jax._src.kerple import kerple_bias as kerple_bias
 from posenc_jax._src.layouts import interleaved_to_split as interleaved_to_split
 from posenc_jax._src.layouts import split_to_interleaved as split_to_interleaved
 from posenc_jax._src.learned import learned_lookup as learned_lookup
@@ -38,13 +41,12 @@ from posenc_jax._src.schemes import PositionalScheme as PositionalScheme
 from posenc_jax._src.segments import positions_from_segment_ids as positions_from_segment_ids
 from posenc_jax._src.sinusoidal import sinusoidal as sinusoidal
 from posenc_jax._src.sinusoidal import sinusoidal_table as sinusoidal_table
+from posenc_jax._src.xpos import xpos_rotate as xpos_rotate
 
 __all__ = [
     "__version__",
     "KVCache",
     "PositionalScheme",
-    "rope",
-    "schemes",
     "alibi_bias",
     "alibi_slopes",
     "apply_rotary",
@@ -66,4 +68,8 @@ __all__ = [
     "t5_buckets",
     "tensor2tensor_frequencies",
     "transformer_xl_logits",
+    "cope_logits",
+    "fire_bias",
+    "kerple_bias",
+    "xpos_rotate",
 ]

@@ -138,3 +138,18 @@ def test_vmap_over_batch_of_positions():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_int32_extreme_distances_are_exact_not_wrapped():
+    # j - i = 2**32 - 1 overflows int32 (it read as -1 before); formed exactly, it is rounded once to float32.
+    q, k = np.array([-(2**31)], np.int32), np.array([2**31 - 1], np.int32)
+    for fn in (alibi_bias, jax.jit(alibi_bias, static_argnames=("num_heads", "is_causal"))):
+        got = np.asarray(fn(q, k, num_heads=1, is_causal=False))
+        np.testing.assert_array_equal(got, np.float32(-alibi_slopes(1)[0] * (2.0**32 - 1)))
+        causal = np.asarray(fn(k, q, num_heads=1, is_causal=True))  # the query after the key: -m (2**32 - 1)
+        np.testing.assert_array_equal(causal, got)
+    # the largest int32 distances next to small ones, every direction, against float64
+    positions = np.array([-(2**31), -(2**31) + 1, -1, 0, 1, 2**31 - 2, 2**31 - 1], np.int32)
+    got = np.asarray(jax.jit(lambda p: alibi_bias(p, p, num_heads=2, is_causal=False))(positions))
+    want = reference_alibi(2, positions.astype(np.int64), positions.astype(np.int64), is_causal=False)
+    np.testing.assert_allclose(got, want.astype(np.float32), rtol=1e-7)

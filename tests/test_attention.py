@@ -251,3 +251,28 @@ BAD = [
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+HEAD_MISMATCHES = {
+    "alibi_1": (lambda: schemes.ALiBi(1), 1),
+    "alibi_2": (lambda: schemes.ALiBi(2), 2),
+    "t5_3": (lambda: pn.T5Bias(3, is_causal=False, rngs=nnx.Rngs(0)), 3),
+    "t5_8": (lambda: pn.T5Bias(8, is_causal=False, rngs=nnx.Rngs(0)), 8),
+}
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("make, count", HEAD_MISMATCHES.values(), ids=HEAD_MISMATCHES.keys())
+def test_a_bias_with_another_head_count_than_the_queries_is_a_value_error(make, count, jit):
+    scheme = make()
+    # one head is not broadcast to all four, and other counts do not reach jax's own shape assertion
+    match = (
+        rf"\(scheme=<\w+ with {count} heads>\): the scheme's attention bias has {count} heads, but q has {H}"
+    )
+    full = lambda q: pe.attention(q, K, V, scheme=scheme, q_positions=POSITIONS, k_positions=POSITIONS)  # noqa: E731
+    with pytest.raises(ValueError, match=r"^attention" + match):
+        (jax.jit(full) if jit else full)(Q)  # raised while tracing: before anything runs
+    cache = pe.KVCache.init(batch=B, capacity=L, num_kv_heads=KV, head_dim=HD).append(K, V, POSITIONS)
+    step = lambda q: cache.attend(q, scheme=scheme)  # noqa: E731
+    with pytest.raises(ValueError, match=r"^KVCache.attend" + match):
+        (jax.jit(step) if jit else step)(Q)

@@ -15,9 +15,19 @@ sys.modules[_SPEC.name] = example  # dataclasses look their module up
 _SPEC.loader.exec_module(example)
 
 
-@pytest.mark.parametrize("scheme", ["rotary", "learned"])  # a relative and an absolute scheme
-def test_example_trains_and_decodes_like_full_attention(scheme):
-    sizes = {"length": 3, "symbols": 4, "width": 16, "num_heads": 2, "num_layers": 1, "batch": 8, "steps": 8}
+@pytest.mark.parametrize(
+    "scheme, num_layers",
+    [
+        ("rotary", 1),  # a relative scheme
+        ("learned", 1),  # an absolute one
+        ("rotary,none", 2),  # no encoding every 2nd layer (Llama 4's pattern, every 4th there)
+        ("rotary@2,rotary_1m", 2),  # a local layer (base 10k, window 2) and a global one (base 1M), Gemma 3's
+        ("cope,kerple", 2),  # the literature's contextual and kernel schemes
+    ],
+)
+def test_example_trains_and_decodes_like_full_attention(scheme, num_layers):
+    sizes = {"length": 3, "symbols": 4, "width": 16, "num_heads": 2, "num_layers": num_layers, "batch": 8}
+    sizes["steps"] = 8
     argv = ["--scheme", scheme] + [
         item for key, value in sizes.items() for item in (f"--{key.replace('_', '-')}", str(value))
     ]
@@ -35,3 +45,28 @@ def test_example_trains_and_decodes_like_full_attention(scheme):
     full = np.asarray(full[:, prompt.shape[1] - 1 :])
     np.testing.assert_allclose(np.asarray(logits), full, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(decoded), np.argmax(full, -1))
+
+
+def test_layer_patterns_are_configuration():
+    config = example.Config(scheme="rotary@4,rotary@4,rotary_1m", num_layers=5)
+    assert example.layer_pattern(config) == [
+        ("rotary", 4),
+        ("rotary", 4),
+        ("rotary_1m", None),
+        ("rotary", 4),
+        ("rotary", 4),
+    ]
+    model = example.Transformer(config, rngs=example.nnx.Rngs(0))
+    assert model.schemes[0] is model.schemes[1] and model.schemes[2].base == 1_000_000.0
+    assert model.windows == (4, 4, None, 4, 4)
+    # The window restricts attention: the same model without it computes other logits.
+    tokens = jnp.zeros((1, 9), jnp.int32).at[0, :5].set(jnp.arange(2, 7))
+    windowed, _ = model(tokens, jnp.arange(9))
+    model.windows = (None,) * 5
+    global_only, _ = model(tokens, jnp.arange(9))
+    assert np.allclose(windowed[:, :4], global_only[:, :4], atol=1e-5)  # within the window: the same
+    assert not np.allclose(windowed[:, 4:], global_only[:, 4:], atol=1e-3)
+    with pytest.raises(ValueError, match="a window must be a positive int"):
+        example.layer_pattern(example.Config(scheme="rotary@0"))
+    with pytest.raises(ValueError, match=r"make_scheme\(name='rope'\)"):
+        example.Transformer(example.Config(scheme="rope"), rngs=example.nnx.Rngs(0))

@@ -115,5 +115,7 @@ def test_failed_run_time_check_is_reported_once(caplog):
         with pytest.raises(
             jax.errors.JaxRuntimeError, match=r"positions must lie in \[0, 3\) for max_length=3"
         ):
-            jax.jit(lambda t, p: learned_lookup(p, table=t, out_of_range="error"))(jnp.eye(3), jnp.array([0, 5]))
+            jax.jit(lambda t, p: learned_lookup(p, table=t, out_of_range="error"))(
+                jnp.eye(3), jnp.array([0, 5])
+            )
     assert not [r for r in caplog.records if "callback failed" in r.getMessage()], caplog.text

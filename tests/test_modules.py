@@ -155,7 +155,9 @@ def test_rotary_call_is_rotate_and_alibi_call_is_the_bias(api):
         rotated = rotary.module.apply({}, q, k)
         bias = alibi.module.apply({}, jnp.arange(L), jnp.arange(L))
     for got, x in zip(rotated, (Q, K), strict=True):
-        np.testing.assert_allclose(np.asarray(got), reference_rotary(x, np.arange(L), layout="split"), atol=2e-6)
+        np.testing.assert_allclose(
+            np.asarray(got), reference_rotary(x, np.arange(L), layout="split"), atol=2e-6
+        )
     np.testing.assert_allclose(
         np.asarray(bias), reference_alibi(H, np.arange(L), np.arange(L), True), atol=1e-7
     )

@@ -153,3 +153,41 @@ def test_dropout_acts_only_at_training():
     assert np.abs(np.asarray(train[0]) - np.asarray(train[2])).max() > 1e-3
     with pytest.raises(ValueError, match=r"ModelConfig\(dropout=1.0\): must be in \[0, 1\)"):
         ModelConfig(dropout=1.0)
+
+
+def test_per_layer_schemes_and_windows_decode_like_the_full_forward():
+    from posenc_jax import linen as pl
+
+    config = ModelConfig(num_layers=3, width=16, num_heads=2, mlp_ratio=2)
+    layers = (pl.Rotary(config.head_dim, layout="split"), pl.NoPosition())  # a pattern, repeated
+    model = Transformer(layers, config, tasks.VOCAB_SIZE, tasks.NUM_CLASSES, causal=True, windows=(3, None))
+    assert [(type(s).__name__, w) for s, w in model._layers()] == [
+        ("Rotary", 3),
+        ("NoPosition", None),
+        ("Rotary", 3),
+    ]
+    task = tasks.get_task("reverse")
+    ex = data.make_examples(task, np.random.default_rng(3), np.array([2, 5]), 5)
+    batch = data.pack_examples(task, ex, mode="decoder", segments_per_row=1, row_length=10)
+    params = model.init(jax.random.key(0), batch.tokens, batch.positions, batch.segment_ids)
+    full = _apply(model, params, batch, jit=True)
+
+    @jax.jit
+    def decode(params, tokens, positions):
+        def body(cache, t):
+            logits, cache = model.apply(
+                params, tokens[:, t], t, positions, cache, method=Transformer.decode_step
+            )
+            return cache, logits
+
+        _, logits = jax.lax.scan(body, init_cache(config, 2, 10), jnp.arange(10))
+        return logits.transpose(1, 0, 2)
+
+    stepped = np.asarray(decode(params, jnp.asarray(batch.tokens), jnp.asarray(batch.positions)))
+    valid = batch.segment_ids > 0
+    np.testing.assert_allclose(stepped[valid], full[valid], rtol=2e-4, atol=2e-4)
+    # The windows act: without them the same parameters give other logits past the first three tokens.
+    unwindowed = Transformer(layers, config, tasks.VOCAB_SIZE, tasks.NUM_CLASSES, causal=True)
+    other = _apply(unwindowed, params, batch, jit=True)
+    np.testing.assert_allclose(other[:, :3], full[:, :3], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(other[:, 3:][valid[:, 3:]], full[:, 3:][valid[:, 3:]], atol=1e-4)

@@ -1,4 +1,5 @@
-"""Statistics of the ordering experiment: t quantiles, confidence intervals, length bands."""
+"""Statistics of the ordering experiment: t quantiles, confidence intervals, paired t tests, Holm's
+correction over a family of comparisons, baseline-level and identical differences, length bands."""
 
 from __future__ import annotations
 
@@ -80,6 +81,155 @@ def test_paired_difference_against_a_hand_computed_case():
     assert not stats.paired_difference([0.5], [0.1])["separated"]  # one seed: no interval
 
 
+def test_paired_p_value_against_the_t_distribution():
+    # Differences 0.10, 0.20, 0.00, 0.30, 0.15: mean 0.15, standard error sqrt(0.0125 / 5) = 0.05, t = 3.0 on
+    # 4 degrees of freedom; two-sided p = 2 (1 - F(3)), F from the density integrated numerically.
+    d = stats.paired_difference([0.60, 0.75, 0.50, 0.90, 0.70], [0.50, 0.55, 0.50, 0.60, 0.55])
+    assert d["p_value"] == pytest.approx(2 * (1 - _t_cdf(3.0, 4)), abs=1e-6)
+    assert d["p_value"] == pytest.approx(0.0399, abs=1e-4)  # tables: t(0.98, 4) = 2.999
+    assert not d["identical"]
+    # Three seeds: with 2 degrees of freedom F(t) = 1/2 + t / (2 sqrt(2 + t^2)), so p = 1 - t / sqrt(2 + t^2).
+    d = stats.paired_difference([0.7, 0.9, 0.95], [0.6, 0.7, 0.8])  # differences 0.1, 0.2, 0.15: t = 3 sqrt(3)
+    t = 0.15 / (0.05 / math.sqrt(3))
+    assert d["p_value"] == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-9)
+    # The same difference in every seed: no spread, written as such; p is 0 (or 1 for no difference).
+    same = stats.paired_difference([0.99, 0.98, 1.0], [0.5, 0.49, 0.51])
+    assert same["identical"] and same["ci"] == pytest.approx(0.0, abs=1e-12) and same["p_value"] == 0.0
+    equal = stats.paired_difference([0.7, 0.8], [0.7, 0.8])
+    assert equal["identical"] and equal["p_value"] == 1.0 and not equal["separated"]
+    assert stats.paired_difference([0.5], [0.1])["p_value"] is None
+
+
+def test_holm_on_a_known_p_vector():
+    # Sorted: 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005 = 0.02, 3 x 0.01 = 0.03, 2 x 0.03 = 0.06, max(1 x 0.04, 0.06).
+    adjusted, rejected = stats.holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert rejected == [True, False, False, True]
+    # Both below 0.05 unadjusted, neither kept: 2 x 0.026 = 0.052, then max(0.03, 0.052).
+    adjusted, rejected = stats.holm([0.03, 0.026])
+    assert adjusted == pytest.approx([0.052, 0.052]) and rejected == [False, False]
+    # Untested comparisons are not in the family; adjusted p-values are capped at 1.
+    # Sorted 0.02, 0.6, 0.7 -> 3 x 0.02 = 0.06, min(1, 2 x 0.6) = 1, max(1 x 0.7, 1).
+    adjusted, rejected = stats.holm([None, 0.02, 0.7, 0.6, None])
+    assert adjusted == [None, pytest.approx(0.06), 1.0, 1.0, None]
+    assert rejected == [False] * 5
+    assert stats.holm([0.02, 0.03], alpha=0.1)[1] == [True, True]
+    assert stats.holm([]) == ([], [])
+
+
+def _row(scheme, per_seed, band="1-2x (3-4)", diverged=(), baseline=0.55):
+    per_seed = np.asarray(per_seed, dtype=float)
+    return {
+        "task": "reverse",
+        "mode": "encoder",
+        "learning_rate": 1e-3,
+        "band": band,
+        "band_low": 3,
+        "band_high": 4,
+        "metric": "token_accuracy",
+        "scheme": scheme,
+        "per_seed": per_seed.tolist(),
+        "mean": float(per_seed.mean()),
+        "chance": 0.5,
+        "most_frequent": baseline,
+        "baseline": max(0.5, baseline),
+        "diverged_seeds": list(diverged),
+    }
+
+
+def test_comparisons_are_decided_by_holm_over_their_family():
+    from experiments.ordering import report, summary
+
+    none = np.array([0.6, 0.7, 0.8])
+    rows = [
+        _row("none", none),
+        _row("sinusoidal", none + [0.3, 0.31, 0.32]),  # t = 0.31 / (0.01 / sqrt 3)
+        _row("rotary", none + [0.1, 0.2, 0.15]),  # t = 0.15 / (0.05 / sqrt 3)
+    ]
+    comparisons = summary.compare_schemes(rows, metrics=("token_accuracy",))
+    by = {(c["scheme"], c["reference"]): c for c in comparisons}
+    assert len(comparisons) == 4  # sinusoidal - none and none - sinusoidal are one comparison
+
+    def p(differences):  # two-sided paired t test on 2 degrees of freedom, written from the t CDF
+        d = np.asarray(differences)
+        t = abs(d.mean()) / (d.std(ddof=1) / math.sqrt(3))
+        return 1 - t / math.sqrt(2 + t * t)
+
+    p_sin, p_rot, p_rot_sin = p([0.3, 0.31, 0.32]), p([0.1, 0.2, 0.15]), p([-0.2, -0.11, -0.17])
+    assert p_sin < p_rot_sin < p_rot < 0.05  # every one separated without the correction
+    assert by[("rotary", "none")]["p_value"] == pytest.approx(p_rot, rel=1e-9)
+    # Holm over the 3 distinct comparisons: 3 p_sin, then max(3 p_sin, 2 p_rot_sin), then max(that, p_rot).
+    assert by[("sinusoidal", "none")]["p_holm"] == pytest.approx(3 * p_sin, rel=1e-9)
+    assert by[("none", "sinusoidal")]["p_holm"] == by[("sinusoidal", "none")]["p_holm"]
+    assert by[("rotary", "sinusoidal")]["p_holm"] == pytest.approx(2 * p_rot_sin, rel=1e-9)
+    assert by[("rotary", "none")]["p_holm"] == pytest.approx(max(2 * p_rot_sin, p_rot), rel=1e-9)
+    assert 2 * p_rot_sin > 0.05
+    assert [
+        by[k]["separated"] for k in (("sinusoidal", "none"), ("rotary", "none"), ("rotary", "sinusoidal"))
+    ] == [
+        True,
+        False,
+        False,
+    ]
+    assert all(c["separated_unadjusted"] and c["family_size"] == 3 for c in comparisons)
+    families = summary.families(comparisons)
+    assert families["correction"].startswith("Holm") and families["alpha"] == 0.05
+    assert families["families"]["token_accuracy"] == {
+        "comparisons": 4,
+        "distinct": 3,
+        "tested": 3,
+        "separated": 1,
+        "separated_unadjusted": 3,
+        "at_baseline": 0,
+        "diverged": 0,
+    }
+    sentence = report.family_sentence(comparisons)
+    assert "state 4 paired differences in per-token accuracy, 3 distinct" in sentence
+    assert (
+        "3 form the family tested with Holm's correction at a family-wise error of 5%: 1 is separated"
+        in sentence
+    )
+    text = report._band_sentence("1-2x (3-4)", "none", [c for c in comparisons if c["reference"] == "none"])
+    assert "above none: sinusoidal +0.31 [+0.29, +0.33]" in text
+    assert (
+        "not separated after the correction (the unadjusted interval excludes 0): rotary +0.15 [+0.03, +0.27]"
+        in text
+    )
+
+
+def test_baseline_level_identical_and_diverged_differences_are_labelled():
+    from experiments.ordering import report, summary
+
+    rows = [
+        _row("none", [0.52, 0.54, 0.53]),  # at the most-frequent-symbol baseline 0.55 (within 0.05)
+        _row("sinusoidal", [0.56, 0.58, 0.58]),  # also within 0.05 of it: +0.04, separated unadjusted
+        _row("learned", [0.20, 0.22, 0.25]),  # far below it: at the baseline level too
+        _row("rotary", [1.0, 1.0, 1.0]),
+        _row("alibi", [0.9, 0.95, 0.9], diverged=[1]),
+    ]
+    comparisons = summary.compare_schemes(rows, metrics=("token_accuracy",))
+    by = {(c["scheme"], c["reference"]): c for c in comparisons}
+    assert by[("sinusoidal", "none")]["at_baseline"] and by[("sinusoidal", "none")]["separated_unadjusted"]
+    assert by[("learned", "none")]["at_baseline"] and not by[("rotary", "none")]["at_baseline"]
+    assert by[("rotary", "none")]["reference_at_baseline"] and not by[("rotary", "none")]["scheme_at_baseline"]
+    assert by[("alibi", "none")]["diverged"] and by[("alibi", "none")]["p_holm"] is None
+    # Without alibi: 3 from none and 2 more from sinusoidal (sinusoidal - none is none - sinusoidal).
+    assert by[("alibi", "none")]["family_size"] == 5
+    text = report._band_sentence("b", "none", [c for c in comparisons if c["reference"] == "none"])
+    assert "both at the baseline level with none, not a finding: sinusoidal +0.04 [" in text
+    assert "learned -0.31 [" in text.split("not a finding: ")[1]
+    assert "above none: rotary +0.47 [+0.45, +0.49] (none at the baseline level)" in text
+    assert "not compared (diverged): alibi" in text
+    same = summary.compare_schemes(
+        [_row("none", [0.5, 0.51, 0.52], baseline=0.2), _row("rotary", [0.99, 1.0, 1.01], baseline=0.2)],
+        metrics=("token_accuracy",),
+    )
+    assert "above none: rotary +0.49 in every seed" in report._band_sentence("b", "none", same)
+    # A narrow interval is not printed as [+0.49, +0.49]: digits are added until its ends differ.
+    narrow = {"mean": 0.4871, "low": 0.4868, "high": 0.4874, "identical": False}
+    assert report._signed(narrow) == "+0.4871 [+0.4868, +0.4874]"
+
+
 def test_mean_interval_matches_summarize_per_column():
     values = np.array([[0.1, 0.9], [0.3, 0.8], [0.2, 1.0], [0.6, 0.7]])
     mean, half = stats.mean_interval(values)
@@ -117,6 +267,11 @@ def test_bands_start_right_after_the_training_lengths():
             r"paired_difference\(a shape=\(2,\), b shape=\(1,\)\): one value per seed each",
         ),
         (lambda: stats.paired_difference([], []), r"paired_difference\(values shape=\(0,\)\)"),
+        (
+            lambda: stats.holm([0.2, 1.5]),
+            r"holm\(p_values=\[..., 1.5, ...\]\): each p-value must be in \[0, 1\]",
+        ),
+        (lambda: stats.holm([0.2], alpha=0.0), r"holm\(alpha=0.0\): must be in \(0, 1\)"),
     ],
 )
 def test_bad_input(call, message):
@@ -138,6 +293,7 @@ def _record(scheme, accuracy, lr=1e-3):
         "final_validation_exact_match": [1.0] * accuracy.shape[0],
         "needs_position": True,
         "chance": 0.5,
+        "curve": {"step": [10, 20], "loss": [[0.5] * accuracy.shape[0], [0.4] * accuracy.shape[0]]},
         "test": {
             "lengths": [1, 2, 3, 4],
             "token_accuracy": accuracy.tolist(),
@@ -191,15 +347,18 @@ def test_findings_state_only_differences_whose_paired_interval_excludes_zero():
     assert learned["ci"] == pytest.approx(2.776445105 * math.sqrt(0.013 / 4) / math.sqrt(5), rel=1e-6)
     assert learned["separated"] and not beyond[("sinusoidal", "none")]["separated"]
     text = "\n".join(report.findings(config, records, comparisons))
-    assert "above none: learned +0.32 [+0.25, +0.39]" in text
-    assert "the data do not separate sinusoidal from none" in text
+    # Beyond training none and sinusoidal sit at the baseline (chance and most frequent symbol 0.5).
+    assert "above none: learned +0.32 [+0.25, +0.39] (none at the baseline level)" in text
+    assert "both at the baseline level with none, not a finding: sinusoidal +0.00 [-0.12, +0.12]" in text
     assert "above sinusoidal: learned" in text
-    # In distribution every scheme is at 1.0 on every seed: nothing is separated there.
+    # In distribution every scheme is at 1.0 on every seed: equal, written as such.
     assert (
-        "in-distribution (1-2), paired difference from none: the data do not separate sinusoidal, learned"
+        "in-distribution (1-2), paired difference from none: equal to none in every seed: sinusoidal, learned"
         in text
     )
-    assert "below" not in text
+    assert "below none" not in text and "below sinusoidal" not in text
+    # The family: 4 comparisons from none, 4 from sinusoidal, none - sinusoidal twice (once per band).
+    assert text.startswith("- The findings below state 8 paired differences in per-token accuracy, 6 distinct")
     # Rows carry the band limits as integers and the baselines.
     row = next(
         r for r in rows if r["scheme"] == "none" and r["band_low"] == 3 and r["metric"] == "token_accuracy"

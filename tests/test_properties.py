@@ -216,9 +216,19 @@ def _summary_rows(task, mode, scheme, bands, metric="token_accuracy"):
 def test_reads_the_experiment_summary(tmp_path):
     # Train lengths 1..2, test 1..8: "beyond" is the mean over lengths 3-8, so the 1-2x band (2 lengths)
     # and the 2-4x band (4 lengths) are weighted 2:4.
-    rows = _summary_rows("sort", "encoder", "sinusoidal", {"in-distribution (1-2)": 0.95, "1-2x (3-4)": 0.7, "2-4x (5-8)": 0.25})
-    rows += _summary_rows("sort", "encoder", "rotary", {"in-distribution (1-2)": 1.0, "1-2x (3-4)": 0.8, "2-4x (5-8)": 0.8})
-    rows += _summary_rows("sort", "encoder", "rotary", {"in-distribution (1-2)": 0.0, "1-2x (3-4)": 0.0, "2-4x (5-8)": 0.0}, metric="exact_match")
+    rows = _summary_rows(
+        "sort", "encoder", "sinusoidal", {"in-distribution (1-2)": 0.95, "1-2x (3-4)": 0.7, "2-4x (5-8)": 0.25}
+    )
+    rows += _summary_rows(
+        "sort", "encoder", "rotary", {"in-distribution (1-2)": 1.0, "1-2x (3-4)": 0.8, "2-4x (5-8)": 0.8}
+    )
+    rows += _summary_rows(
+        "sort",
+        "encoder",
+        "rotary",
+        {"in-distribution (1-2)": 0.0, "1-2x (3-4)": 0.0, "2-4x (5-8)": 0.0},
+        metric="exact_match",
+    )
     (tmp_path / "summary.json").write_text(json.dumps({"rows": rows}))
     (tmp_path / "config.json").write_text(json.dumps({"train_max_length": 2}))
     result = ordering.extrapolation(tmp_path / "summary.json")
@@ -232,7 +242,12 @@ def test_reads_the_experiment_summary(tmp_path):
 
 
 def test_holds_when_accuracy_stays(tmp_path):
-    rows = _summary_rows("sort", "decoder", "sinusoidal", {"in-distribution (1-10)": 0.9, "1-2x (11-20)": 0.88, "2-4x (21-40)": 0.88})
+    rows = _summary_rows(
+        "sort",
+        "decoder",
+        "sinusoidal",
+        {"in-distribution (1-10)": 0.9, "1-2x (11-20)": 0.88, "2-4x (21-40)": 0.88},
+    )
     path = tmp_path / "summary.json"
     path.write_text(json.dumps({"rows": rows}))
     result = ordering.extrapolation(path)

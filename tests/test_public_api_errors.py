@@ -115,7 +115,13 @@ BAD = [
         "axis",
     ),
     ("alibi_slopes", lambda: pe.alibi_slopes(0), ValueError, "alibi_slopes", "num_heads"),
-    ("alibi_bias", lambda: pe.alibi_bias(_P, _P, num_heads=2, is_causal=1), TypeError, "alibi_bias", "is_causal"),
+    (
+        "alibi_bias",
+        lambda: pe.alibi_bias(_P, _P, num_heads=2, is_causal=1),
+        TypeError,
+        "alibi_bias",
+        "is_causal",
+    ),
     (
         "alibi_bias",
         lambda: pe.alibi_bias(_P, jnp.arange(2, dtype=jnp.bfloat16), num_heads=2, is_causal=True),
@@ -314,10 +320,47 @@ BAD = [
         "transformer_xl_logits",
         "scale",
     ),
+    (
+        "kerple_bias",
+        lambda: pe.kerple_bias(_P, _P, r1=jnp.ones(2), r2=jnp.ones(3), kernel="log"),
+        ValueError,
+        "kerple_bias",
+        "r2",
+    ),
+    (
+        "fire_bias",
+        lambda: pe.fire_bias(_P, _P, mlp=(jnp.ones(2),), c=0.1, threshold=8.0),
+        TypeError,
+        "fire_bias",
+        "mlp",
+    ),
+    (
+        "fire_bias",
+        lambda: pe.fire_bias(
+            _P, _P, mlp=(jnp.ones(1), jnp.ones(1), jnp.ones((1, 1)), jnp.ones(1)), c=0.1, threshold=8.0, eps=0.0
+        ),
+        ValueError,
+        "fire_bias",
+        "eps",
+    ),
+    (
+        "cope_logits",
+        lambda: pe.cope_logits(_X, _X, _P, _P, embeddings=jnp.ones((4, 3))),
+        ValueError,
+        "cope_logits",
+        "embeddings",
+    ),
+    (
+        "xpos_rotate",
+        lambda: pe.xpos_rotate(_X, _X, _P, _P, layout="split", scale_base=-1.0),
+        ValueError,
+        "xpos_rotate",
+        "scale_base",
+    ),
 ]
 
 # Names in __all__ that take no input of their own.
-NO_INPUT = {"__version__", "PositionalScheme", "rope", "schemes"}
+NO_INPUT = {"__version__", "PositionalScheme"}
 
 
 @pytest.mark.parametrize(
@@ -490,6 +533,44 @@ SCHEME_BAD = [
         "TransformerXLRelative",
         "num_heads",
     ),
+    (
+        "schemes.Kerple",
+        lambda: schemes.Kerple(jnp.ones(2), jnp.ones((2, 1)), kernel="log"),
+        ValueError,
+        "Kerple",
+        "r2",
+    ),
+    (
+        "schemes.FIRE",
+        lambda: schemes.FIRE((jnp.ones(1), jnp.ones(1), jnp.ones((1, 1)), jnp.ones(1)), 0.1, 8.0, eps=-1.0),
+        ValueError,
+        "FIRE",
+        "eps",
+    ),
+    ("schemes.CoPE", lambda: schemes.CoPE(jnp.ones((4, 8)), scale=0.0), ValueError, "CoPE", "scale"),
+    (
+        "schemes.CoPE",
+        lambda: schemes.CoPE(jnp.ones((4, 4))).attention_logits_bias(_Q, _Q, None, None),
+        ValueError,
+        "cope_logits",
+        "embeddings",
+    ),
+    ("schemes.XPos", lambda: schemes.XPos(8, layout="split", gamma=-1.0), ValueError, "XPos", "gamma"),
+    ("schemes.XPos", lambda: schemes.XPos(4, layout="split").rotate(_Q, _Q), ValueError, "XPos.rotate", "q"),
+    ("nnx.Kerple", lambda: pn.Kerple(2, kernel="cubic", rngs=_rngs()), ValueError, "Kerple", "kernel"),
+    ("nnx.FIRE", lambda: pn.FIRE(2, threshold=0.0, rngs=_rngs()), ValueError, "FIRE", "threshold"),
+    ("nnx.CoPE", lambda: pn.CoPE(8, 0, rngs=_rngs()), ValueError, "CoPE", "head_dim"),
+    ("nnx.XPos", lambda: pn.XPos(8, layout="split", base=1.0), ValueError, "XPos", "base"),
+    (
+        "linen.Kerple",
+        lambda: pl.Kerple(2, kernel="log", param_dtype=jnp.int32),
+        TypeError,
+        "Kerple",
+        "param_dtype",
+    ),
+    ("linen.FIRE", lambda: pl.FIRE(2, eps=0.0), ValueError, "FIRE", "eps"),
+    ("linen.CoPE", lambda: pl.CoPE(-1, 8), ValueError, "CoPE", "npos"),
+    ("linen.XPos", lambda: pl.XPos(6.0, layout="split"), TypeError, "XPos", "head_dim"),
 ]
 SCHEME_NO_INPUT = {"schemes.PositionalScheme", "schemes.SchemeDefaults"}
 

@@ -362,7 +362,11 @@ def _txl_bad(**overrides):
         (dict(k=jnp.zeros((2, 4, 3, 2))), ValueError, "k=<float32[2,4,3,2]>): k must agree with q"),
         (dict(kernel=jnp.zeros((7, 3, 4))), ValueError, "rel_dim even"),
         (dict(kernel=jnp.zeros((8, 2, 4))), ValueError, "kernel=<float32[8,2,4]>): kernel must have shape"),
-        (dict(content_bias=jnp.zeros((3, 5))), ValueError, "content_bias=<float32[3,5]>): content_bias must have shape"),
+        (
+            dict(content_bias=jnp.zeros((3, 5))),
+            ValueError,
+            "content_bias=<float32[3,5]>): content_bias must have shape",
+        ),
         (
             dict(position_bias=jnp.zeros((3, 4), jnp.int32)),
             TypeError,

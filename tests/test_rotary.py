@@ -29,7 +29,10 @@ def _maybe_jit(fn, jit):
 _APPLY = {
     (jit, layout, rotary_dim, scale): _maybe_jit(
         functools.partial(
-            apply_rotary, layout=layout, rotary_dim=rotary_dim, scaling=None if scale == 1.0 else rope.Linear(scale)
+            apply_rotary,
+            layout=layout,
+            rotary_dim=rotary_dim,
+            scaling=None if scale == 1.0 else rope.Linear(scale),
         ),
         jit,
     )

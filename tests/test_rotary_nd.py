@@ -189,13 +189,3 @@ def test_bad_nd_positions_shape():
 def test_bad_grid(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         grid_positions(*args, **kwargs)
-
-
-def test_readme_examples_run():
-    """The README's ``>>>`` examples (the images and video example) run and print what they show."""
-    import doctest
-    import pathlib
-
-    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
-    result = doctest.testfile(str(readme), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 4 and result.failed == 0

@@ -254,7 +254,9 @@ def test_length_defaults_to_max_position_plus_one_in_the_graph():
     positions = jnp.asarray(np.array([0, 5, 9000, 4, 3, 2], np.int32))
     scalings = (DynamicNTK(2.0, 1000), LongRoPE(np.ones(8), np.linspace(2, 9, 8), 1000, factor=4.0))
     for scaling in scalings:
-        got = np.asarray(jax.jit(functools.partial(apply_rotary, layout="interleaved", scaling=scaling))(x, positions))
+        got = np.asarray(
+            jax.jit(functools.partial(apply_rotary, layout="interleaved", scaling=scaling))(x, positions)
+        )
         want = ref_rotate(_X[:1], positions, rope_frequencies(16, scaling=scaling, length=9001))
         np.testing.assert_allclose(got, want * rope_attention_factor(scaling), atol=1e-6, rtol=0)
     # within the window LongRoPE uses the short factors
@@ -348,7 +350,11 @@ def test_attention_factor_leaves_pass_through_features_alone():
         (lambda: rope_attention_factor(2.0), TypeError, r"rope_attention_factor\(scaling=2.0\)"),
         (
             lambda: apply_rotary(
-                jnp.ones((2, 1, 8)), jnp.arange(2), scaling=Linear(2.0), frequencies=[1.0, 0.1, 0.01, 0.001], layout="interleaved"
+                jnp.ones((2, 1, 8)),
+                jnp.arange(2),
+                scaling=Linear(2.0),
+                frequencies=[1.0, 0.1, 0.01, 0.001],
+                layout="interleaved",
             ),
             ValueError,
             r"apply_rotary\(scaling=Linear\(factor=2.0\)\): .* cannot be combined",
@@ -418,3 +424,35 @@ def test_traced_length_with_float_positions_gradients_and_sections():
     theta = np.concatenate([theta[:, :2], (np.asarray(p, np.float64)[:, None] + 7.0) * w[2:]], -1)
     np.testing.assert_allclose(np.asarray(got)[:, 0, 0::2], np.cos(theta) - np.sin(theta), atol=1e-6, rtol=0)
     np.testing.assert_allclose(np.asarray(got)[:, 0, 1::2], np.cos(theta) + np.sin(theta), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "scaling", [DynamicNTK(2.0, 4), LongRoPE(np.ones(8), np.full(8, 2.0), 4)], ids=["dynamic", "longrope"]
+)
+@pytest.mark.parametrize("length", [0, -5, 2**31 + 1])
+def test_concrete_array_lengths_are_checked_like_python_ints_and_traced_ones_give_nan(scaling, length):
+    x, positions = jnp.asarray(_X[:1, :3]), jnp.arange(3)
+    as_array = jnp.int32(length) if length < 2**31 else jnp.uint32(length)
+    if length <= 0:  # a Python int says so at once; so does a concrete array of the same value
+        with pytest.raises(ValueError, match=rf"apply_rotary\(length={length}\): length must be a positive"):
+            apply_rotary(x, positions, scaling=scaling, length=length, layout="interleaved")
+    with pytest.raises(
+        ValueError, match=rf"apply_rotary\(length=<u?int32\[\] containing {length}>\): length must"
+    ):
+        apply_rotary(x, positions, scaling=scaling, length=as_array, layout="interleaved")
+    # traced, it cannot raise: NaN everywhere, never the unscaled frequencies (the old reading of 0 and -5)
+    got = jax.jit(lambda n: apply_rotary(x, positions, scaling=scaling, length=n, layout="interleaved"))(
+        as_array
+    )
+    assert np.isnan(np.asarray(got)).all()
+
+
+def test_a_traced_length_below_the_positions_selects_the_frequencies_of_that_length():
+    # Documented: the length is not checked against the positions; every position turns with its frequencies.
+    scaling = DynamicNTK(2.0, 4)
+    positions = np.arange(0, 12, 2, dtype=np.int32)  # up to 10, past the length 6 given
+    got = jax.jit(
+        lambda n: apply_rotary(jnp.asarray(_X[:1]), positions, scaling=scaling, length=n, layout="interleaved")
+    )(jnp.int32(6))
+    want = ref_rotate(_X[:1], positions, ref_dynamic(16, 10_000.0, 2.0, 4, 6))
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-6, rtol=0)

@@ -1,7 +1,7 @@
 """Runs the benchmark sections and writes their merged results to one JSON file.
 
 Usage: ``python -m experiments.bench [--quick | --accelerator] [--sections a,b] [--out PATH]``; sections:
-sinusoidal, rotary, rotary_nd, relative, compute_once, throughput (all by default). Results go to
+sinusoidal, rotary, rotary_nd, relative, literature, compute_once, throughput (all by default). Results go to
 ``runs/bench/bench.json``; committing them is a deliberate ``--out experiments/results/bench.json``.
 Every speed figure is a ratio against a baseline timed in the same run, on the same machine. On an
 accelerator, ``python -m experiments.bench.device`` runs every section (and more) in one time-boxed call.
@@ -19,7 +19,7 @@ import sys
 
 from experiments.bench.timing import machine
 
-SECTIONS = ("sinusoidal", "rotary", "rotary_nd", "relative", "compute_once", "throughput")
+SECTIONS = ("sinusoidal", "rotary", "rotary_nd", "relative", "literature", "compute_once", "throughput")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,9 +72,7 @@ def _relative_shift(q, k, positions, kernel, u, v):
 
 
 def _ours(q, k, positions, kernel, u, v):
-    return transformer_xl_logits(
-        q, k, positions, positions, kernel=kernel, content_bias=u, position_bias=v
-    )
+    return transformer_xl_logits(q, k, positions, positions, kernel=kernel, content_bias=u, position_bias=v)
 
 
 def _ours_consecutive(q, k, positions, kernel, u, v):

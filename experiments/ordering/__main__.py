@@ -4,6 +4,11 @@ Trains every (task, mode, scheme, learning rate) group of the config, writing ea
 ``WORKDIR/groups/``; a rerun of the same command skips finished groups. Then writes ``config.json``,
 ``metrics.jsonl``, ``training.jsonl``, ``summary.json``, ``summary.csv``, figures and ``report.md`` to the
 work directory and prints the tables.
+
+Exit status: 0 when every group trained with a finite loss; 2 for a usage error (a setting that cannot run,
+an unusable work directory, or a work directory whose groups another run holds: the message names it); 3
+when some group's training loss became non-finite (diverged): every output is still written, and the
+summary, tables and report name the group, its seeds and the steps where it diverged.
 """
 
 from __future__ import annotations
@@ -119,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WORKDIR",
         help="write the summary and report of a sharded run from its finished groups (other options ignored)",
     )
+    from experiments.ordering import cluster
+
+    cluster.add_arguments(parser)
     return parser
 
 
@@ -199,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             config, workdir = result["config"], args.merge
         else:
             config = config_from_args(args)
+            if args.submit:
+                from experiments.ordering import cluster
+
+                return cluster.launch(args, config, command=command, progress=_progress)
             if args.estimate:
                 from experiments.ordering import estimate
 
@@ -226,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"shard {args.shard[0]}/{args.shard[1]}: {result['trained']} group(s) trained, {result['skipped']} "
             f"already there; once every shard is done: python -m experiments.ordering --merge {workdir}"
         )
-        return 0
+        return _diverged_status(result["diverged"])
     from experiments.ordering import report
 
     for task, mode in config.runs:
@@ -246,7 +258,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(report.findings(config, result["records"], result["summary"]["comparisons"])))
     wall = "" if result.get("wall_seconds") is None else f"wall time {result['wall_seconds']:.0f} s; "
     print(f"\n{wall}outputs in {workdir}/ (report.md, summary.json, …)")
-    return 0
+    return _diverged_status(result["diverged"])
+
+
+#: Exit status of a run in which some group diverged (every output is written).
+DIVERGED_STATUS = 3
+
+
+def _diverged_status(diverged: list[dict[str, Any]]) -> int:
+    """0, or (naming every diverged group on stderr) `DIVERGED_STATUS`."""
+    if not diverged:
+        return 0
+    for d in diverged:
+        seeds = ", ".join(str(s) for s in d["seeds"])
+        print(
+            f"DIVERGED: group {d['group']}: training loss not finite from steps {d['first_steps'][0]}-"
+            f"{d['first_steps'][1]} (seeds {seeds})",
+            file=sys.stderr,
+        )
+    print(
+        f"{len(diverged)} group(s) diverged; their results are written but marked, and not compared "
+        f"(exit status {DIVERGED_STATUS})",
+        file=sys.stderr,
+    )
+    return DIVERGED_STATUS
 
 
 if __name__ == "__main__":

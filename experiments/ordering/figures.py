@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +10,22 @@ import numpy as np
 
 from experiments.ordering import stats, tasks
 from experiments.ordering.config import SCHEMES, ExperimentConfig
+from experiments.ordering.summary import atomic_write, divergence
 
 __all__ = ["write_figures"]
 
 
+def _save(fig: Any, path: Path) -> None:
+    """Writes ``fig`` as a PNG through a temporary file (`summary.atomic_write`): a kill never leaves half a
+    figure."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    atomic_write(path, buffer.getvalue())
+
+
 def _label(record: dict[str, Any], several: bool) -> str:
-    return record["scheme"] + (f" (lr {record['learning_rate']:g})" if several else "")
+    label = record["scheme"] + (f" (lr {record['learning_rate']:g})" if several else "")
+    return label + (" (DIVERGED)" if divergence(record) is not None else "")
 
 
 def write_figures(workdir: Path, config: ExperimentConfig, records: list[dict[str, Any]]) -> list[str]:
@@ -81,7 +92,7 @@ def write_figures(workdir: Path, config: ExperimentConfig, records: list[dict[st
         fig.suptitle(f"{task} ({mode}): mean over {len(config.seeds)} seeds, shaded 95% t-CI")
         fig.tight_layout(rect=(0, 0, 0.85, 1))
         name = f"accuracy_{task}_{mode}.png"
-        fig.savefig(workdir / name, dpi=110)
+        _save(fig, workdir / name)
         plt.close(fig)
         figures.append(name)
 
@@ -103,7 +114,7 @@ def write_figures(workdir: Path, config: ExperimentConfig, records: list[dict[st
         ax.legend(fontsize=7)
         fig.tight_layout()
         name = f"training_{task}_{mode}.png"
-        fig.savefig(workdir / name, dpi=110)
+        _save(fig, workdir / name)
         plt.close(fig)
         figures.append(name)
     return figures

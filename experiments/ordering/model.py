@@ -1,6 +1,9 @@
 """A small pre-LayerNorm Transformer (Flax Linen) that takes its positional scheme as a module.
 
-The model never knows which scheme it holds. It asks the scheme the protocol's questions:
+The model never knows which scheme it holds (nor whether its layers hold different ones: ``scheme`` may be a
+tuple of modules, one per layer or a pattern repeated over the layers, with optional per-layer sliding
+windows, so "no positional encoding in every 4th layer" or "local windowed layers and global layers" are
+configurations). It asks the scheme the protocol's questions:
 ``embed(x, positions)`` (what to add to the token embeddings), ``rotate(q, k, q_positions, k_positions)``
 (how to transform queries and keys, in every layer), ``attention_bias(q_positions, k_positions)`` (what to
 add to the attention logits, or ``None``) and ``attention_logits_bias(q, k, q_positions, k_positions)`` (a
@@ -230,13 +233,18 @@ class Transformer(nn.Module):
 
     Attributes:
       scheme: a positional scheme module with ``embed``, ``rotate``, ``attention_bias`` and
-        ``attention_logits_bias``.
+        ``attention_logits_bias``; or a tuple of them, repeated over the layers (layer ``i`` has
+        ``scheme[i % len(scheme)]``; repeated entries share their parameters). The first layer's scheme adds
+        the absolute encoding (if any) to the token embeddings.
       config: the `ModelConfig`.
       vocab_size: input vocabulary size.
       num_classes: output classes.
       causal: causal attention (decoder) or bidirectional (encoder).
       attention: the attention function of the whole-batch pass, ``(q, k, v, logit_bias) -> out`` (see
         `attend`); benchmarks swap in other implementations of the same function.
+      windows: ``None`` (every layer global) or a sliding window per layer, repeated as ``scheme``: ``w``
+        lets query ``i`` see the keys of index ``i - w < j`` (and ``j < i + w`` in an encoder), ``None``
+        every key; within the segment and causal mask as always.
 
     >>> from posenc_jax.linen import Sinusoidal
     >>> model = Transformer(Sinusoidal(16), ModelConfig(1, 16, 2, 2), 8, 5, causal=False)
@@ -252,6 +260,7 @@ class Transformer(nn.Module):
     num_classes: int
     causal: bool
     attention: Callable = attend
+    windows: tuple[int | None, ...] | None = None
 
     def setup(self):
         c = self.config
@@ -267,6 +276,22 @@ class Transformer(nn.Module):
     def _drop(self, x, deterministic):
         return x if deterministic or not self.config.dropout else self.dropout(x, deterministic=False)
 
+    def _layers(self) -> list[tuple[Any, int | None]]:
+        """``(scheme, window)`` of every layer."""
+        schemes = self.scheme if isinstance(self.scheme, tuple | list) else (self.scheme,)
+        windows = (None,) if self.windows is None else tuple(self.windows)
+        n = self.config.num_layers
+        return [(schemes[i % len(schemes)], windows[i % len(windows)]) for i in range(n)]
+
+    def _window_mask(self, window: int | None, query_index, key_index):
+        """Keys within ``window`` of each query (by index), ``[q_len, k_len]`` bool, or None for all."""
+        if window is None:
+            return None
+        near = key_index[None, :] > query_index[:, None] - window
+        if not self.causal:
+            near = near & (key_index[None, :] < query_index[:, None] + window)
+        return near
+
     def __call__(self, tokens, positions, segment_ids, deterministic=True):
         """Logits for every token.
 
@@ -280,11 +305,18 @@ class Transformer(nn.Module):
         Returns:
           `[batch, length, num_classes]` float32 logits.
         """
-        x = self._drop(self.scheme.embed(self.token_embedding(tokens), positions), deterministic)
+        layers = self._layers()
+        x = self._drop(layers[0][0].embed(self.token_embedding(tokens), positions), deterministic)
         mask = attention_mask(segment_ids, causal=self.causal)
-        bias = logit_bias(mask, self.scheme.attention_bias(positions, positions))
-        for block in self.blocks:
-            x = block(x, positions, bias, self.scheme, deterministic)
+        index = jnp.arange(tokens.shape[1])
+        biases: dict[tuple[int, int | None], jax.Array] = {}  # one per distinct (scheme, window)
+        for block, (scheme, window) in zip(self.blocks, layers, strict=True):
+            key = (id(scheme), window)
+            if key not in biases:
+                near = self._window_mask(window, index, index)
+                layer_mask = mask if near is None else mask & near[None, None]
+                biases[key] = logit_bias(layer_mask, scheme.attention_bias(positions, positions))
+            x = block(x, positions, biases[key], scheme, deterministic)
         return self.head(self.final_norm(x))
 
     def decode_step(self, token, index, positions, cache):
@@ -300,12 +332,20 @@ class Transformer(nn.Module):
           ``(logits [batch, num_classes], cache)``.
         """
         position = jax.lax.dynamic_slice_in_dim(positions, index, 1, axis=1)
-        x = self.scheme.embed(self.token_embedding(token[:, None]), position)
-        length = positions.shape[1]
-        mask = (jnp.arange(length) <= index)[None, None, None, :]
-        bias = logit_bias(mask, self.scheme.attention_bias(position, positions))
+        layers = self._layers()
+        x = layers[0][0].embed(self.token_embedding(token[:, None]), position)
+        keys = jnp.arange(positions.shape[1])
+        mask = keys <= index
         new_cache = []
-        for block, layer_cache in zip(self.blocks, cache, strict=True):
-            x, layer_cache = block.step(x, position, positions, index, layer_cache, bias, self.scheme)
+        biases: dict[tuple[int, int | None], jax.Array] = {}  # one per distinct (scheme, window)
+        for block, layer_cache, (scheme, window) in zip(self.blocks, cache, layers, strict=True):
+            key = (id(scheme), window)
+            if key not in biases:
+                near = self._window_mask(window, jnp.reshape(index, (1,)), keys)
+                layer_mask = mask if near is None else mask & near[0]
+                biases[key] = logit_bias(
+                    layer_mask[None, None, None, :], scheme.attention_bias(position, positions)
+                )
+            x, layer_cache = block.step(x, position, positions, index, layer_cache, biases[key], scheme)
             new_cache.append(layer_cache)
         return self.head(self.final_norm(x))[:, 0], tuple(new_cache)

@@ -1,8 +1,12 @@
 """Tables, the generated findings ("what it shows") and ``report.md`` of a run.
 
-Every sentence of the findings is generated from the paired comparisons (`summary.compare_schemes`): a
-difference between two schemes is stated only where the 95% interval of the mean per-seed difference
-excludes 0; elsewhere the findings say that the data do not separate them.
+Every sentence of the findings is generated from the paired comparisons (`summary.compare_schemes`): the
+findings first count the comparisons they state (their family); a difference between two schemes is stated
+only where Holm's correction over that family keeps it at a family-wise error of 5%, with the unadjusted
+95% interval displayed. A difference between two schemes that both sit at the baseline level (chance or the
+most-frequent-symbol baseline) is labelled as such, never stated as a finding; a difference that is the same
+in every seed is written as such; a group whose training loss became non-finite is reported as diverged and
+not compared.
 """
 
 from __future__ import annotations
@@ -14,9 +18,16 @@ import numpy as np
 
 from experiments.ordering import stats, tasks
 from experiments.ordering.config import PRESET_NOTES, ExperimentConfig
-from experiments.ordering.summary import REFERENCES, atomic_write, band_values
+from experiments.ordering.summary import (
+    BASELINE_MARGIN,
+    REFERENCES,
+    atomic_write,
+    band_values,
+    divergence,
+    families,
+)
 
-__all__ = ["format_table", "findings", "write_report"]
+__all__ = ["format_table", "family_sentence", "findings", "write_report"]
 
 
 def _interval(row: dict[str, Any] | None, digits: int = 2) -> str:
@@ -25,11 +36,31 @@ def _interval(row: dict[str, Any] | None, digits: int = 2) -> str:
         return "-"
     if row["ci"] is None:
         return f"{row['mean']:.{digits}f}"
+    if row["ci"] <= 1e-12:  # the same value in every seed
+        return f"{row['mean']:.{digits}f} (every seed)"
     return f"{row['mean']:.{digits}f} [{row['low']:.{digits}f}, {row['high']:.{digits}f}]"
 
 
 def _signed(d: dict[str, Any]) -> str:
-    return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
+    """A difference: ``+0.32 [+0.25, +0.39]`` (unadjusted 95% interval; up to 4 digits where a narrow
+    interval's ends would print alike), or ``+0.49 in every seed``."""
+    if d.get("identical"):
+        return f"{d['mean']:+.2f} in every seed"
+    digits = 2  # more digits where the interval is narrower than the last one shown
+    while digits < 4 and f"{d['low']:+.{digits}f}" == f"{d['high']:+.{digits}f}":
+        digits += 1
+    return f"{d['mean']:+.{digits}f} [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}]"
+
+
+def _divergence(record: dict[str, Any]) -> dict[str, Any] | None:
+    """A full record's or a summary group's divergence (`summary.divergence`)."""
+    return divergence(record) if "curve" in record else record.get("divergence")
+
+
+def _diverged_text(found: dict[str, Any]) -> str:
+    seeds = ", ".join(str(s) for s in found["seeds"])
+    first, last = found["first_steps"]
+    return f"seed{'s' if len(found['seeds']) > 1 else ''} {seeds}; loss not finite from steps {first}-{last}"
 
 
 def _steps_cell(record: dict[str, Any]) -> str:
@@ -76,7 +107,9 @@ def format_table(
         final = record["final_validation_exact_match"]
         exact = stats.summarize(final)
         reached = sum(v >= config.criterion for v in final)
-        cells = [scheme] + [_interval(index.get((scheme, band))) for band in band_names]
+        found = _divergence(record)
+        name = scheme if found is None else f"{scheme} (DIVERGED: {_diverged_text(found)})"
+        cells = [name] + [_interval(index.get((scheme, band))) for band in band_names]
         cells += [f"{_interval(exact)}; {reached}/{len(final)}", _steps_cell(record)]
         lines.append(cells)
     if metric.endswith("token_accuracy") and by_scheme:
@@ -100,15 +133,93 @@ def format_table(
     )
 
 
+def family_sentence(comparisons: list[dict[str, Any]], metric: str = "token_accuracy") -> str:
+    """The generated sentence that counts the comparisons the findings state and what the correction keeps.
+
+    Raises:
+      ValueError: if ``comparisons`` has none of ``metric``.
+    """
+    family = families(comparisons)["families"].get(metric)
+    if family is None:
+        raise ValueError(f"family_sentence(metric={metric!r}): no comparisons of that metric")
+    parts = [
+        f"- The findings below state {family['comparisons']} paired differences in per-token accuracy, "
+        f"{family['distinct']} distinct (a - b and b - a once); {family['tested']} form the family tested "
+        f"with Holm's correction at a family-wise error of 5%: {_are(family['separated'])} separated (with "
+        f"unadjusted 95% intervals, {family['separated_unadjusted']} would be)"
+    ]
+    if family["diverged"]:
+        parts.append(f"{family['diverged']} involve a diverged group and are not compared")
+    if family["at_baseline"]:
+        parts.append(f"{_are(family['at_baseline'])} between two schemes at the baseline level, not findings")
+    return "; ".join(parts) + "."
+
+
+def _are(count: int) -> str:
+    return f"{count} {'is' if count == 1 else 'are'}"
+
+
+def _difference_text(c: dict[str, Any]) -> str:
+    """``scheme difference``, with the schemes at the baseline level named."""
+    text = f"{c['scheme']} {_signed(c)}"
+    level = [
+        name
+        for name, key in ((c["scheme"], "scheme_at_baseline"), (c["reference"], "reference_at_baseline"))
+        if c.get(key)
+    ]
+    if level:
+        text += f" ({' and '.join(level)} at the baseline level)"
+    return text
+
+
+def _band_sentence(band: str, reference: str, diffs: list[dict[str, Any]]) -> str:
+    groups: dict[str, list[str]] = {}
+    for c in diffs:
+        if c["diverged"]:
+            key, text = "diverged", c["scheme"]
+        elif c["at_baseline"]:
+            key, text = "baseline", f"{c['scheme']} {_signed(c)}"
+        elif c["identical"] and c["p_value"] == 1.0:
+            key, text = "equal", c["scheme"]
+        elif c["separated"]:
+            key, text = ("above" if c["mean"] > 0 else "below"), _difference_text(c)
+        elif c["separated_unadjusted"]:
+            key, text = "corrected", f"{c['scheme']} {_signed(c)}"
+        else:
+            key, text = "same", c["scheme"]
+        groups.setdefault(key, []).append(text)
+    templates = {
+        "above": f"above {reference}: {{}}",
+        "below": f"below {reference}: {{}}",
+        "corrected": "not separated after the correction (the unadjusted interval excludes 0): {}",
+        "same": f"the data do not separate {{}} from {reference}",
+        "equal": f"equal to {reference} in every seed: {{}}",
+        "baseline": f"both at the baseline level with {reference}, not a finding: {{}}",
+        "diverged": "not compared (diverged): {}",
+    }
+    parts = [template.format(", ".join(groups[key])) for key, template in templates.items() if key in groups]
+    return f"  - Per-token accuracy, {band}, paired difference from {reference}: " + "; ".join(parts) + "."
+
+
 def findings(
     config: ExperimentConfig,
     records: list[dict[str, Any]],
     comparisons: list[dict[str, Any]],
 ) -> list[str]:
-    """The generated "what it shows": per run, whether positions are needed, which schemes reach the
-    criterion in distribution, and per band each scheme's paired difference in per-token accuracy from
-    ``none`` and from ``sinusoidal``: above, below, or not separated (interval containing 0)."""
+    """The generated "what it shows": how many comparisons are stated and how many the family-wise (Holm)
+    correction keeps; then per run, whether positions are needed, which groups diverged, which schemes
+    reach the criterion in distribution, and per band each scheme's paired difference in per-token
+    accuracy from ``none`` and from ``sinusoidal``: above, below, not separated, equal in every seed, at the
+    baseline level (not a finding), or not compared (diverged).
+
+    Args:
+      config: the run's config.
+      records: the groups' records (full, or the ``groups`` of ``summary.json``).
+      comparisons: from `summary.compare_schemes`.
+    """
     out = []
+    if any(c["metric"] == "token_accuracy" for c in comparisons):
+        out.append(family_sentence(comparisons))
     bands = stats.bands(config.train_max_length, config.test_max_length)
     several = len(config.learning_rates) > 1
     for task, mode in config.runs:
@@ -124,6 +235,13 @@ def findings(
                 f"{config.steps_for(task, mode)} steps."
             )
             trained = [s for s in config.schemes if s in by_scheme]
+            diverged = {s: found for s in trained if (found := _divergence(by_scheme[s])) is not None}
+            if diverged:
+                out.append(
+                    "  - DIVERGED (training loss not finite): "
+                    + "; ".join(f"{s} ({_diverged_text(found)})" for s, found in diverged.items())
+                    + ". Their accuracies are those of a broken model and are not compared."
+                )
             missed = [s for s in trained if not _median_reached(config, by_scheme[s])]
             criterion = f"the criterion (in-distribution exact match ≥ {config.criterion}, final model)"
             if not missed:
@@ -146,23 +264,8 @@ def findings(
                         if (c["task"], c["mode"], c["learning_rate"], c["band"], c["metric"], c["reference"])
                         == (task, mode, lr, band, "token_accuracy", reference)
                     ]
-                    if not diffs:
-                        continue
-                    above = [f"{c['scheme']} {_signed(c)}" for c in diffs if c["separated"] and c["mean"] > 0]
-                    below = [f"{c['scheme']} {_signed(c)}" for c in diffs if c["separated"] and c["mean"] < 0]
-                    same = [c["scheme"] for c in diffs if not c["separated"]]
-                    parts = []
-                    if above:
-                        parts.append(f"above {reference}: " + ", ".join(above))
-                    if below:
-                        parts.append(f"below {reference}: " + ", ".join(below))
-                    if same:
-                        parts.append(f"the data do not separate {', '.join(same)} from {reference}")
-                    out.append(
-                        f"  - Per-token accuracy, {band}, paired difference from {reference}: "
-                        + "; ".join(parts)
-                        + "."
-                    )
+                    if diffs:
+                        out.append(_band_sentence(band, reference, diffs))
     return out
 
 
@@ -177,14 +280,17 @@ def _aggregation_table(
     header += [f"mean [95% interval], lr {lr:g}" for lr in lrs]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for entry in aggregation:
-        cells = [f"{entry['task']} ({entry['mode']})", entry["scheme"], f"{entry['best']:.2f}"]
+        scheme, diverged = entry["scheme"], False
+        cells = [f"{entry['task']} ({entry['mode']})", scheme, f"{entry['best']:.2f}"]
         for lr in lrs:
-            record = _records(records, entry["task"], entry["mode"], lr).get(entry["scheme"])
-            cells.append(
-                "-"
-                if record is None
-                else _interval(stats.summarize(band_values(record["test"]["token_accuracy"], *span)))
-            )
+            record = _records(records, entry["task"], entry["mode"], lr).get(scheme)
+            if record is None:
+                cells.append("-")
+                continue
+            diverged = diverged or _divergence(record) is not None
+            cells.append(_interval(stats.summarize(band_values(record["test"]["token_accuracy"], *span))))
+        if diverged:
+            cells[1] = f"{scheme} (DIVERGED)"
         lines.append("| " + " | ".join(cells) + " |")
     return (
         [
@@ -230,7 +336,13 @@ def write_report(
         "",
         "## Setup",
         "",
-        "- Tasks (Delétang et al. 2023 definitions) and whether a model needs positions to solve them: "
+        "- Tasks ("
+        + (
+            "Delétang et al. 2023 definitions, except `majority`, this experiment's order-free control"
+            if any(t == "majority" for t, _ in config.runs)
+            else "Delétang et al. 2023 definitions"
+        )
+        + ") and whether a model needs positions to solve them: "
         + "; ".join(
             f"`{t}` ({mo}): {tasks.get_task(t).description}; "
             f"{'needs positions' if tasks.get_task(t).needs_position[mo] else 'does not need positions'} "
@@ -265,12 +377,37 @@ def write_report(
         "examples per length, the same examples for every scheme and seed. Bands: "
         f"{band_text}; a seed's band value is the mean over the band's lengths. Tables: mean over "
         f"{len(config.seeds)} seeds [95% t interval, clipped to [0, 1]]. Schemes are compared by paired "
-        "per-seed differences (every scheme sees the same data per seed) with a 95% t interval.",
+        "per-seed differences (every scheme sees the same data per seed): the paired t test and the 95% t "
+        "interval of the mean difference. The findings count the comparisons they state and call a "
+        "difference separated only where Holm's step-down correction over that family keeps it at a "
+        "family-wise error of 5% (Holm rather than a false-discovery rate because each finding is read as a "
+        "claim of its own, and Holm holds under any dependence between comparisons that share a scheme's "
+        "seeds); the intervals shown are the unadjusted 95% intervals. A scheme whose mean is at most "
+        f"{BASELINE_MARGIN:g} above the better of chance and the most-frequent-symbol baseline (or below it) "
+        "is at the baseline level; a difference between two such schemes is not a finding.",
         "",
-        "## What it shows (generated from the paired intervals)",
+    ]
+    diverged = [(r, found) for r in records if (found := _divergence(r)) is not None]
+    if diverged:
+        lines += [
+            "## DIVERGED: groups whose training loss became non-finite",
+            "",
+            "Their models are broken: their accuracies are shown but not compared, and the command exited "
+            "with a non-zero status.",
+            "",
+        ]
+        lines += [
+            f"- {r['task']} ({r['mode']}), {r['scheme']}, learning rate {r['learning_rate']:g}: "
+            f"{_diverged_text(found)}."
+            for r, found in diverged
+        ]
+        lines.append("")
+    lines += [
+        "## What it shows (generated from the paired comparisons)",
         "",
-        "A difference is stated only where the 95% interval of the mean per-seed difference excludes 0; "
-        "differences are in per-token accuracy (mean [95% interval]).",
+        "A difference is stated only where Holm's correction over the family of stated comparisons keeps "
+        "it; differences are in per-token accuracy (mean [unadjusted 95% interval], or the difference "
+        "where it is the same in every seed).",
         "",
     ]
     lines += findings(config, records, summary["comparisons"]) + [""]
@@ -308,8 +445,10 @@ def write_report(
             "",
         ]
         for c in checks:
+            record = _records(records, c["task"], c["mode"], c["learning_rate"]).get("none")
+            broken = " (DIVERGED: not a trained model)" if record and _divergence(record) else ""
             lines.append(
-                f"- {c['task']} ({c['mode']}): largest per-example excess over the ceiling "
+                f"- {c['task']} ({c['mode']}){broken}: largest per-example excess over the ceiling "
                 f"{c['max_excess_over_ceiling']:+.3f} (must be ≤ 0), mean gap below it "
                 f"{c['mean_gap_below_ceiling']:.3f}, {100 * c['fraction_of_examples_at_ceiling']:.0f}% "
                 "of examples exactly at the ceiling."

@@ -2,8 +2,15 @@
 
 Layout of the work directory: ``config.json``; ``groups/<group>.json`` (one finished group, written
 atomically); ``logs/<group>.jsonl`` (one line per chunk, appended as training goes); ``checkpoints/<group>/``
-(the latest training state of an unfinished group); then the outputs of `write_outputs`. Every setting is
-checked before anything is written, so a run that fails at set-up leaves no trace.
+(the latest training states of an unfinished group, with their content hashes); ``locks/<group>.lock``
+(:mod:`experiments.ordering.locks`); then the outputs of `write_outputs`. Every setting is checked before
+anything is written, so a run that fails at set-up leaves no trace.
+
+A run holds the locks of the groups it trains or reads (a plain run and `merge`: all), so a second run of
+the same groups stops at once naming the first; it then removes what an interrupted run left behind
+(temporary files, Orbax's temporary directories). The outputs are written in configuration order from the
+groups' records, so they are byte-identical whatever the history of the directory, apart from the run
+facts that time it (``summary.json``'s ``run`` and ``*_seconds`` fields, the report's first line).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.ordering import config as config_lib
+from experiments.ordering import locks
 from experiments.ordering.checkpoint import GroupCheckpoints, checkpoint_every, json_safe
 
 __all__ = [
@@ -61,16 +69,26 @@ def shard_groups(groups: list[config_lib.Group], shard: tuple[int, int] | None) 
     return [g for i, g in enumerate(groups) if i % count == index]
 
 
-def prepare(config: config_lib.ExperimentConfig, workdir: Path, device_count: int) -> None:
-    """Checks every setting, then writes (or checks) ``config.json``.
+def prepare(
+    config: config_lib.ExperimentConfig, workdir: Path, device_count: int, *, write: bool = True
+) -> None:
+    """Checks every setting and the work directory, then writes (or checks) ``config.json``.
+
+    Args:
+      config: the experiment.
+      workdir: its work directory.
+      device_count: the devices it runs on.
+      write: write ``config.json`` if it is absent (``False``: only check).
 
     Raises:
-      ValueError: if the batch does not split over the devices, or ``workdir`` holds a run of another
-        config (the message lists the settings that differ). Nothing is written in either case.
+      ValueError: if the batch does not split over the devices, ``workdir`` cannot be a writable directory,
+        or it holds a run of another config (the message lists the settings that differ). Nothing is
+        written in any of these cases.
     """
     from experiments.ordering import train
 
     train.check_devices(config, device_count)
+    locks.check_workdir(workdir)
     config_path = Path(workdir) / "config.json"
     config_json = config.to_json()
     if config_path.exists():
@@ -81,10 +99,29 @@ def prepare(config: config_lib.ExperimentConfig, workdir: Path, device_count: in
                 f"run(workdir={str(workdir)!r}): the directory holds results of a different config "
                 f"({differences}); rerun with the same options to resume, or choose another --workdir"
             )
-    else:
+    elif write:
         from experiments.ordering.summary import atomic_write
 
         atomic_write(config_path, json.dumps(config_json, indent=1))
+
+
+#: What an interrupted run leaves: files written through a temporary name, Orbax's temporary directories.
+_TEMPORARIES = (".*.tmp[0-9]*", "*.orbax-checkpoint-tmp*")
+
+
+def _clean(workdir: Path, groups: list[config_lib.Group], everything: bool) -> None:
+    """Removes the temporary files of ``groups`` (``everything``: of the whole directory) an interrupted run
+    left, naming them on stderr."""
+    directories = [workdir / "checkpoints" / g.name for g in groups]
+    if everything:
+        removed = locks.remove_stale_temporaries([workdir, workdir / "groups", *directories], _TEMPORARIES)
+    else:
+        own = [f".{g.name}.json.tmp[0-9]*" for g in groups]
+        removed = locks.remove_stale_temporaries([workdir / "groups"], own)
+        removed += locks.remove_stale_temporaries(directories, _TEMPORARIES)
+    if removed:
+        names = ", ".join(str(p) for p in removed)
+        print(f"removed {len(removed)} temporary file(s) left by an interrupted run: {names}", file=sys.stderr)
 
 
 def _group_path(workdir: Path, group: config_lib.Group) -> Path:
@@ -147,13 +184,15 @@ def run(
       checkpoint_steps: steps between checkpoints (see `checkpoint_every`).
 
     Returns:
-      ``{"records", "rows", "summary", "wall_seconds", "trained", "skipped"}`` (``rows`` and ``summary``
-      are ``None`` when no final outputs were written).
+      ``{"records", "rows", "summary", "diverged", "wall_seconds", "trained", "skipped"}`` (``rows`` and
+      ``summary`` are ``None`` when no final outputs were written; ``diverged`` lists the groups whose
+      training loss became non-finite, `summary.diverged_groups`).
 
     Raises:
-      ValueError: for a setting that cannot run (nothing is written then), or a group of another config.
+      ValueError: for a setting that cannot run or an unusable work directory (nothing is written then),
+        or a group of another config.
+      locks.WorkdirBusy: if another run holds one of the groups' locks (naming it).
     """
-    import jax
 
     from experiments.ordering import train
 
@@ -161,12 +200,27 @@ def run(
     workdir = Path(workdir)
     every = checkpoint_every(config, checkpoint_steps)
     groups = shard_groups(config.groups(), shard)
-    prepare(config, workdir, mesh.size)
+    prepare(config, workdir, mesh.size, write=False)
+    with locks.hold(workdir, [g.name for g in groups], command=command):
+        prepare(config, workdir, mesh.size)
+        _clean(workdir, groups, everything=shard is None)
+        return _run_locked(
+            config, workdir, groups, mesh, every, progress, compile_cache, command, stop_after, shard
+        )
+
+
+def _run_locked(config, workdir, groups, mesh, every, progress, compile_cache, command, stop_after, shard):
+    import jax
+
+    from experiments.ordering import train
+    from experiments.ordering.summary import atomic_write
+
     if compile_cache is not None:
         jax.config.update("jax_compilation_cache_dir", str(compile_cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     started = time.perf_counter()
-    records, trained, skipped = [], 0, 0
+    done: dict[str, dict[str, Any]] = {}  # by group name; the outputs follow the configuration's order
+    trained, skipped = 0, 0
     pending = []
     for group in groups:
         fingerprint = config.group_fingerprint(group, mesh.size)
@@ -176,21 +230,25 @@ def run(
         if record is None:
             pending.append((group, fingerprint))
         else:
-            records.append(record)
+            done[group.name] = record
             skipped += 1
+
+    def in_order():
+        return [done[g.name] for g in groups if g.name in done]
+
     bar = None
     if progress:
         from tqdm import tqdm
 
         print(f"work directory: {workdir.absolute()}", file=sys.stderr, flush=True)
         total = sum(config.steps_for(g.task, g.mode) for g in groups)
-        done = total - sum(config.steps_for(g.task, g.mode) for g, _ in pending)
-        bar = tqdm(total=total, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True)
+        finished = total - sum(config.steps_for(g.task, g.mode) for g, _ in pending)
+        bar = tqdm(total=total, initial=finished, unit="step", file=sys.stderr, dynamic_ncols=True)
     for number, (group, fingerprint) in enumerate(pending, skipped + 1):
         if stop_after is not None and trained >= stop_after:
             if bar is not None:
                 bar.close()
-            return _partial(records, None, trained, skipped)
+            return _partial(config, in_order(), None, trained, skipped)
         setup = train.setup_group(config, group, mesh)
         base = bar.n if bar is not None else 0
         name = f"[{number}/{len(groups)}] {group.name}"
@@ -209,52 +267,66 @@ def run(
         )
         record = train.train_group(setup, progress=show, checkpoints=checkpoints)
         record["fingerprint"] = fingerprint
-        from experiments.ordering.summary import atomic_write
-
         atomic_write(_group_path(workdir, group), json.dumps(json_safe(record)))
         checkpoints.remove()
-        records.append(json_safe(record))
+        done[group.name] = json_safe(record)
         trained += 1
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - started
     if shard is not None:
-        return _partial(records, wall, trained, skipped)
-    result = write_outputs(workdir, config, records, command=command, wall=wall, trained=trained)
+        return _partial(config, in_order(), wall, trained, skipped)
+    result = write_outputs(workdir, config, in_order(), command=command, wall=wall, trained=trained)
     return {**result, "wall_seconds": wall, "trained": trained, "skipped": skipped}
 
 
-def _partial(records: list, wall: float | None, trained: int, skipped: int) -> dict[str, Any]:
+def _partial(config, records: list, wall: float | None, trained: int, skipped: int) -> dict[str, Any]:
     """The result of a run that wrote no final outputs."""
-    return dict(records=records, rows=None, summary=None, wall_seconds=wall, trained=trained, skipped=skipped)
+    from experiments.ordering.summary import diverged_groups
+
+    return dict(
+        records=records,
+        rows=None,
+        summary=None,
+        diverged=diverged_groups(config, records),
+        wall_seconds=wall,
+        trained=trained,
+        skipped=skipped,
+    )
 
 
 def merge(workdir: Path, *, command: str = "python -m experiments.ordering --merge") -> dict[str, Any]:
     """Writes the final outputs of a sharded run from its finished groups.
 
     Raises:
-      ValueError: if ``workdir`` has no ``config.json`` or some groups are not finished (they are listed).
+      ValueError: if ``workdir`` is not a writable directory with a ``config.json``, or some groups are not
+        finished (they are listed).
+      locks.WorkdirBusy: if another run holds one of the groups' locks (naming it).
     """
     workdir = Path(workdir)
+    locks.check_workdir(workdir)
     config_path = workdir / "config.json"
     if not config_path.exists():
         raise ValueError(f"merge(workdir={str(workdir)!r}): no config.json; is this a run's work directory?")
     config = config_lib.ExperimentConfig.from_json(json.loads(config_path.read_text()))
-    records, missing = [], []
-    for group in config.groups():
-        record = _load_group(
-            _group_path(workdir, group), lambda n, g=group: config.group_fingerprint(g, n), None
-        )
-        if record is None:
-            missing.append(group.name)
-        else:
-            records.append(record)
-    if missing:
-        raise ValueError(
-            f"merge(workdir={str(workdir)!r}): {len(missing)} group(s) not finished: {', '.join(missing)}; "
-            "run the missing shards first"
-        )
-    result = write_outputs(workdir, config, records, command=command, wall=None, trained=0)
+    groups = config.groups()
+    with locks.hold(workdir, [g.name for g in groups], command=command):
+        _clean(workdir, groups, everything=True)
+        records, missing = [], []
+        for group in groups:
+            record = _load_group(
+                _group_path(workdir, group), lambda n, g=group: config.group_fingerprint(g, n), None
+            )
+            if record is None:
+                missing.append(group.name)
+            else:
+                records.append(record)
+        if missing:
+            raise ValueError(
+                f"merge(workdir={str(workdir)!r}): {len(missing)} group(s) not finished: {', '.join(missing)}; "
+                "run the missing shards first"
+            )
+        result = write_outputs(workdir, config, records, command=command, wall=None, trained=0)
     return {**result, "config": config}
 
 
@@ -268,11 +340,13 @@ def write_outputs(
     trained: int,
 ) -> dict[str, Any]:
     """Writes ``metrics.jsonl``, ``training.jsonl``, the summary, figures and ``report.md`` from the
-    groups' records; returns ``{"records", "rows", "summary"}``."""
+    groups' records, taken in configuration order; returns ``{"records", "rows", "summary", "diverged"}``
+    (``diverged``: the groups whose training loss became non-finite, `summary.diverged_groups`)."""
     import jax
 
     from experiments.ordering import figures, report, summary
 
+    records = summary.in_config_order(config, records)
     # Wall time of the whole run, resumed parts included (each group's own time is in its record).
     total = sum(r["compile_seconds"] + r["train_seconds"] + r["test_seconds"] for r in records)
     device = jax.devices()[0]
@@ -298,4 +372,4 @@ def write_outputs(
     result = summary.write_summary(workdir, config, records, extra)
     names = figures.write_figures(workdir, config, records)
     report.write_report(workdir, config, records, result, names)
-    return {"records": records, "rows": result["rows"], "summary": result}
+    return {"records": records, "rows": result["rows"], "summary": result, "diverged": result["diverged"]}

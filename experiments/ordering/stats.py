@@ -1,8 +1,12 @@
-"""Statistics over seeds: mean and 95% t interval, paired differences between schemes, length bands.
+"""Statistics over seeds: mean and 95% t interval, paired differences between schemes, the family-wise
+(Holm) correction of many comparisons, length bands.
 
 Every scheme of a run sees the same training data per seed and the same test examples, so two schemes are
-compared by their per-seed differences (`paired_difference`): a 95% t interval of the mean difference that
-excludes 0 is what the reports call a difference; otherwise the data do not separate the two.
+compared by their per-seed differences (`paired_difference`): the paired t test's p-value and the 95% t
+interval of the mean difference. A report states many such comparisons at once; it calls a difference
+separated only where the Holm-adjusted p-value (`holm`) over the whole family of comparisons it states is
+at most 5%, so that the chance of stating any difference that is not there stays at most 5%. The
+unadjusted 95% interval is still what is displayed.
 """
 
 from __future__ import annotations
@@ -12,7 +16,22 @@ import math
 import numpy as np
 from scipy import stats as scipy_stats
 
-__all__ = ["t_quantile", "mean_interval", "summarize", "paired_difference", "bands", "beyond_training"]
+__all__ = [
+    "FAMILY_ALPHA",
+    "t_quantile",
+    "mean_interval",
+    "summarize",
+    "paired_difference",
+    "holm",
+    "bands",
+    "beyond_training",
+]
+
+#: The family-wise error rate at which `holm` decides which differences are separated.
+FAMILY_ALPHA = 0.05
+
+#: Per-seed differences whose spread (max - min) is at most this are identical in every seed.
+_IDENTICAL = 1e-12
 
 
 def t_quantile(confidence: float, df: int) -> float:
@@ -109,23 +128,27 @@ def summarize(values, confidence: float = 0.95, *, bounds: tuple[float, float] |
 
 
 def paired_difference(a, b, confidence: float = 0.95) -> dict:
-    """The mean per-seed difference ``a - b`` and its t interval (a paired comparison).
+    """The mean per-seed difference ``a - b``, its t interval and the paired t test's p-value.
 
     Args:
       a, b: 1-D per-seed values of two schemes, the same seeds in the same order.
       confidence: confidence level.
 
     Returns:
-      ``{"mean", "ci", "low", "high", "n", "separated"}``: ``low … high`` is the interval of the mean
-      difference (not clipped: differences of accuracies live in ``[-1, 1]``); ``separated`` is whether it
-      excludes 0 (never with a single seed).
+      ``{"mean", "ci", "low", "high", "n", "p_value", "identical", "separated"}``: ``low … high`` is the
+      interval of the mean difference (not clipped: differences of accuracies live in ``[-1, 1]``);
+      ``p_value`` is the two-sided paired t test's of "mean difference 0" (``None`` with a single seed; 0
+      for a non-zero difference that is the same in every seed, 1 for no difference in any seed);
+      ``identical`` is whether every seed has the same difference (a zero-width interval); ``separated``
+      is whether the unadjusted interval excludes 0 (never with a single seed) — a family of comparisons
+      is decided with `holm` instead.
 
     Raises:
       ValueError: for empty, non-1-D, non-finite or unequal-length inputs.
 
     >>> d = paired_difference([0.9, 0.8, 0.7], [0.5, 0.5, 0.5])
-    >>> round(d["mean"], 3), round(d["low"], 3), round(d["high"], 3), d["separated"]
-    (0.3, 0.052, 0.548, True)
+    >>> round(d["mean"], 3), round(d["low"], 3), round(d["high"], 3), round(d["p_value"], 4), d["separated"]
+    (0.3, 0.052, 0.548, 0.0351, True)
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -133,9 +156,58 @@ def paired_difference(a, b, confidence: float = 0.95) -> dict:
     _check("paired_difference", b)
     if a.shape != b.shape:
         raise ValueError(f"paired_difference(a shape={a.shape}, b shape={b.shape}): one value per seed each")
-    s = summarize(a - b, confidence, bounds=None)
+    differences = a - b
+    s = summarize(differences, confidence, bounds=None)
+    identical = bool(np.ptp(differences) <= _IDENTICAL)
+    if s["ci"] is None:
+        p_value = None
+    elif identical:
+        p_value = 1.0 if abs(s["mean"]) <= _IDENTICAL else 0.0
+    else:
+        error = float(differences.std(ddof=1)) / math.sqrt(differences.size)
+        p_value = float(2.0 * scipy_stats.t.sf(abs(s["mean"]) / error, differences.size - 1))
     separated = s["ci"] is not None and (s["low"] > 0.0 or s["high"] < 0.0)
-    return {k: s[k] for k in ("mean", "ci", "low", "high", "n")} | {"separated": bool(separated)}
+    return {k: s[k] for k in ("mean", "ci", "low", "high", "n")} | {
+        "p_value": p_value,
+        "identical": identical,
+        "separated": bool(separated),
+    }
+
+
+def holm(p_values, alpha: float = FAMILY_ALPHA) -> tuple[list[float | None], list[bool]]:
+    """Holm's step-down adjustment of a family of p-values (family-wise error at most ``alpha`` under any
+    dependence between the tests).
+
+    The ``m`` p-values sorted ascending, ``p(1) ≤ … ≤ p(m)``, are adjusted to
+    ``max over j ≤ i of min(1, (m - j + 1) p(j))``; a hypothesis is rejected where its adjusted p-value is
+    at most ``alpha``.
+
+    Args:
+      p_values: the family's p-values; ``None`` entries (comparisons without a test, e.g. a single seed)
+        are not counted in the family and stay ``None``.
+      alpha: the family-wise error rate, in ``(0, 1)``.
+
+    Returns:
+      ``(adjusted p-values, rejected)``, in the order of ``p_values``.
+
+    Raises:
+      ValueError: for a p-value outside ``[0, 1]`` or ``alpha`` outside ``(0, 1)``.
+
+    >>> holm([0.01, 0.04, 0.03, 0.005])
+    ([0.03, 0.06, 0.06, 0.02], [True, False, False, True])
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"holm(alpha={alpha!r}): must be in (0, 1)")
+    tested = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    for p, _ in tested:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"holm(p_values=[..., {p!r}, ...]): each p-value must be in [0, 1] or None")
+    adjusted: list[float | None] = [None] * len(p_values)
+    m, running = len(tested), 0.0
+    for rank, (p, i) in enumerate(sorted(tested)):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted, [p is not None and p <= alpha for p in adjusted]
 
 
 def bands(train_max_length: int, test_max_length: int) -> dict[str, tuple[int, int]]:

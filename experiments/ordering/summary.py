@@ -1,11 +1,18 @@
-"""Summaries of a run, built from its group records: rows per band, paired comparisons, the reference
-aggregation, and the ``metrics.jsonl`` / ``training.jsonl`` / ``summary.json`` / ``summary.csv`` files."""
+"""Summaries of a run, built from its group records: rows per band, paired comparisons (Holm-corrected over
+their family), diverged groups, the reference aggregation, and the ``metrics.jsonl`` / ``training.jsonl`` /
+``summary.json`` / ``summary.csv`` files.
+
+Every file is written from the records in configuration order (`ExperimentConfig.groups`), whatever order
+they were trained or loaded in, so a run's outputs do not depend on its history (kills, retrained groups,
+shards, merges).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -18,9 +25,14 @@ from experiments.ordering.config import ExperimentConfig
 __all__ = [
     "METRICS",
     "REFERENCES",
+    "BASELINE_MARGIN",
     "atomic_write",
+    "in_config_order",
+    "divergence",
+    "diverged_groups",
     "summarize_groups",
     "compare_schemes",
+    "families",
     "reference_aggregation",
     "ceiling_check",
     "write_metrics",
@@ -30,6 +42,10 @@ __all__ = [
 METRICS = ("token_accuracy", "exact_match", "teacher_forced_token_accuracy", "teacher_forced_exact_match")
 #: Schemes every other scheme is compared with (paired per-seed differences).
 REFERENCES = ("none", "sinusoidal")
+#: A scheme whose mean per-token accuracy in a band is at most this above the better of chance and the
+#: most-frequent-symbol baseline is "at the baseline level" there; a difference between two such schemes
+#: is not a finding.
+BASELINE_MARGIN = 0.05
 
 
 def atomic_write(path: Path, text: str | bytes) -> None:
@@ -45,6 +61,59 @@ def atomic_write(path: Path, text: str | bytes) -> None:
     os.replace(tmp, path)
 
 
+def in_config_order(config: ExperimentConfig, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` in the order of ``config.groups()`` (one record per group; others are left out).
+
+    Raises:
+      ValueError: if two records belong to the same group.
+    """
+    position = {(g.task, g.mode, g.scheme, g.learning_rate): i for i, g in enumerate(config.groups())}
+    keyed: dict[int, dict[str, Any]] = {}
+    for r in records:
+        i = position.get((r["task"], r["mode"], r["scheme"], r["learning_rate"]))
+        if i is None:
+            continue
+        if i in keyed:
+            raise ValueError(
+                f"in_config_order(records): two records of group {r['task']}-{r['mode']}-{r['scheme']} "
+                f"(learning rate {r['learning_rate']:g})"
+            )
+        keyed[i] = r
+    return [keyed[i] for i in sorted(keyed)]
+
+
+def divergence(record: dict[str, Any]) -> dict[str, Any] | None:
+    """Where a group's training loss stopped being finite, or ``None`` if it stayed finite.
+
+    The curve holds the mean loss of every chunk of ``check_every`` steps, so the first non-finite step of
+    a seed lies in the first chunk whose mean is not finite (``null`` in JSON).
+
+    Returns:
+      ``{"seeds", "first_check", "first_steps"}``: the seeds whose loss became non-finite (in the
+      record's order), the first check at which one did, and the steps of that check's chunk
+      ``[first, last]``.
+
+    >>> divergence({"seeds": [0, 1], "curve": {"step": [10, 20], "loss": [[0.5, 0.4], [None, 0.3]]}})
+    {'seeds': [0], 'first_check': 20, 'first_steps': [11, 20]}
+    """
+    curve = record["curve"]
+    seeds, first = [], None
+    for i, seed in enumerate(record["seeds"]):
+        for j, losses in enumerate(curve["loss"]):
+            if losses[i] is None or not math.isfinite(losses[i]):
+                seeds.append(seed)
+                first = j if first is None else min(first, j)
+                break
+    if first is None:
+        return None
+    previous = curve["step"][first - 1] if first > 0 else 0
+    return {
+        "seeds": seeds,
+        "first_check": curve["step"][first],
+        "first_steps": [previous + 1, curve["step"][first]],
+    }
+
+
 def band_values(per_length, low: int, high: int) -> np.ndarray:
     """Per-seed mean over the input lengths ``low … high`` of `[seeds, lengths]` values (lengths from 1)."""
     return np.asarray(per_length, dtype=np.float64)[:, low - 1 : high].mean(axis=1)
@@ -57,12 +126,14 @@ def summarize_groups(config: ExperimentConfig, records: list[dict[str, Any]]) ->
 
     Each seed's band value is the mean over the band's lengths (every length weighted equally) of its
     per-length metric. Per-token accuracy rows also carry ``chance`` (uniform guess), ``most_frequent``
-    (always the most frequent target symbol of each length) and, for the encoder, ``ceiling`` (the analytic
-    ceiling of a model without positions on the same examples).
+    (always the most frequent target symbol of each length), ``baseline`` (the better of the two) and, for
+    the encoder, ``ceiling`` (the analytic ceiling of a model without positions on the same examples).
+    Every row carries ``diverged_seeds``: the seeds whose training loss became non-finite (`divergence`).
     """
     rows = []
     for record in records:
         test = record["test"]
+        diverged = divergence(record)
         reached = [s is not None for s in record["steps_to_criterion"]]
         for band, (low, high) in stats.bands(config.train_max_length, config.test_max_length).items():
             for metric in METRICS:
@@ -84,18 +155,49 @@ def summarize_groups(config: ExperimentConfig, records: list[dict[str, Any]]) ->
                     "seeds_reaching_criterion": sum(reached),
                     "needs_position": record["needs_position"],
                     "chance": record["chance"],
+                    "diverged_seeds": [] if diverged is None else diverged["seeds"],
                 }
                 if metric.endswith("token_accuracy"):
                     row["most_frequent"] = float(np.mean(test["most_frequent"][low - 1 : high]))
+                    row["baseline"] = max(row["chance"], row["most_frequent"])
                     if "ceiling" in test:
                         row["ceiling"] = float(np.mean(test["ceiling"][low - 1 : high]))
                 rows.append(row)
     return rows
 
 
-def compare_schemes(rows: list[dict[str, Any]], metrics=("token_accuracy", "exact_match")) -> list[dict]:
+def _at_baseline(row: dict[str, Any]) -> bool:
+    if "most_frequent" not in row:
+        return False
+    return row["mean"] <= max(row["chance"], row["most_frequent"]) + BASELINE_MARGIN
+
+
+def _pair(c: dict[str, Any]) -> tuple:
+    """A comparison's identity regardless of its direction (``a - b`` and ``b - a`` are one comparison)."""
+    schemes = tuple(sorted((c["scheme"], c["reference"])))
+    return (c["task"], c["mode"], c["learning_rate"], c["band"], c["metric"], schemes)
+
+
+def compare_schemes(
+    rows: list[dict[str, Any]], metrics=("token_accuracy", "exact_match"), alpha: float = stats.FAMILY_ALPHA
+) -> list[dict]:
     """Paired per-seed differences ``scheme - reference`` for every reference in `REFERENCES`, per (task,
-    mode, learning rate, band, metric): mean, 95% t interval and whether it excludes 0 (``separated``)."""
+    mode, learning rate, band, metric), decided over their family with Holm's correction.
+
+    Each metric's comparisons are one family: its distinct comparisons (``a - b`` and ``b - a`` counted
+    once) between groups that did not diverge. ``separated`` is whether the Holm-adjusted p-value is at
+    most ``alpha`` (family-wise error); the interval ``low … high`` is the unadjusted 95% t interval, and
+    ``separated_unadjusted`` whether it excludes 0.
+
+    Returns:
+      One dict per comparison: the keys of the band, ``metric``, ``scheme``, ``reference``, the fields of
+      `stats.paired_difference` (``mean``, ``ci``, ``low``, ``high``, ``n``, ``p_value``, ``identical``),
+      ``separated_unadjusted``, ``p_holm`` and ``family_size`` (``None`` outside the family), ``separated``,
+      ``diverged`` (either group's loss became non-finite: not compared), ``scheme_at_baseline`` and
+      ``reference_at_baseline`` (the scheme's mean is within `BASELINE_MARGIN` of the better of chance and
+      the most-frequent-symbol baseline, or below it) and ``at_baseline`` (both are: the difference is not
+      a finding).
+    """
     index = {(r["task"], r["mode"], r["learning_rate"], r["band"], r["metric"], r["scheme"]): r for r in rows}
     out = []
     for key, row in index.items():
@@ -112,10 +214,50 @@ def compare_schemes(rows: list[dict[str, Any]], metrics=("token_accuracy", "exac
                     "metric": row["metric"],
                     "scheme": row["scheme"],
                     "reference": reference,
-                    **diff,
+                    **{k: v for k, v in diff.items() if k != "separated"},
+                    "separated_unadjusted": diff["separated"],
+                    "diverged": bool(row.get("diverged_seeds") or other.get("diverged_seeds")),
+                    "scheme_at_baseline": _at_baseline(row),
+                    "reference_at_baseline": _at_baseline(other),
+                    "at_baseline": _at_baseline(row) and _at_baseline(other),
                 }
             )
+    for metric in metrics:
+        family: dict[tuple, float] = {}
+        for c in out:
+            if c["metric"] == metric and not c["diverged"] and c["p_value"] is not None:
+                family.setdefault(_pair(c), c["p_value"])
+        adjusted, rejected = stats.holm(list(family.values()), alpha)
+        decided = dict(zip(family, zip(adjusted, rejected, strict=True), strict=True))
+        for c in out:
+            if c["metric"] == metric:
+                p_holm, separated = decided.get(_pair(c), (None, False))
+                c.update(p_holm=p_holm, family_size=len(family), separated=bool(separated))
     return out
+
+
+def families(comparisons: list[dict[str, Any]], alpha: float = stats.FAMILY_ALPHA) -> dict[str, Any]:
+    """What the comparisons of each metric amount to: ``{"correction", "alpha", "families": {metric:
+    {"comparisons", "distinct", "tested", "separated", "separated_unadjusted", "at_baseline",
+    "diverged"}}}``, counting distinct comparisons (``a - b`` and ``b - a`` once) except ``comparisons``
+    (every one listed)."""
+    out: dict[str, Any] = {}
+    for c in comparisons:
+        entry = out.setdefault(c["metric"], {"comparisons": 0, "pairs": {}})
+        entry["comparisons"] += 1
+        entry["pairs"].setdefault(_pair(c), c)
+    for entry in out.values():
+        pairs = list(entry.pop("pairs").values())
+        tested = [c for c in pairs if c["p_holm"] is not None]
+        entry.update(
+            distinct=len(pairs),
+            tested=len(tested),
+            separated=sum(c["separated"] for c in tested),
+            separated_unadjusted=sum(c["separated_unadjusted"] for c in tested),
+            at_baseline=sum(c["at_baseline"] for c in pairs),
+            diverged=sum(c["diverged"] for c in pairs),
+        )
+    return {"correction": "Holm (family-wise error rate)", "alpha": alpha, "families": out}
 
 
 def reference_aggregation(config: ExperimentConfig, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -168,6 +310,18 @@ def ceiling_check(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def diverged_groups(config: ExperimentConfig, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``{"group", "seeds", "first_check", "first_steps"}`` (`divergence`) for every record whose training
+    loss became non-finite, in configuration order."""
+    names = {(g.task, g.mode, g.scheme, g.learning_rate): g.name for g in config.groups()}
+    out = []
+    for r in in_config_order(config, records):
+        found = divergence(r)
+        if found is not None:
+            out.append({"group": names[(r["task"], r["mode"], r["scheme"], r["learning_rate"])], **found})
+    return out
+
+
 def write_metrics(workdir: Path, records: list[dict[str, Any]]) -> None:
     """``metrics.jsonl`` (one line per group, seed and test length) and ``training.jsonl`` (one line per
     group, seed and check of the validation exact match)."""
@@ -204,6 +358,7 @@ _GROUP_KEYS = (
     "steps_to_criterion",
     "final_validation_exact_match",
     "needs_position",
+    "divergence",
     "compile_seconds",
     "train_seconds",
     "test_seconds",
@@ -214,19 +369,26 @@ _GROUP_KEYS = (
 def write_summary(workdir: Path, config: ExperimentConfig, records: list[dict[str, Any]], extra: dict) -> dict:
     """``summary.json`` (rows, paired comparisons, reference aggregation, per-group training outcome, run
     facts) and ``summary.csv`` (the rows). Returns the summary."""
+    records = in_config_order(config, records)
     rows = summarize_groups(config, records)
+    comparisons = compare_schemes(rows)
     summary = {
         "run": extra,
-        "groups": [{key: r[key] for key in _GROUP_KEYS} for r in records],
+        "groups": [
+            {key: r[key] for key in _GROUP_KEYS if key != "divergence"} | {"divergence": divergence(r)}
+            for r in records
+        ],
+        "diverged": diverged_groups(config, records),
         "ceiling_check": ceiling_check(records),
         "rows": rows,
-        "comparisons": compare_schemes(rows),
+        "statistics": families(comparisons),
+        "comparisons": comparisons,
         "reference_aggregation": reference_aggregation(config, records),
     }
     atomic_write(workdir / "summary.json", json.dumps(summary, indent=1))
     fields = ["task", "mode", "scheme", "learning_rate", "band", "band_low", "band_high", "metric"]
     fields += ["mean", "ci", "low", "high", "max", "min", "n", "steps", "seeds_reaching_criterion"]
-    fields += ["needs_position", "chance", "most_frequent", "ceiling"]
+    fields += ["needs_position", "chance", "most_frequent", "ceiling", "diverged_seeds"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()

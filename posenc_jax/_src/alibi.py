@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -57,6 +58,70 @@ def alibi_slopes(num_heads: int) -> np.ndarray:
     return np.asarray(_slopes(num_heads), dtype=np.float64)
 
 
+def common_integer_dtype(call: str, q: object, k: object) -> np.dtype:
+    """The integer dtype in which ``k - q`` is formed exactly: the wider of two signed (or two unsigned)
+    dtypes; unsigned 32-bit with signed ones widens to int64 under ``jax_enable_x64``.
+
+    Raises:
+      TypeError: signed and unsigned positions that no available dtype holds together (uint32 with signed
+        positions without x64, or uint64 with signed positions).
+    """
+    q_dtype, k_dtype = np.dtype(cast(Any, q).dtype), np.dtype(cast(Any, k).dtype)
+    width = max(q_dtype.itemsize, k_dtype.itemsize, 4)
+    if (q_dtype.kind == "u") == (k_dtype.kind == "u"):
+        return np.dtype(f"{q_dtype.kind}{width}")
+    unsigned = q_dtype if q_dtype.kind == "u" else k_dtype
+    if unsigned.itemsize <= 4 and jax.config.read("jax_enable_x64"):
+        return np.dtype(np.int64)
+    raise checks.type_error(
+        call,
+        "k_positions" if k_dtype.kind == "u" else "q_positions",
+        k if k_dtype.kind == "u" else q,
+        "signed and unsigned integer positions must fit one signed dtype together "
+        "(uint32 with signed positions needs jax_enable_x64; uint64 never does)",
+        "pass both as the same integer dtype",
+    )
+
+
+def exact_difference(q: jax.Array, k: jax.Array, dtype: np.dtype) -> tuple[jax.Array, jax.Array]:
+    """``k - q`` of integer arrays, exactly, as ``(k >= q, |k - q|)`` with the magnitude unsigned.
+
+    Both are first converted to ``dtype`` (which holds every value of each, see
+    :func:`common_integer_dtype`), then mapped to an order-preserving unsigned view (signed values with the
+    sign bit flipped), where the larger minus the smaller never wraps: the magnitude of any difference fits
+    the unsigned type of that width. The subtraction ``k - q`` itself would wrap in the signed type.
+    """
+    bits = 8 * dtype.itemsize
+    unsigned = np.dtype(f"u{dtype.itemsize}")
+    q, k = q.astype(dtype), k.astype(dtype)
+    if dtype.kind == "i":
+        sign = np.array(1 << (bits - 1), unsigned)
+        q = jax.lax.bitcast_convert_type(q, unsigned) ^ sign
+        k = jax.lax.bitcast_convert_type(k, unsigned) ^ sign
+    forward = k >= q
+    return forward, jnp.where(forward, k - q, q - k)
+
+
+def float_difference(q, k, call: str = "alibi_bias") -> jax.Array:
+    """``k - q`` in float32, rounded once from the exact value (integer, split or floating positions); a
+    mixed-signedness error names ``call``."""
+    if isinstance(q, SplitPositions) or isinstance(k, SplitPositions):
+        # Host float64 positions: whole parts subtract exactly as integers, fractions in float32.
+        qw, qf = _parts(q)
+        kw, kf = _parts(k)
+        forward, magnitude = exact_difference(qw, kw, np.dtype(np.int32))
+        whole = magnitude.astype(jnp.float32)
+        return jnp.where(forward, whole, -whole) + (kf - qf)
+    if jnp.issubdtype(q.dtype, jnp.integer) and jnp.issubdtype(k.dtype, jnp.integer):
+        forward, magnitude = exact_difference(q, k, common_integer_dtype(call, q, k))
+        distance = magnitude.astype(jnp.float32)
+        return jnp.where(forward, distance, -distance)
+    # Floating positions: subtracted in the wider of their dtypes (float64 under x64), then rounded once.
+    dtype = jnp.promote_types(jnp.result_type(q), jnp.result_type(k))
+    dtype = dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
+    return (k.astype(dtype) - q.astype(dtype)).astype(jnp.float32)
+
+
 def check_positions_1d_or_2d(call: str, value: object, name: str) -> jax.Array | SplitPositions:
     positions = checks.positions(call, value, name)
     if positions.ndim not in (1, 2):
@@ -97,10 +162,13 @@ def alibi_bias(
 
     Returns:
       float32 array ``[batch or 1, num_heads, q_len, k_len]`` (batch 1 when both positions are 1-D).
-      Integer distances are formed in int32 (exact while ``|i - j| < 2**31``) before the float32 multiply.
+      The distance ``j - i`` is formed exactly (integer positions of any width, int64 under
+      ``jax_enable_x64`` included, never wrap: ``i = -2**31, j = 2**31 - 1`` is ``2**32 - 1``) and rounded
+      once to float32 before the multiply by the slope.
 
     Raises:
-      TypeError: bad ``num_heads`` type, non-bool ``is_causal``, boolean / complex / 16-bit floating positions.
+      TypeError: bad ``num_heads`` type, non-bool ``is_causal``, boolean / complex / 16-bit floating positions,
+        signed and unsigned integer positions that no dtype holds together.
       ValueError: ``num_heads <= 0``, positions of rank other than 1 or 2, or batch sizes that do not
         broadcast.
 
@@ -128,20 +196,13 @@ def alibi_bias(
 
 @functools.partial(jax.jit, static_argnames=("num_heads", "is_causal"))
 def _bias(q2, k2, *, num_heads: int, is_causal: bool) -> jax.Array:
-    if isinstance(q2, SplitPositions) or isinstance(k2, SplitPositions):
-        # Host float64 positions: whole parts subtract exactly in int32, fractions in float32.
-        qw, qf = _parts(q2)
-        kw, kf = _parts(k2)
-        whole = kw[:, None, :] - qw[:, :, None]
-        offset = whole.astype(jnp.float32) + (kf[:, None, :] - qf[:, :, None])
-    elif jnp.issubdtype(q2.dtype, jnp.integer) and jnp.issubdtype(k2.dtype, jnp.integer):
-        offset = k2.astype(jnp.int32)[:, None, :] - q2.astype(jnp.int32)[:, :, None]  # j - i
-    else:
-        offset = k2.astype(jnp.float32)[:, None, :] - q2.astype(jnp.float32)[:, :, None]
+    rows = jax.tree_util.tree_map(lambda a: a[:, :, None], q2)
+    columns = jax.tree_util.tree_map(lambda a: a[:, None, :], k2)
+    offset = float_difference(rows, columns)  # j - i, float32 rounded once from the exact difference
     # -distance, built so that the diagonal is +0.0 (never -0.0): causal keeps j <= i, zero above.
     negative_distance = jnp.where(offset > 0, jnp.zeros_like(offset) if is_causal else -offset, offset)
     slopes = jnp.asarray(alibi_slopes(num_heads), dtype=jnp.float32)
-    return slopes[None, :, None, None] * negative_distance.astype(jnp.float32)[:, None, :, :]
+    return slopes[None, :, None, None] * negative_distance[:, None, :, :]
 
 
 def _parts(positions) -> tuple[jax.Array, jax.Array]:

@@ -40,10 +40,10 @@ __all__: list[str] = []
 # π to 64 significant digits: enough for 2**64-scaled phases of any float64 frequency with room to spare.
 _PI = Fraction("3.141592653589793238462643383279502884197169399375105820974944592307816406286")
 _TWO_POW_64 = 1 << 64
-_INT32_MIN = -(2**31)
-_INT32_LIMIT = 2**31
+INT32_MIN = -(2**31)
+INT32_LIMIT = 2**31
 # round(p) must be an int32 (round half to even): |floating position| must be below this.
-_FLOAT_LIMIT = 2.0**31 - 0.5
+FLOAT_LIMIT = 2.0**31 - 0.5
 
 # Taylor coefficients of sin and cos on [-π/4, π/4]; the first omitted terms are below 2e-9 and 3e-8 there.
 _S3, _S5, _S7, _S9 = -1.0 / 6, 1.0 / 120, -1.0 / 5040, 1.0 / 362880
@@ -168,15 +168,20 @@ def computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(result)
 
 
+def outside_int32(values: jax.Array) -> jax.Array | None:
+    """A mask of integer ``values`` outside ``[-2**31, 2**31)``, compared in their own dtype (None when the
+    dtype cannot hold such values). Converting them to int32 first would wrap ``2**32 + 3`` to ``3``."""
+    dtype = np.dtype(values.dtype)
+    if dtype.kind == "u" and dtype.itemsize >= 4:
+        return values >= np.array(INT32_LIMIT, dtype)
+    if dtype.itemsize > 4:
+        return (values < INT32_MIN) | (values >= INT32_LIMIT)
+    return None
+
+
 def _integer_turns(positions: jax.Array, frequencies: _Frequencies) -> tuple[jax.Array, jax.Array | None]:
     """Phases of integer positions plus a mask of those outside the int32 range (None when impossible)."""
-    dtype = np.dtype(positions.dtype)
-    out_of_range = None
-    if dtype.kind == "u" and dtype.itemsize >= 4:
-        out_of_range = positions >= np.array(_INT32_LIMIT, dtype)
-    elif dtype.itemsize > 4:
-        out_of_range = (positions < _INT32_MIN) | (positions >= _INT32_LIMIT)
-    return phase_turns(positions.astype(jnp.int32), frequencies), out_of_range
+    return phase_turns(positions.astype(jnp.int32), frequencies), outside_int32(positions)
 
 
 def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: _Frequencies) -> jax.Array:
@@ -191,7 +196,7 @@ def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: _Frequencie
 def _floating_turns(positions: jax.Array, frequencies: _Frequencies) -> tuple[jax.Array, jax.Array]:
     """Phases of floating positions (exact split into integer and fraction) plus a mask of invalid ones."""
     # round(p) must be an int32; a float32 limit rounds to 2**31, which is right for float32 positions.
-    invalid = ~(jnp.abs(positions) < _FLOAT_LIMIT)  # also catches NaN
+    invalid = ~(jnp.abs(positions) < FLOAT_LIMIT)  # also catches NaN
     safe = jnp.where(invalid, jnp.zeros_like(positions), positions)
     whole = jnp.round(safe)
     fraction = (safe - whole).astype(jnp.float32)  # exact: |fraction| <= 1/2

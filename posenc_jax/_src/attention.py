@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks
+from posenc_jax._src.angles import FLOAT_LIMIT, INT32_MIN, outside_int32
 from posenc_jax._src.schemes import PositionalScheme
 
 __all__ = ["KVCache", "attention"]
@@ -66,6 +67,23 @@ def _check_mask(mask: Any, caller: str) -> None:
         )
 
 
+def _check_bias_heads(term: jax.Array | None, heads: int, scheme: object, caller: str) -> None:
+    """A scheme's bias ``[batch or 1, heads, q_len, k_len]`` must have q's number of heads, not 1 (which
+    would broadcast one head's bias to all) nor another count."""
+    if term is None:
+        return
+    shape = tuple(term.shape)
+    if len(shape) != 4 or shape[1] != heads:
+        count = shape[1] if len(shape) == 4 else f"a bias of shape {shape}"
+        raise checks.value_error(
+            caller,
+            "scheme",
+            checks.Shown(f"<{type(scheme).__name__} with {count} heads>"),
+            f"the scheme's attention bias has {count} heads, but q has {heads} heads",
+            f"build the scheme with num_heads={heads}",
+        )
+
+
 def _sum_terms(*terms: jax.Array | None) -> jax.Array | None:
     present = [term for term in terms if term is not None]
     if not present:
@@ -86,6 +104,7 @@ def attention(
     k_positions: jax.Array,
     mask: jax.Array | None = None,
     is_causal: bool = False,
+    local_window_size: int | tuple[int, int] | None = None,
     scale: float | None = None,
     implementation: Literal["xla", "cudnn"] | None = None,
 ) -> jax.Array:
@@ -93,7 +112,9 @@ def attention(
 
     Computes ``softmax(q'·k'ᵀ · scale + B) v`` per head, where ``(q', k') = scheme.rotate(q, k, q_positions,
     k_positions)`` and ``B`` is the sum (float32) of ``scheme.attention_bias(q_positions, k_positions)`` and
-    ``scheme.attention_logits_bias(q', k', q_positions, k_positions)``, each when not ``None``. Absolute
+    ``scheme.attention_logits_bias(q', k', q_positions, k_positions)``, each when not ``None``. A scheme
+    whose term depends on which keys a query sees (``scheme.needs_mask``, e.g. CoPE) also gets ``mask=``:
+    ``mask``, ``is_causal`` and ``local_window_size`` combined. Absolute
     schemes (sinusoidal, learned) act on the token embeddings (``scheme.embed``) and are identities here.
 
     Args:
@@ -109,6 +130,10 @@ def attention(
       is_causal: as in :func:`jax.nn.dot_product_attention`: query ``i`` sees keys ``0 … i`` by index
         (which lets fused kernels skip the masked half); only for ``q_len == k_len``. Decoding against a
         longer prefix uses :meth:`KVCache.attend`, or a ``mask`` built from positions.
+      local_window_size: sliding-window attention, as in :func:`jax.nn.dot_product_attention`: an int ``w``
+        or ``(left, right)``; query ``i`` sees keys ``i - left … i + right`` by index (``w``: ``(w, w)``;
+        with ``is_causal``, ``i - left … i``). ``None``: every key. Gemma-style local layers use
+        ``is_causal=True, local_window_size=(window - 1, 0)``.
       scale: the logits' scale; ``None`` means ``1 / sqrt(head_dim)``.
       implementation: ``None`` or ``"xla"`` (XLA's attention), or ``"cudnn"`` (the fused kernel on NVIDIA
         GPUs; bfloat16/float16 inputs).
@@ -119,9 +144,40 @@ def attention(
     Raises:
       TypeError: non-floating ``q`` / ``k`` / ``v``, a ``scheme`` that does not implement the protocol, a
         mask that is not a rank-4 boolean array, bad position dtypes.
-      ValueError: shapes that do not fit together, ``is_causal`` with ``q_len != k_len``.
+      ValueError: shapes that do not fit together, ``is_causal`` with ``q_len != k_len``, a scheme whose
+        bias has another number of heads than ``q`` (at trace time; a one-head bias is not broadcast).
     """
-    caller = "attention"
+    return _attention(
+        "attention",
+        q,
+        k,
+        v,
+        scheme=scheme,
+        q_positions=q_positions,
+        k_positions=k_positions,
+        mask=mask,
+        is_causal=is_causal,
+        scale=scale,
+        local_window_size=local_window_size,
+        implementation=implementation,
+    )
+
+
+def _attention(
+    caller: str,
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    scheme: PositionalScheme,
+    q_positions: jax.Array,
+    k_positions: jax.Array,
+    mask: jax.Array | None,
+    is_causal: bool,
+    scale: float | None,
+    local_window_size: int | tuple[int, int] | None,
+    implementation: Literal["xla", "cudnn"] | None,
+) -> jax.Array:
     for name, value in (("q", q), ("k", k), ("v", v)):
         _check_array(value, name, caller)
     batch, q_len, heads, head_dim = _shape(q)
@@ -148,14 +204,64 @@ def attention(
             f"is_causal aligns queries and keys by index and needs q_len == k_len, got {q_len} and {k_len}",
             "pass a mask built from the positions instead (or use KVCache.attend)",
         )
+    window = _check_window(local_window_size, caller)
     q, k = scheme.rotate(q, k, q_positions, k_positions)
-    bias = _sum_terms(
-        scheme.attention_bias(q_positions, k_positions),
-        scheme.attention_logits_bias(q, k, q_positions, k_positions),
-    )
+    if getattr(scheme, "needs_mask", False):
+        visible = _visible(mask, is_causal, window, q_len, k_len)
+        masked_hook: Any = scheme.attention_logits_bias  # takes mask= besides the protocol's arguments
+        logits_term = masked_hook(q, k, q_positions, k_positions, mask=visible)
+    else:
+        logits_term = scheme.attention_logits_bias(q, k, q_positions, k_positions)
+    terms = (scheme.attention_bias(q_positions, k_positions), logits_term)
+    for term in terms:
+        _check_bias_heads(term, heads, scheme, caller)
+    bias = _sum_terms(*terms)
     return jax.nn.dot_product_attention(
-        q, k, jnp.asarray(v), bias, mask, scale=scale, is_causal=is_causal, implementation=implementation
+        q,
+        k,
+        jnp.asarray(v),
+        bias,
+        mask,
+        scale=scale,
+        is_causal=is_causal,
+        local_window_size=window,
+        implementation=implementation,
     )
+
+
+def _check_window(local_window_size: object, caller: str) -> tuple[int, int] | None:
+    """``None``, or ``(left, right)`` non-negative ints (an int ``w`` means ``(w, w)``)."""
+    if local_window_size is None:
+        return None
+    allowed = "local_window_size must be None, a non-negative int w, or a pair (left, right) of them"
+    sizes = local_window_size if isinstance(local_window_size, tuple | list) else (local_window_size,) * 2
+    if len(sizes) != 2:
+        raise checks.value_error(caller, "local_window_size", local_window_size, allowed)
+    left, right = (checks.integer(caller, "local_window_size", size, 0) for size in sizes)
+    return left, right
+
+
+def _window_mask(window: tuple[int, int], query_index: jax.Array, key_index: jax.Array) -> jax.Array:
+    """Key ``j`` is in query ``i``'s window when ``i - left <= j <= i + right`` (indices)."""
+    left, right = window
+    return (key_index >= query_index - left) & (key_index <= query_index + right)
+
+
+def _visible(mask, is_causal: bool, window, q_len: int, k_len: int) -> jax.Array | None:
+    """The keys each query sees, ``[batch or 1, heads or 1, q_len, k_len]``, or None for all."""
+    parts = [] if mask is None else [jnp.asarray(mask)]
+    query_index = jnp.arange(q_len)[:, None]
+    key_index = jnp.arange(k_len)[None, :]
+    if is_causal:
+        parts.append((key_index <= query_index)[None, None])
+    if window is not None:
+        parts.append(_window_mask(window, query_index, key_index)[None, None])
+    if not parts:
+        return None
+    visible = parts[0]
+    for part in parts[1:]:
+        visible = visible & part
+    return visible
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,7 +351,12 @@ class KVCache:
 
         Returns:
           The updated cache. Entries beyond ``capacity`` are not stored; the row's ``length`` still counts
-          them, so :meth:`attend` returns NaN for that row instead of a silently truncated context.
+          them, so :meth:`attend` returns NaN for that row instead of a silently truncated context. Positions
+          must lie in the int32 range: host values and concrete arrays outside it raise; traced int64 (or
+          float64) positions outside it (``jax_enable_x64``) mark their row overflowed (``length`` above
+          ``capacity``), so :meth:`attend` returns NaN for it, never attention at a wrapped position. With
+          x64 off, JAX converts an int64 argument of ``jax.jit`` to int32 before this method sees it, which
+          it cannot detect: pass int32 positions.
 
         Raises:
           TypeError: non-floating ``k`` / ``v``; floating positions for an int32 cache, or bad position dtypes.
@@ -289,16 +400,26 @@ class KVCache:
                     "pass float32 positions, or integers to an int32 cache",
                 )
             checked = jnp.asarray(host.astype(np.float32))
-        positions = checked
+        positions = jnp.broadcast_to(checked, (batch, new))
         slots = self.length[:, None] + jnp.arange(new, dtype=jnp.int32)  # [batch, new]
         rows = jnp.arange(batch)[:, None]
+        length = self.length + new
+        # Traced 64-bit (x64) or unsigned positions outside the int32 range cannot be stored (int32 would
+        # wrap 2**32 + 7 to 7) nor raise: their rows are marked overflowed, so attend() returns NaN for them.
+        outside = outside_int32(positions) if jnp.issubdtype(positions.dtype, jnp.integer) else None
+        if outside is None and np.dtype(positions.dtype).itemsize > 4:  # float64 under x64
+            outside = ~(jnp.abs(positions) < FLOAT_LIMIT)
+        if outside is not None:
+            length = jnp.where(jnp.any(outside, axis=1), jnp.maximum(length, capacity + 1), length)
+            # stored saturated, never wrapped (the row is unusable either way)
+            low = 0 if np.dtype(positions.dtype).kind == "u" else INT32_MIN
+            high = 2**31 - 1
+            positions = jnp.clip(positions, np.array(low, positions.dtype), np.array(high, positions.dtype))
         return KVCache(
             keys=self.keys.at[rows, slots].set(k.astype(self.keys.dtype), mode="drop"),
             values=self.values.at[rows, slots].set(v.astype(self.values.dtype), mode="drop"),
-            positions=self.positions.at[rows, slots].set(
-                jnp.broadcast_to(positions, (batch, new)).astype(self.positions.dtype), mode="drop"
-            ),
-            length=self.length + new,
+            positions=self.positions.at[rows, slots].set(positions.astype(self.positions.dtype), mode="drop"),
+            length=length,
         )
 
     def attend(
@@ -309,6 +430,7 @@ class KVCache:
         q_positions: jax.Array | None = None,
         is_causal: bool = True,
         mask: jax.Array | None = None,
+        local_window_size: int | tuple[int, int] | None = None,
         scale: float | None = None,
         implementation: Literal["xla", "cudnn"] | None = None,
     ) -> jax.Array:
@@ -325,6 +447,8 @@ class KVCache:
             the queries' own entries.
           is_causal: each query sees only the entries appended up to its own (default), else every entry.
           mask: optional boolean ``[batch or 1, heads or 1, q_len, capacity]`` further restricting the keys.
+          local_window_size: sliding window, as in :func:`attention` but by order of insertion: the query
+            of slot ``s`` sees slots ``s - left … s + right`` (``(window - 1, 0)`` for a causal local layer).
           scale: the logits' scale; ``None`` means ``1 / sqrt(head_dim)``.
           implementation: as in :func:`attention`.
 
@@ -342,6 +466,7 @@ class KVCache:
             raise checks.value_error(caller, "q", q, f"q_len={q_len} exceeds the capacity {self.capacity}")
         checks.boolean(caller, "is_causal", is_causal)
         _check_mask(mask, caller)
+        window = _check_window(local_window_size, caller)
         own_slots = self.length[:, None] - q_len + jnp.arange(q_len, dtype=jnp.int32)  # [batch, q_len]
         if q_positions is None:
             q_positions = jnp.take_along_axis(self.positions, jnp.clip(own_slots, 0, self.capacity - 1), axis=1)
@@ -349,10 +474,13 @@ class KVCache:
         allowed = slots[None, None, :] < self.length[:, None, None]  # [batch, 1, capacity]
         if is_causal:
             allowed = allowed & (slots[None, None, :] <= own_slots[:, :, None])  # [batch, q_len, capacity]
+        if window is not None:
+            allowed = allowed & _window_mask(window, own_slots[:, :, None], slots[None, None, :])
         allowed = allowed[:, None]
         if mask is not None:
             allowed = allowed & mask
-        out = attention(
+        out = _attention(
+            caller,
             q,
             self.keys,
             self.values,
@@ -360,7 +488,9 @@ class KVCache:
             q_positions=q_positions,
             k_positions=self.positions,
             mask=allowed,
+            is_causal=False,
             scale=scale,
+            local_window_size=None,  # applied above, by order of insertion
             implementation=implementation,
         )
         # A traced length cannot raise: rows that overflowed, or that hold fewer entries than queries (attend

@@ -43,10 +43,10 @@ from posenc_jax._src.angles import SplitPositions
 
 __all__: list[str] = []
 
-_INT32_MIN = -(2**31)
-_INT32_LIMIT = 2**31
+INT32_MIN = -(2**31)
+INT32_LIMIT = 2**31
 # Floating positions are split as round(p) + fraction; round(p) must be an int32 (round half to even).
-_FLOAT_LIMIT = 2.0**31 - 0.5
+FLOAT_LIMIT = 2.0**31 - 0.5
 
 
 class Shown(str):
@@ -195,16 +195,27 @@ def _array_dtype(value: object) -> np.dtype | None:
     return None if dtype is None else np.dtype(dtype)
 
 
+def _concrete_wide(value: object, dtype: np.dtype) -> bool:
+    """A concrete jax array whose values may lie outside what the angle kernel encodes (64-bit under
+    ``jax_enable_x64``, or unsigned 32-bit): those are read back and checked on the host."""
+    if isinstance(value, jax.core.Tracer) or not isinstance(value, jax.Array):
+        return False
+    if not (dtype.itemsize == 8 or (dtype.kind == "u" and dtype.itemsize == 4)):
+        return False
+    return bool(getattr(value, "is_fully_addressable", True))
+
+
 def positions(
     call: str, value: object, argument: str = "positions", *, integer_only: bool = False, split: bool = True
 ) -> Any:
     """Validates positions and returns them ready for the angle kernel.
 
-    Host values (Python numbers, lists, numpy arrays) are checked *before* conversion, in their own
-    precision: integers must lie in the int32 range; floating positions must be finite with
-    ``|pos| < 2**31 - 1/2`` (so that ``round(pos)`` is an int32). Host float64 positions with
-    ``jax_enable_x64`` off are split exactly into an int32 whole part and a small float32 fraction, so that
-    ``123456789.0`` encodes as ``123456789`` does (plain conversion would round it to float32).
+    Host values (Python numbers, lists, numpy arrays) and concrete 64-bit or unsigned jax arrays are
+    checked *before* conversion, in their own precision: integers must lie in the int32 range; floating
+    positions must be finite with ``|pos| < 2**31 - 1/2`` (so that ``round(pos)`` is an int32). Host float64
+    positions with ``jax_enable_x64`` off are split exactly into an int32 whole part and a small float32
+    fraction, so that ``123456789.0`` encodes as ``123456789`` does (plain conversion would round it to
+    float32).
 
     Args:
       call: the public function's name.
@@ -232,6 +243,8 @@ def positions(
     if dtype is None:
         host = np.asarray(value)
         dtype = host.dtype
+    elif _concrete_wide(value, dtype):
+        host = np.asarray(value)  # checked like host values: raises at once instead of NaN rows
     floating = dtype.kind == "f" or jnp.issubdtype(dtype, jnp.floating)
     if dtype == np.bool_ or not (floating or dtype.kind in "iu"):
         allowed = f"{argument} must be an integer or float32/float64 array (bool and complex are not positions)"
@@ -250,16 +263,16 @@ def positions(
     if host is None:
         return value
     if dtype.kind in "iu":
-        if host.size and (host.min() < _INT32_MIN or host.max() >= _INT32_LIMIT):
-            bad = host.max() if host.max() >= _INT32_LIMIT else host.min()
+        if host.size and (host.min() < INT32_MIN or host.max() >= INT32_LIMIT):
+            bad = host.max() if host.max() >= INT32_LIMIT else host.min()
             raise value_error(
                 call,
                 argument,
                 Shown(f"<{_array_text(host)} containing {int(bad)}>"),
-                f"integer {argument} must lie in [-2**31, 2**31) = [{_INT32_MIN}, {_INT32_LIMIT - 1}]",
+                f"integer {argument} must lie in [-2**31, 2**31) = [{INT32_MIN}, {INT32_LIMIT - 1}]",
             )
         return jnp.asarray(host.astype(np.int32))
-    ok = np.isfinite(host) & (np.abs(host) < _FLOAT_LIMIT)
+    ok = np.isfinite(host) & (np.abs(host) < FLOAT_LIMIT)
     if not np.all(ok):
         bad = host[~ok].flat[0]
         raise value_error(
@@ -289,13 +302,13 @@ def positions_shape(
     With ``coordinates``, ``value`` has one more trailing axis (N-D coordinates) that is not checked here.
     ``of`` names the array whose leading axes ``leading`` are.
     """
-    shape = tuple(np.shape(value))
+    shape = tuple(value.shape) if hasattr(value, "shape") else tuple(np.shape(value))
     shape = shape[:-1] if coordinates else shape
     length = leading[-1]
     ok = len(shape) >= 1 and shape[-1] == length
     if ok:
         try:
-            ok = np.broadcast_shapes(tuple(shape), leading) == leading
+            ok = jnp.broadcast_shapes(tuple(shape), leading) == leading  # symbolic sizes too (export)
         except ValueError:
             ok = False
     if not ok:

@@ -7,7 +7,8 @@ the last position). :func:`learned_lookup` never maps a bad position to a valid 
 * Concrete positions (host arrays, or jax arrays that are not traced) are checked on the host in their own
   precision under every policy but ``"clip"`` / ``"wrap"``, and raise ``ValueError`` at once.
 * ``"nan"`` (default): traced positions outside ``[0, max_length)`` (inside ``jax.jit`` / ``nnx.jit``,
-  ``vmap``, ``grad``) give rows of NaN. A NaN row poisons everything computed from it, so the loss of the
+  ``vmap``, ``grad``) give rows of NaN; int64 positions (``jax_enable_x64``) are compared in int64, so
+  ``2**32 + 3`` is a NaN row, never row 3. A NaN row poisons everything computed from it, so the loss of the
   step turns NaN: loud, yet the compiled program is a plain gather, with no host round trip, so it can be
   stored in the persistent compilation cache and serialized by ``jax.export``.
 * ``"error"``: traced positions are also checked at run time by a host callback that raises when a bad
@@ -53,8 +54,8 @@ def _check_at_run_time(positions: jax.Array, max_length: int, caller: str) -> No
     if positions.size == 0:  # nothing to check (and min / max of nothing is undefined)
         return
     bad = jnp.any((positions < 0) | (positions >= max_length))
-    low = jnp.min(positions).astype(jnp.int32)
-    high = jnp.max(positions).astype(jnp.int32)
+    low = jnp.min(positions)  # in the positions' own dtype: an int64 2**32 + 3 is reported as such
+    high = jnp.max(positions)
     message = functools.partial(_out_of_range_message, caller, max_length)
     checks.error_if(bad, lambda low, high: message(int(low), int(high)), low, high)
 
@@ -125,10 +126,11 @@ def lookup(
     out_sharding = _gather_sharding(table, positions)
     sharding: dict[str, Any] = {} if out_sharding is None else {"out_sharding": out_sharding}
     if out_of_range in ("clip", "wrap"):
+        # Clipped or reduced in the positions' own dtype (int64 under x64), then small enough for any index.
         rows = (
             jnp.clip(positions, 0, max_length - 1) if out_of_range == "clip" else jnp.mod(positions, max_length)
         )
-        return table.at[rows].get(mode="promise_in_bounds", **sharding)
+        return table.at[rows.astype(jnp.int32)].get(mode="promise_in_bounds", **sharding)
     if not isinstance(positions, jax.core.Tracer):
         if positions.size:
             host = np.asarray(positions)  # concrete (also when closed over inside a jit trace)
@@ -137,6 +139,11 @@ def lookup(
                 raise ValueError(_out_of_range_message(caller, max_length, low, high))
     elif out_of_range == "error":
         _check_at_run_time(positions, max_length, caller)
+    if np.dtype(positions.dtype).itemsize > 4 or np.dtype(positions.dtype).kind == "u":
+        # JAX narrows gather indices to int32, which would wrap 2**32 + 3 to row 3: positions outside the
+        # table are replaced, in their own dtype, by -1 (a NaN row under mode="fill") before that happens.
+        inside = (positions >= 0) & (positions < max_length)
+        positions = jnp.where(inside, jnp.where(inside, positions, 0).astype(jnp.int32), -1)
     return table.at[positions].get(mode="fill", fill_value=jnp.nan, wrap_negative_indices=False, **sharding)
 
 

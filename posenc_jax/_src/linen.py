@@ -24,11 +24,26 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from posenc_jax._src import schemes
-from posenc_jax._src.delegation import Delegating, ParameterDelegating
+from posenc_jax._src import schemes, xpos
+from posenc_jax._src.cope import CoPEParameters
+from posenc_jax._src.delegation import Delegating, ParameterDelegating, ValueDelegating
+from posenc_jax._src.fire import FIRE_PARAMETERS, FIREParameters
 from posenc_jax._src.frequencies import Frequencies
+from posenc_jax._src.kerple import KerpleParameters
 
-__all__ = ["ALiBi", "Learned", "NoPosition", "Rotary", "Sinusoidal", "T5Bias", "TransformerXLRelative"]
+__all__ = [
+    "ALiBi",
+    "CoPE",
+    "FIRE",
+    "Kerple",
+    "Learned",
+    "NoPosition",
+    "Rotary",
+    "Sinusoidal",
+    "T5Bias",
+    "TransformerXLRelative",
+    "XPos",
+]
 
 
 class _Scheme(Delegating, nn.Module):
@@ -131,6 +146,7 @@ class Rotary(_Scheme):
     rotary_dim: int | None = None
     frequencies: Frequencies | None = None
     scaling: Any = None
+    proportion: float = 1.0
 
 
 class ALiBi(_Scheme):
@@ -225,3 +241,116 @@ class TransformerXLRelative(ParameterDelegating, _Scheme):
             "content_bias": jnp.asarray(self.content_bias),
             "position_bias": jnp.asarray(self.position_bias),
         }
+
+
+# ------------------------------------------------------------- the length-generalization literature
+
+
+class Kerple(ValueDelegating, _Scheme):
+    """KERPLE (Chi et al. 2022): ``-r1·log(1 + r2·|i - j|)`` or ``-r1·|i - j|^r2`` per head, learned.
+
+    Parameters ``r1_raw`` and ``r2_raw`` as :class:`posenc_jax.nnx.Kerple` (positive by construction).
+
+    Attributes:
+      the arguments of :class:`posenc_jax.nnx.Kerple` but ``rngs``: ``num_heads``, ``kernel`` (no default),
+      ``param_dtype``.
+
+    >>> module = Kerple(4, kernel="power")
+    >>> variables = module.init(jax.random.key(0), jnp.arange(3), jnp.arange(3))
+    >>> module.apply(variables, jnp.arange(3), jnp.arange(3)).shape
+    (1, 4, 3, 3)
+    """
+
+    scheme_type = KerpleParameters
+    num_heads: int
+    kernel: str
+    param_dtype: Any = jnp.float32
+
+    def setup(self):
+        self.r1_raw = self.param("r1_raw", self.scheme.init_r1)
+        self.r2_raw = self.param("r2_raw", self.scheme.init_r2)
+
+    def _params(self) -> tuple[jax.Array, ...]:
+        return jnp.asarray(self.r1_raw), jnp.asarray(self.r2_raw)
+
+
+class FIRE(ValueDelegating, _Scheme):
+    """FIRE (Li et al. 2024): ``f_θ(ψ(i - j) / ψ(max(L, i)))``, ``ψ(x) = log(c·x + 1)``, learned.
+
+    Parameters as :class:`posenc_jax.nnx.FIRE`.
+
+    Attributes:
+      the arguments of :class:`posenc_jax.nnx.FIRE` but ``rngs``: ``num_heads``, ``width``, ``c``,
+      ``threshold``, ``eps``, ``param_dtype``; same defaults.
+
+    >>> module = FIRE(4)
+    >>> variables = module.init(jax.random.key(0), jnp.arange(3), jnp.arange(3))
+    >>> module.apply(variables, jnp.arange(3), jnp.arange(3)).shape
+    (1, 4, 3, 3)
+    """
+
+    scheme_type = FIREParameters
+    num_heads: int
+    width: int = 32
+    c: float = 0.1
+    threshold: float = 512.0
+    eps: float = 1e-6
+    param_dtype: Any = jnp.float32
+
+    def setup(self):
+        self.parameters = tuple(
+            self.param(name, getattr(self.scheme, f"init_{name}")) for name in FIRE_PARAMETERS
+        )
+
+    def _params(self) -> tuple[jax.Array, ...]:
+        return tuple(jnp.asarray(p) for p in self.parameters)
+
+
+class CoPE(ValueDelegating, _Scheme):
+    """CoPE (Golovneva et al. 2024): the term ``q_i·e[p_ij]`` at contextual positions ``p_ij``, learned ``e``.
+
+    Parameter ``embedding`` ``[npos, head_dim]`` as :class:`posenc_jax.nnx.CoPE`.
+
+    Attributes:
+      the arguments of :class:`posenc_jax.nnx.CoPE` but ``rngs``: ``npos``, ``head_dim``, ``scale``,
+      ``embedding_init``, ``param_dtype``; same defaults.
+
+    >>> q = k = jnp.ones((1, 3, 2, 4))
+    >>> module = CoPE(8, 4)
+    >>> variables = module.init(jax.random.key(0), q, k)
+    >>> module.apply(variables, q, k).shape
+    (1, 2, 3, 3)
+    """
+
+    scheme_type = CoPEParameters
+    npos: int
+    head_dim: int
+    scale: float | None = None
+    embedding_init: Any = nn.initializers.zeros
+    param_dtype: Any = jnp.float32
+
+    def setup(self):
+        shape = self.scheme.embedding_shape
+        self.embedding = self.param("embedding", self.embedding_init, shape, self.param_dtype)
+
+    def _params(self) -> tuple[jax.Array, ...]:
+        return (jnp.asarray(self.embedding),)
+
+
+class XPos(_Scheme):
+    """xPos (Sun et al. 2022): rotary embeddings whose pairs decay with distance (no parameters).
+
+    Attributes:
+      the fields of :class:`posenc_jax.schemes.XPos`: same names, same defaults, same checks.
+
+    >>> q = k = jnp.ones((1, 3, 2, 8))
+    >>> [a.shape for a in XPos(8, layout="split").apply({}, q, k)]
+    [(1, 3, 2, 8), (1, 3, 2, 8)]
+    """
+
+    scheme_type = xpos.XPos
+    head_dim: int
+    layout: str | None = None
+    base: float = 10_000.0
+    scale_base: float = 512.0
+    gamma: float = 0.4

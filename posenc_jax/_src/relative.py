@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks
-from posenc_jax._src.alibi import batched, check_positions_1d_or_2d
+from posenc_jax._src.alibi import batched, check_positions_1d_or_2d, common_integer_dtype, exact_difference
 from posenc_jax._src.angles import SplitPositions, sincos
 from posenc_jax._src.frequencies import resolve_frequencies
 
@@ -110,16 +110,18 @@ def _buckets_of_distances(distance: jax.Array, num_buckets: int, max_distance: i
     return _magnitude_buckets(jnp.maximum(-distance, 0), num_buckets, max_distance)
 
 
-def _saturating_distance(q: jax.Array, k: jax.Array) -> jax.Array:
-    """``k - q`` in int32, saturated to ``±(2**31 - 1)`` instead of wrapping (buckets saturate far earlier)."""
-    q = q.astype(jnp.int32)
-    k = k.astype(jnp.int32)
-    difference = k - q
-    overflow = ((k ^ q) & (k ^ difference)) < 0
-    return jnp.where(overflow, jnp.where(k < 0, -_INT32_MAX, _INT32_MAX), jnp.maximum(difference, -_INT32_MAX))
+def _saturating_distance(q: jax.Array, k: jax.Array, call: str) -> jax.Array:
+    """``k - q`` as int32, saturated to ``±(2**31 - 1)`` instead of wrapping (buckets saturate far earlier).
+
+    The difference is formed exactly in the positions' own width (int64 under ``jax_enable_x64``) before it
+    is narrowed: casting the positions to int32 first would turn ``2**32 + 1`` into a distance of 1.
+    """
+    forward, magnitude = exact_difference(q, k, common_integer_dtype(call, q, k))
+    magnitude = jnp.minimum(magnitude, np.array(_INT32_MAX, magnitude.dtype)).astype(jnp.int32)
+    return jnp.where(forward, magnitude, -magnitude)
 
 
-def _pair(
+def batched_pair(
     q_positions: object, k_positions: object, call: str, *, integer_only: bool
 ) -> tuple[jax.Array | SplitPositions, jax.Array | SplitPositions]:
     """Validated positions as ``[batch or 1, length]`` whose batch sizes broadcast."""
@@ -170,8 +172,10 @@ def t5_buckets(
       max_distance: distances from here on share the last bucket (above ``B/2``).
 
     Returns:
-      int32 ``[batch or 1, q_len, k_len]`` in ``[0, num_buckets)``. Differences of traced positions beyond
-      the int32 range saturate (they fall in the last bucket, as they should); they never wrap.
+      int32 ``[batch or 1, q_len, k_len]`` in ``[0, num_buckets)``. The difference ``k_pos - q_pos`` is
+      formed exactly in the positions' own width (int64 under ``jax_enable_x64``) and saturates at
+      ``±(2**31 - 1)``, in the last bucket of its direction, as it should; it never wraps (``q = 0``,
+      ``k = 2**32 + 1`` is a far key, not a distance of 1).
 
     Raises:
       TypeError: non-integer positions, non-int ``num_buckets`` / ``max_distance``, non-bool
@@ -185,15 +189,20 @@ def t5_buckets(
     """
     caller = "t5_buckets"
     check_t5_config(num_buckets, max_distance, is_causal, caller)
-    q2, k2 = _pair(q_positions, k_positions, caller, integer_only=True)
+    q2, k2 = batched_pair(q_positions, k_positions, caller, integer_only=True)
     return _t5_buckets(
-        q2, k2, num_buckets=int(num_buckets), max_distance=int(max_distance), is_causal=bool(is_causal)
+        q2,
+        k2,
+        num_buckets=int(num_buckets),
+        max_distance=int(max_distance),
+        is_causal=bool(is_causal),
+        call=caller,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("num_buckets", "max_distance", "is_causal"))
-def _t5_buckets(q2, k2, *, num_buckets: int, max_distance: int, is_causal: bool) -> jax.Array:
-    distance = _saturating_distance(q2[:, :, None], k2[:, None, :])
+@functools.partial(jax.jit, static_argnames=("num_buckets", "max_distance", "is_causal", "call"))
+def _t5_buckets(q2, k2, *, num_buckets: int, max_distance: int, is_causal: bool, call: str) -> jax.Array:
+    distance = _saturating_distance(q2[:, :, None], k2[:, None, :], call)
     return _buckets_of_distances(distance, num_buckets, max_distance, is_causal)
 
 
@@ -231,13 +240,20 @@ def t5_bias(
     caller = "t5_bias"
     shape = _check_array(table, "table", 2, "[num_buckets, num_heads]", caller)
     check_t5_config(shape[0], max_distance, is_causal, caller)
-    q2, k2 = _pair(q_positions, k_positions, caller, integer_only=True)
+    q2, k2 = batched_pair(q_positions, k_positions, caller, integer_only=True)
     return _t5_bias(table, q2, k2, max_distance=int(max_distance), is_causal=bool(is_causal))
 
 
 @functools.partial(jax.jit, static_argnames=("max_distance", "is_causal"))
 def _t5_bias(table, q2, k2, *, max_distance: int, is_causal: bool) -> jax.Array:
-    buckets = _t5_buckets(q2, k2, num_buckets=table.shape[0], max_distance=max_distance, is_causal=is_causal)
+    buckets = _t5_buckets(
+        q2,
+        k2,
+        num_buckets=table.shape[0],
+        max_distance=max_distance,
+        is_causal=is_causal,
+        call="t5_bias",
+    )
     # [heads, batch, q, k]: one gather per head row, then the heads axis moves next to batch.
     return jnp.moveaxis(jnp.take(table.T, buckets, axis=1), 0, 1)
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks
-from posenc_jax._src.angles import SplitPositions, computed_once, sincos
+from posenc_jax._src.angles import SplitPositions, computed_once, outside_int32, sincos
 from posenc_jax._src.frequencies import Frequencies, resolve_frequencies
 from posenc_jax._src.grids import check_sections
 from posenc_jax._src.layouts import (
@@ -81,6 +81,8 @@ def apply_rotary(
     scaling: Scaling | None = None,
     length: int | jax.Array | None = None,
     sections: int | tuple[int, ...] | None = None,
+    section_layout: SectionLayout = "contiguous",
+    proportion: float = 1.0,
 ) -> jax.Array:
     """Rotates the feature pairs of ``x`` by the angles ``positions * w_i``.
 
@@ -89,7 +91,20 @@ def apply_rotary(
 
     With ``sections`` (N-D rotary, see :func:`posenc_jax.grid_positions`), ``positions`` carries one
     coordinate per axis in a trailing axis, and pair ``i`` turns by ``p_a * w_i`` with ``a`` the axis that
-    owns pair ``i``.
+    owns pair ``i``:
+    with ``section_layout="contiguous"`` (Qwen2-VL's M-RoPE) axis ``a`` owns a block of ``sections[a]``
+    consecutive pairs; with ``"interleaved"`` (Qwen3-VL's) the axes take turns, ``t, h, w, t, h, w, …``:
+    pair ``i`` belongs to axis ``a >= 1`` when ``i % n_axes == a`` and ``i < n_axes * sections[a]``, and
+    to axis 0 otherwise, so every axis has fast and slow frequencies.
+
+    Two ways to rotate part of a head, both from Gemma's and GPT-NeoX's codebases:
+
+    * ``rotary_dim`` (GPT-NeoX's ``rotary_pct``): rotate the first ``rotary_dim`` *features* with the
+      frequencies of a ``rotary_dim``-wide head, ``w_i = base ** (-2i / rotary_dim)``; the rest pass through.
+    * ``proportion`` (p-RoPE, Barbero et al. 2025; Gemma's ``rope_proportion``): keep the frequencies of the
+      full width, ``w_i = base ** (-2i / rotary_dim)``, and rotate only the fastest ``floor(proportion *
+      rotary_dim / 2)`` pairs, leaving the slower pairs (in the layout's pairing) unrotated. The two
+      combine: ``proportion`` applies within the ``rotary_dim`` features.
 
     With a long-context ``scaling`` (see :mod:`posenc_jax.rope`) the frequencies are
     :func:`posenc_jax.rope_frequencies`, and the rotated features are multiplied by
@@ -115,9 +130,16 @@ def apply_rotary(
         int gives exact float64 frequencies (one compilation per value); a jax integer scalar, or None
         (``max(positions) + 1``, computed in the graph), gives frequencies computed in the graph, one
         compilation for every length (see :mod:`posenc_jax.rope` for their accuracy). Ignored by the
-        other scalings.
+        other scalings. It must lie in ``[1, 2**31]``: a Python int or a concrete array outside raises
+        (``jnp.int32(0)`` as ``0`` does); a traced one outside (``0``, ``-5``, an int64 ``2**32 + 5``)
+        gives NaN in every rotated feature, never the frequencies of a wrapped or clamped length. A traced
+        length below ``max(positions) + 1`` is accepted: it selects the frequencies of that length, and
+        every position, the later ones included, is rotated with them (as when a decoder keeps the
+        frequencies of its prompt length); it is not checked against the positions.
       sections: None for 1-D positions; for N-D positions the number of axes (pairs split equally) or the
         pair count of each axis (summing to ``rotary_dim // 2``).
+      section_layout: ``"contiguous"`` (default) or ``"interleaved"`` assignment of the pairs to the axes.
+      proportion: the fraction of the pairs (fastest first) that rotate, in ``[0, 1]``; 1 rotates all.
 
     Returns:
       Array of the shape and dtype of ``x``. The angles are computed in float32 at the shape of
@@ -175,6 +197,8 @@ def apply_rotary(
             w = checked_rope_frequencies(
                 call, rotary_dim, base=base, scaling=scaling, rotary_dim=None, length=length
             )
+    checks.one_of(call, "section_layout", section_layout, SECTION_LAYOUTS)
+    rotated_pairs = rotated_pair_count(call, proportion, rotary_dim // 2)
     checked = checks.positions(call, positions)
     if sections is None:
         checks.positions_shape(call, checked, x_shape[:-2])
@@ -189,6 +213,8 @@ def apply_rotary(
                 f"(sections={sections})",
             )
         checks.positions_shape(call, checked, x_shape[:-2], coordinates=True)
+        if section_layout == "interleaved":
+            _check_interleaved_sections(call, sections)
     return _rotate(
         x,
         checked,
@@ -199,12 +225,61 @@ def apply_rotary(
         layout=layout,
         rotary_dim=rotary_dim,
         sections=sections,
+        section_layout=section_layout,
+        rotated_pairs=rotated_pairs,
         factor=rope_attention_factor(scaling),
     )
 
 
+_LENGTH_LIMIT = 2**31  # a length covers positions 0 … 2**31 - 1 at most
+
+
+SectionLayout = Literal["contiguous", "interleaved"]
+SECTION_LAYOUTS = ("contiguous", "interleaved")
+
+
+def rotated_pair_count(call: str, proportion: object, pairs: int) -> int:
+    """``floor(proportion * pairs)``, as Gemma's ``int(rope_proportion * head_dim // 2)``."""
+    allowed = "proportion must be a real number in [0, 1] (the fraction of the pairs that rotate)"
+    if isinstance(proportion, bool) or not isinstance(proportion, numbers.Real):
+        raise checks.type_error(call, "proportion", proportion, allowed)
+    if not 0.0 <= float(proportion) <= 1.0:
+        raise checks.value_error(call, "proportion", proportion, allowed)
+    return int(float(proportion) * (2 * pairs) // 2)
+
+
+def _check_interleaved_sections(call: str, sections: tuple[int, ...]) -> None:
+    """Axis ``a >= 1`` takes pairs ``a, a + n, …``: its last, ``a + n (sections[a] - 1)``, must exist."""
+    n, pairs = len(sections), sum(sections)
+    for a, count in enumerate(sections[1:], start=1):
+        if a + n * (count - 1) >= pairs:
+            raise checks.value_error(
+                call,
+                "sections",
+                sections,
+                f"interleaved sections give axis {a} the pairs {a}, {a + n}, … (every {n}th), and {count} of "
+                f"them do not fit in {pairs} pairs",
+                "give axis 0 the largest count, as Qwen3-VL's (24, 20, 20)",
+            )
+
+
+def section_owners(sections: tuple[int, ...], section_layout: str) -> np.ndarray:
+    """The axis that owns each pair, ``[sum(sections)]`` int (see :func:`apply_rotary`)."""
+    n = len(sections)
+    if section_layout == "contiguous":
+        return np.repeat(np.arange(n), sections)
+    owners = np.zeros(sum(sections), dtype=np.int64)
+    for a, count in enumerate(sections[1:], start=1):
+        owners[a : n * count : n] = a
+    return owners
+
+
 def _traced_length(length: object, call: str) -> jax.Array | None:
-    """None (derive it from the positions in the graph) or a checked integer scalar array."""
+    """None (derive it from the positions in the graph) or a checked integer scalar array.
+
+    A concrete array is checked on the host as a Python int would be (``jnp.int32(0)`` raises as ``0``
+    does); a traced one cannot raise, and :func:`_length_and_validity` turns an invalid one into NaN.
+    """
     if length is None:
         return None
     dtype = getattr(length, "dtype", None)
@@ -213,7 +288,28 @@ def _traced_length(length: object, call: str) -> jax.Array | None:
         raise checks.type_error(
             call, "length", length, "length must be a Python int, an integer scalar array, or None"
         )
+    if not isinstance(length, jax.core.Tracer):
+        value = int(np.asarray(length))
+        if not 1 <= value <= _LENGTH_LIMIT:
+            raise checks.value_error(
+                call,
+                "length",
+                checks.Shown(f"<{np.dtype(dtype)}[] containing {value}>"),
+                "length must be a positive integer <= 2**31 (the length of int32 positions)",
+            )
     return jnp.asarray(length)
+
+
+def _length_and_validity(length: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``length - 1`` as int32 and whether ``1 <= length <= 2**31``, compared in the length's own dtype
+    (an int64 ``2**32 + 5`` is invalid, not 5)."""
+    dtype = np.dtype(length.dtype)
+    valid = length >= 1
+    if dtype.itemsize > 4 or dtype.kind == "u":
+        valid = valid & (length <= np.array(_LENGTH_LIMIT, dtype))
+        length = jnp.minimum(length, np.array(_LENGTH_LIMIT, dtype))
+    last = jnp.where(valid, length - 1, 0).astype(jnp.int32)
+    return last, valid
 
 
 def _index_last(positions, index: int):
@@ -221,16 +317,34 @@ def _index_last(positions, index: int):
     return jax.tree_util.tree_map(lambda a: a[..., index], positions)
 
 
-def floor_max(positions) -> jax.Array:
-    """``floor(max(positions))`` as int32, also for exactly split host positions."""
+def floor_max(positions) -> tuple[jax.Array, jax.Array]:
+    """``floor(max(positions))`` as int32, also for exactly split host positions, and whether it lies in the
+    int32 range (compared before the conversion: an int64 ``2**32 + 5`` is out of range, not 5)."""
     if isinstance(positions, SplitPositions):
-        return jnp.max(positions.whole - (positions.fraction < 0).astype(jnp.int32))
-    return jnp.floor(jnp.max(positions)).astype(jnp.int32)
+        return jnp.max(positions.whole - (positions.fraction < 0).astype(jnp.int32)), jnp.bool_(True)
+    top = jnp.max(positions)
+    if jnp.issubdtype(top.dtype, jnp.integer):
+        outside = outside_int32(top)
+        valid = jnp.bool_(True) if outside is None else ~outside
+    else:
+        top = jnp.floor(top)
+        valid = (top >= -(2.0**31)) & (top < 2.0**31)  # False for NaN
+    return jnp.where(valid, top, 0).astype(jnp.int32), valid
 
 
 @functools.partial(
     jax.jit,
-    static_argnames=("frequencies", "scaling", "base", "layout", "rotary_dim", "sections", "factor"),
+    static_argnames=(
+        "frequencies",
+        "scaling",
+        "base",
+        "layout",
+        "rotary_dim",
+        "sections",
+        "section_layout",
+        "rotated_pairs",
+        "factor",
+    ),
 )
 def _rotate(
     x,
@@ -243,29 +357,42 @@ def _rotate(
     layout: Layout,
     rotary_dim: int,
     sections: tuple[int, ...] | None,
+    section_layout: str = "contiguous",
+    rotated_pairs: int | None = None,
     factor: float,
 ):
     constants: np.ndarray | tuple[jax.Array, ...]
+    valid = None
     if frequencies is not None:
         constants = np.array(frequencies, dtype=np.float64)
-    else:  # a length-dependent scaling at a traced length
-        if length is None:
-            length = floor_max(positions) + 1
-        constants = traced_phase_constants(scaling, rotary_dim, base, length)
+    else:  # a length-dependent scaling at a traced length, handled as its last position (no int32 overflow)
+        last, valid = floor_max(positions) if length is None else _length_and_validity(length)
+        constants = traced_phase_constants(scaling, rotary_dim, base, last)
     if sections is None:
         sin, cos = sincos(positions, constants)  # [..., length, r/2] float32
     else:  # each axis turns its own pairs, on the same kernel
-        parts, start = [], 0
-        for axis, count in enumerate(sections):
+        owners = section_owners(sections, section_layout)
+        parts, order = [], []
+        for axis in range(len(sections)):
+            pairs = np.flatnonzero(owners == axis)
             part = (
-                constants[start : start + count]
+                constants[pairs]
                 if isinstance(constants, np.ndarray)
-                else tuple(c[start : start + count] for c in constants)
+                else tuple(c[jnp.asarray(pairs)] for c in constants)
             )
             parts.append(sincos(_index_last(positions, axis), part))
-            start += count
+            order.append(pairs)
         sin = jnp.concatenate([p[0] for p in parts], axis=-1)
         cos = jnp.concatenate([p[1] for p in parts], axis=-1)
+        inverse = np.argsort(np.concatenate(order))
+        if np.any(inverse != np.arange(inverse.size)):  # interleaved: back to pair order
+            sin, cos = sin[..., inverse], cos[..., inverse]
+    if rotated_pairs is not None and rotated_pairs < sin.shape[-1]:  # p-RoPE: the slow pairs stay put
+        keep = jnp.arange(sin.shape[-1]) < rotated_pairs
+        sin, cos = jnp.where(keep, sin, 0.0), jnp.where(keep, cos, 1.0)
+    if valid is not None:  # a length that cannot be one: no frequencies exist, every value is NaN
+        sin = jnp.where(valid, sin, jnp.float32(jnp.nan))
+        cos = jnp.where(valid, cos, jnp.float32(jnp.nan))
     if factor != 1.0:  # the scaling's attention factor, on the rotated features of q and k alike
         sin, cos = sin * jnp.float32(factor), cos * jnp.float32(factor)
     # Computed once at the positions' shape, not once per head and batch row of the rotation.

@@ -535,19 +535,20 @@ def rope_attention_factor(scaling: Scaling | None) -> float:
 # ---- Traced lengths: phase constants computed in the graph (double-float32 arithmetic) ---------------------
 
 
-def _dynamic_ntk_constants(scaling: DynamicNTK, d: int, base: float, length: jax.Array):
-    """DynamicNTK phase constants for a traced length: ``w_i = w0_i · r**i`` with ``r = g ** (-1 / (n - 1))``,
-    ``g = 1 + factor · (max(L, L0) - L0) / L0`` (the same as the base rule), all in double-float32."""
+def _dynamic_ntk_constants(scaling: DynamicNTK, d: int, base: float, last: jax.Array):
+    """DynamicNTK phase constants for a traced length ``L = last + 1``: ``w_i = w0_i · r**i`` with
+    ``r = g ** (-1 / (n - 1))``, ``g = 1 + factor · (max(L, L0) - L0) / L0`` (the same as the base rule), all in
+    double-float32. ``last`` is int32, so ``L`` may reach ``2**31`` without overflow."""
     n = d // 2
     _ntk_exponent(d, "apply_rotary")
     window = scaling.original_max_position
-    excess = jnp.maximum(length.astype(jnp.int32), window) - window  # exact int32, >= 0
+    excess = jnp.maximum(last, window - 1) - (window - 1)  # max(L, L0) - L0: exact int32, >= 0, no overflow
     excess_hi = (excess & ~0xFFF).astype(jnp.float32)  # at most 19 significant bits: exact
     excess_lo = (excess & 0xFFF).astype(jnp.float32)
     excess_dd = double_float.two_sum(excess_hi, excess_lo)
     # A 1.0 and 0.0 the compiler cannot fold: its algebraic simplifier reassociates additions with
     # constants, which would cancel the error terms of the double-float sums.
-    zero = length.astype(jnp.float32) * 0.0
+    zero = last.astype(jnp.float32) * 0.0
     one = zero + 1.0
     product = double_float.mul(double_float.constant(np.array(scaling.factor / window)), excess_dd)
     growth = double_float.add((one, zero), product)
@@ -580,16 +581,16 @@ def _dynamic_ntk_constants(scaling: DynamicNTK, d: int, base: float, length: jax
 
 
 def traced_phase_constants(
-    scaling: Scaling, d: int, base: float, length: jax.Array
+    scaling: Scaling, d: int, base: float, last: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Phase constants ``(high, low, turns32, w32)`` (see :func:`posenc_jax.angles.phase_constants`) of a
-    length-dependent scaling for a traced scalar ``length``."""
+    length-dependent scaling for a traced length ``last + 1`` (``last``: an int32 scalar)."""
     if isinstance(scaling, LongRoPE):
         short = phase_constants(scaling._frequencies(d, base, scaling.original_max_position))
         long = phase_constants(scaling._frequencies(d, base, scaling.original_max_position + 1))
-        use_long = length > scaling.original_max_position
+        use_long = last >= scaling.original_max_position  # L > L0
         high, low, turns32, w32 = (
             jnp.where(use_long, jnp.asarray(b), jnp.asarray(a)) for a, b in zip(short, long, strict=True)
         )
         return high, low, turns32, w32
-    return _dynamic_ntk_constants(cast(DynamicNTK, scaling), d, base, length)
+    return _dynamic_ntk_constants(cast(DynamicNTK, scaling), d, base, last)

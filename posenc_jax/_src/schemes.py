@@ -46,6 +46,7 @@ from posenc_jax._src.rotary import (
     apply_rotary,
     check_rotary_dim,
     floor_max,
+    rotated_pair_count,
 )
 from posenc_jax._src.scaling import Scaling, check_scaling, checked_rope_frequencies, depends_on_length
 from posenc_jax._src.sinusoidal import sinusoidal_kernel, sinusoidal_table_kernel
@@ -102,7 +103,10 @@ class PositionalScheme(Protocol):
         """A content-dependent logits term ``[batch, heads, q_len, k_len]`` (after ``rotate``), or ``None``.
 
         Added to the scaled logits ``q·k / sqrt(head_dim)`` beside :meth:`attention_bias`. The hook for
-        relative schemes whose bias depends on the query (e.g. Transformer-XL's ``q·R(i - j)`` terms).
+        relative schemes whose bias depends on the query (e.g. Transformer-XL's ``q·R(i - j)`` terms). A
+        scheme whose term depends on which keys each query sees (CoPE's contextual positions) sets
+        ``needs_mask = True``; :func:`posenc_jax.attention` then also passes ``mask=``, the boolean keys
+        each query sees (``[batch or 1, heads or 1, q_len, k_len]``, or ``None`` for all).
         """
         ...
 
@@ -122,7 +126,7 @@ def _check_x(x: Any, caller: str, dim: int | None = None) -> None:
         raise checks.value_error(caller, "x", x, f"the last axis of x must equal the scheme's dim={dim}")
 
 
-def _check_heads(caller: str, head_dim: int | None = None, **arrays: Any) -> None:
+def check_heads(caller: str, head_dim: int | None = None, **arrays: Any) -> None:
     """Each array must be ``[batch, length, heads, head_dim]`` (with the scheme's ``head_dim`` if given)."""
     for name, value in arrays.items():
         shape = _shape(value)
@@ -194,7 +198,7 @@ class SchemeDefaults:
         Returns:
           ``(q, k)`` with their input shapes.
         """
-        _check_heads(f"{type(self).__name__}.rotate", q=q, k=k)
+        check_heads(f"{type(self).__name__}.rotate", q=q, k=k)
         return q, k
 
     def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array | None:
@@ -458,11 +462,15 @@ class Rotary(SchemeDefaults):
         rotated features of queries and keys each (logits by its square). For length-dependent scalings
         (DynamicNTK, LongRoPE) the length is ``max(positions) + 1`` computed in the graph, over the query and
         key positions together in :meth:`rotate` so that both turn with the same frequencies.
+      proportion: p-RoPE (Barbero et al. 2025), Gemma's ``rope_proportion``: rotate only the fastest
+        ``floor(proportion * rotary_dim / 2)`` pairs, with the frequencies of the full ``rotary_dim``, and
+        leave the slower pairs unrotated (``rotary_dim`` instead rotates the first features with frequencies
+        of the narrower width); 1 (default) rotates every pair, 0 none.
 
     Raises:
       TypeError: a missing ``layout``, and the type errors of the other fields.
-      ValueError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``frequencies`` or ``scaling`` (also:
-        ``scaling`` combined with ``frequencies``).
+      ValueError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``frequencies``, ``scaling`` (also:
+        ``scaling`` combined with ``frequencies``) or ``proportion``.
 
     >>> q = k = jnp.ones((1, 3, 2, 8))
     >>> [a.shape for a in Rotary(8, layout="split")(q, k)]
@@ -476,11 +484,14 @@ class Rotary(SchemeDefaults):
     rotary_dim: int | None = None
     frequencies: Frequencies | None = None
     scaling: Scaling | None = None
+    proportion: float = 1.0
 
     def __post_init__(self):
         caller = type(self).__name__
         head_dim = checks.even(caller, "head_dim", self.head_dim, ROTARY_PAIRS)
         dim = check_rotary_dim(caller, self.rotary_dim, head_dim)
+        rotated_pair_count(caller, self.proportion, dim // 2)
+        object.__setattr__(self, "proportion", float(self.proportion))
         check_rotary_layout(caller, self.layout)
         resolved = resolve_frequencies(dim, base=self.base, frequencies=self.frequencies, caller=caller)
         if check_scaling(self.scaling, caller) is not None:
@@ -511,6 +522,7 @@ class Rotary(SchemeDefaults):
             rotary_dim=self.rotary_dim,
             scaling=self.scaling,
             length=length,
+            proportion=self.proportion,
         )
 
     def rotate(
@@ -522,16 +534,19 @@ class Rotary(SchemeDefaults):
     ) -> tuple[jax.Array, jax.Array]:
         """Rotates ``q`` ``[batch, q_len, heads, head_dim]`` and ``k`` by their own positions."""
         call = f"{type(self).__name__}.rotate"
-        _check_heads(call, self.head_dim, q=q, k=k)
+        check_heads(call, self.head_dim, q=q, k=k)
         length = None
         if depends_on_length(self.scaling):  # one length (hence one set of frequencies) for q and k
             ends = [
-                jnp.asarray(x.shape[1] - 1, jnp.int32)
+                (jnp.asarray(x.shape[1] - 1, jnp.int32), jnp.bool_(True))
                 if p is None
                 else floor_max(checks.positions(call, p, name))
                 for x, p, name in ((q, q_positions, "q_positions"), (k, k_positions, "k_positions"))
             ]
-            length = jnp.maximum(*ends) + 1
+            # uint32, so that the last int32 position's length 2**31 fits; 0 (NaN) when a position is out of
+            # the int32 range (an int64 2**32 + 5 under x64 must not turn into a length of 6).
+            end = jnp.maximum(jnp.maximum(ends[0][0], ends[1][0]), 0).astype(jnp.uint32)
+            length = jnp.where(ends[0][1] & ends[1][1], end + 1, jnp.uint32(0))
         return self._apply(q, q_positions, length), self._apply(k, k_positions, length)
 
     def __call__(

@@ -22,7 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks
-from posenc_jax._src.angles import computed_once, phase_turns, quarter_turns, sincos, sincos_of_turns
+from posenc_jax._src.angles import (
+    computed_once,
+    outside_int32,
+    phase_turns,
+    quarter_turns,
+    sincos,
+    sincos_of_turns,
+)
 from posenc_jax._src.frequencies import resolve_frequencies
 from posenc_jax._src.layouts import Layout, check_layout
 
@@ -136,6 +143,9 @@ def sinusoidal_table_kernel(
         fine_sin, fine_cos = sincos_of_turns(phase_turns(jnp.arange(block, dtype=jnp.int32), feature_w))
     table = coarse_sin[..., :, None, :] * fine_cos + coarse_cos[..., :, None, :] * fine_sin
     table = table.reshape(*table.shape[:-3], num_blocks * block, len(feature_w))[..., :length, :]
+    outside = outside_int32(offset)  # 64-bit or unsigned offsets: compared before any conversion
+    if outside is not None:
+        table = jnp.where(outside[..., None, None], jnp.float32(jnp.nan), table)
     return table.astype(dtype)
 
 
@@ -159,7 +169,11 @@ def sinusoidal_table(
       length: the number of positions (static, >= 0).
       dim: the encoding width, a positive even integer (static).
       offset: the first position: an integer, or an integer array of shape ``[batch]`` for per-row offsets
-        (decoding with a cache, packed rows). Traced under ``jit``.
+        (decoding with a cache, packed rows). Traced under ``jit``. It must lie in the int32 range: host
+        values and concrete arrays outside it raise; traced 64-bit (``jax_enable_x64``) or unsigned
+        offsets outside it give rows of NaN, never the table of a wrapped offset. The rows themselves may
+        run past ``2**31 - 1`` (phases add exactly). With x64 off, JAX converts an int64 argument of
+        ``jax.jit`` to int32 before this function sees it, which it cannot detect: pass int32 offsets.
       base: the geometric base of the frequencies (static).
       layout: ``"interleaved"`` (paper) or ``"split"``.
       frequencies: optional concrete ``[dim // 2]`` angular frequencies overriding ``base``.

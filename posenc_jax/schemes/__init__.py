@@ -5,6 +5,9 @@ Every value implements :class:`PositionalScheme` (``embed``, ``rotate``, ``atten
 :mod:`posenc_jax.nnx` and :mod:`posenc_jax.linen` wrap the same values.
 """
 
+from posenc_jax._src.cope import CoPE as CoPE
+from posenc_jax._src.fire import FIRE as FIRE
+from posenc_jax._src.kerple import Kerple as Kerple
 from posenc_jax._src.schemes import ALiBi as ALiBi
 from posenc_jax._src.schemes import Learned as Learned
 from posenc_jax._src.schemes import NoPosition as NoPosition
@@ -14,6 +17,7 @@ from posenc_jax._src.schemes import SchemeDefaults as SchemeDefaults
 from posenc_jax._src.schemes import Sinusoidal as Sinusoidal
 from posenc_jax._src.schemes import T5Bias as T5Bias
 from posenc_jax._src.schemes import TransformerXLRelative as TransformerXLRelative
+from posenc_jax._src.xpos import XPos as XPos
 
 __all__ = [
     "ALiBi",
@@ -25,4 +29,8 @@ __all__ = [
     "Sinusoidal",
     "T5Bias",
     "TransformerXLRelative",
+    "CoPE",
+    "FIRE",
+    "Kerple",
+    "XPos",
 ]

@@ -1,0 +1,1 @@
+"""Recipes: the positional configurations of production models, built from posenc_jax's schemes."""
