@@ -18,7 +18,7 @@ import jax
 import pytest
 
 from experiments.ordering import __main__ as cli
-from experiments.ordering import cluster, runner
+from experiments.ordering import cluster, runner, submit
 
 submitit = pytest.importorskip("submitit")
 
@@ -87,7 +87,8 @@ def test_dry_run_prints_the_array_the_merge_and_the_gpu_hours(tmp_path, capsys):
         (["--sbatch", "=a100"], "ClusterOptions(sbatch='=a100'): expected an sbatch long option"),
         (["--gpus-per-task", "3"], "must be divisible by the number of devices (3)"),
         (["--tasks", "0"], "ClusterOptions(tasks=0): must be a positive integer or None"),
-        (["--shard", "0/2"], "--submit chooses each task's --shard itself"),
+        (["--shard", "0/2"], "submit(shard=0/2): --submit gives every array task its shard"),
+        (["--step-seconds", "0"], "submit(step_seconds=0.0): must be a positive time per step"),
     ],
 )
 def test_bad_cluster_options_are_usage_errors(tmp_path, capsys, extra, message):
@@ -95,6 +96,15 @@ def test_bad_cluster_options_are_usage_errors(tmp_path, capsys, extra, message):
         cli.main([*TINY_ARGS, "--submit", "slurm", "--workdir", str(tmp_path / "w"), *extra])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_submit_slurm_off_a_cluster_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*TINY_ARGS, "--submit", "slurm", "--workdir", str(tmp_path / "w")])
+    assert exit_info.value.code == 2
+    assert "submit(kind='slurm'): sbatch and srun not found on PATH" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
 
@@ -227,3 +237,31 @@ def test_local_array_requeued_killed_and_rerun_merges_the_single_process_summary
     assert f"shard 1/2, attempt 1: 1 group(s) ({groups[1]}) into {plan.workdir}; {groups[1]} resumes" in logs
     assert "shard 0/2: 0 trained, 1 already there" in logs
     assert _outputs(plan.workdir) == _outputs(tmp_path / "whole")
+
+
+def test_the_merge_job_fails_naming_the_unfinished_groups(tmp_path, capsys):
+    config = cli.config_from_args(cli.parse_args(TINY_ARGS))
+    runner.prepare(config, tmp_path, 8)
+    with pytest.raises(RuntimeError, match="--merge .* exited with status 2"):
+        cluster.MergeTask(tmp_path)()
+    assert (
+        "2 group(s) not finished: reverse-encoder-none, reverse-encoder-sinusoidal" in capsys.readouterr().err
+    )
+
+
+def test_projection_from_timed_steps_names_where_it_was_timed(tmp_path):
+    config = cli.config_from_args(cli.parse_args(TINY_ARGS))
+    options = cluster.ClusterOptions(gpus_per_task=2, tasks=2, array_parallelism=1, time_minutes=60)
+    plan = cluster.make_plan(config, tmp_path, options)
+    timed = {
+        "device": "cpu (cpu)",
+        "device_count": 8,
+        "groups": [
+            {"group": g.name, "hours": hours} for g, hours in zip(config.groups(), (1.5, 0.25), strict=True)
+        ],
+    }
+    projection = submit.project(plan, timed=timed)
+    assert projection["source"].startswith("timed here by --estimate on 8 × cpu (cpu)")
+    assert projection["tasks"] == [1.5, 0.25] and projection["device_hours"] == 2 * 1.75
+    assert projection["wall_hours"] == 1.75 and projection["requeues"] == 1  # one at a time; 1.5 h > 1 h
+    assert submit.project(plan)["device_hours"] is None  # no step time: no hours

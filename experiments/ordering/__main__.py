@@ -124,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WORKDIR",
         help="write the summary and report of a sharded run from its finished groups (other options ignored)",
     )
-    from experiments.ordering import cluster
+    from experiments.ordering import submit
 
-    cluster.add_arguments(parser)
+    submit.add_arguments(parser)
     return parser
 
 
@@ -208,9 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             config = config_from_args(args)
             if args.submit:
-                from experiments.ordering import cluster
+                from experiments.ordering import submit
 
-                return cluster.launch(args, config, command=command, progress=_progress)
+                return submit.launch(args, config, command=command, progress=_progress)
             if args.estimate:
                 from experiments.ordering import estimate
 

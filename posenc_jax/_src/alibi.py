@@ -83,6 +83,15 @@ def common_integer_dtype(call: str, q: object, k: object) -> np.dtype:
     )
 
 
+def check_signedness(call: str, q: object, k: object) -> None:
+    """Raises (at trace time, naming the arrays as given) where integer ``q`` and ``k`` have no common dtype."""
+    integer = [
+        not isinstance(p, SplitPositions) and jnp.issubdtype(cast(Any, p).dtype, jnp.integer) for p in (q, k)
+    ]
+    if all(integer):
+        common_integer_dtype(call, q, k)
+
+
 def exact_difference(q: jax.Array, k: jax.Array, dtype: np.dtype) -> tuple[jax.Array, jax.Array]:
     """``k - q`` of integer arrays, exactly, as ``(k >= q, |k - q|)`` with the magnitude unsigned.
 
@@ -182,6 +191,7 @@ def alibi_bias(
     is_causal = checks.boolean(call, "is_causal", is_causal)
     q = check_positions_1d_or_2d(call, q_positions, "q_positions")
     k = check_positions_1d_or_2d(call, k_positions, "k_positions")
+    check_signedness(call, q, k)
     q2, k2 = batched(q), batched(k)
     if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
         raise checks.value_error(

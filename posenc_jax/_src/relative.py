@@ -27,7 +27,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks
-from posenc_jax._src.alibi import batched, check_positions_1d_or_2d, common_integer_dtype, exact_difference
+from posenc_jax._src.alibi import (
+    batched,
+    check_positions_1d_or_2d,
+    check_signedness,
+    common_integer_dtype,
+    exact_difference,
+)
 from posenc_jax._src.angles import SplitPositions, sincos
 from posenc_jax._src.frequencies import resolve_frequencies
 
@@ -128,8 +134,10 @@ def batched_pair(
     if integer_only:  # checked on the values given, before any conversion
         checks.positions(call, q_positions, "q_positions", integer_only=True)
         checks.positions(call, k_positions, "k_positions", integer_only=True)
-    q2 = batched(check_positions_1d_or_2d(call, q_positions, "q_positions"))
-    k2 = batched(check_positions_1d_or_2d(call, k_positions, "k_positions"))
+    q = check_positions_1d_or_2d(call, q_positions, "q_positions")
+    k = check_positions_1d_or_2d(call, k_positions, "k_positions")
+    check_signedness(call, q, k)
+    q2, k2 = batched(q), batched(k)
     if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
         raise checks.value_error(
             call,
