@@ -354,3 +354,4 @@ class XPos(_Scheme):
     base: float = 10_000.0
     scale_base: float = 512.0
     gamma: float = 0.4
+    center: int | None = None

@@ -469,5 +469,8 @@ class XPos(_Scheme):
         base: float = 10_000.0,
         scale_base: float = 512.0,
         gamma: float = 0.4,
+        center: int | None = None,
     ):
-        self.scheme = xpos.XPos(head_dim, layout=layout, base=base, scale_base=scale_base, gamma=gamma)
+        self.scheme = xpos.XPos(
+            head_dim, layout=layout, base=base, scale_base=scale_base, gamma=gamma, center=center
+        )
