@@ -12,7 +12,7 @@ import posenc_jax as pe
 from posenc_jax import linen as pl
 from posenc_jax import nnx as pn
 from posenc_jax import schemes
-from posenc_jax._src.value_delegation import configuration_fields
+from posenc_jax._src.schemes import configuration_fields
 
 B, L, H, KV, HD = 2, 7, 4, 2, 8
 RNG = np.random.default_rng(1)

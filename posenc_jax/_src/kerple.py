@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax._src import checks as _checks
-from posenc_jax._src.angles import _computed_once
+from posenc_jax._src import checks
+from posenc_jax._src.angles import computed_once
+from posenc_jax._src.delegation import is_concrete
 from posenc_jax._src.distances import absolute_distances, pair_positions
-from posenc_jax._src.schemes import SchemeDefaults
-from posenc_jax._src.value_delegation import check_parameter, is_concrete, parameter, require
+from posenc_jax._src.schemes import SchemeDefaults, _check_parameter, _parameter, _require
 
 __all__ = ["KERNELS", "Kerple", "kerple_bias"]
 
@@ -40,10 +40,10 @@ def check_head_parameters(call: str, num_heads: int | None, **parameters: Any) -
         dtype = getattr(value, "dtype", None)
         shape = tuple(np.shape(value))
         if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-            raise _checks.type_error(call, name, value, f"{name} must be a floating array [num_heads]")
+            raise checks.type_error(call, name, value, f"{name} must be a floating array [num_heads]")
         if len(shape) != 1 or (num_heads is not None and shape[0] != num_heads):
             heads = "num_heads" if num_heads is None else str(num_heads)
-            raise _checks.value_error(
+            raise checks.value_error(
                 call, name, value, f"{name} must have shape [{heads}] (one value per head)"
             )
         num_heads = shape[0]
@@ -87,7 +87,7 @@ def kerple_bias(
     Array([[-3., -2., -1.]], dtype=float32)
     """
     call = "kerple_bias"
-    _checks.one_of(call, "kernel", kernel, KERNELS)
+    checks.one_of(call, "kernel", kernel, KERNELS)
     check_head_parameters(call, None, r1=r1, r2=r2)
     q2, k2 = pair_positions(call, q_positions, k_positions)
     return _kerple(q2, k2, jnp.asarray(r1), jnp.asarray(r2), kernel=kernel)
@@ -97,7 +97,7 @@ def kerple_bias(
 def _kerple(q2, k2, r1, r2, *, kernel: str) -> jax.Array:
     # Computed once at [batch, q_len, k_len], not once per head inside the consumer's fusion.
     distance = absolute_distances(q2, k2, "kerple_bias")[:, None]  # [batch, 1, q_len, k_len]
-    (distance,) = _computed_once(distance)
+    (distance,) = computed_once(distance)
     negative_r1 = -r1.astype(jnp.float32)[None, :, None, None]  # negated per head, not per element
     r2 = r2.astype(jnp.float32)[None, :, None, None]
     if kernel == "log":
@@ -113,7 +113,7 @@ def _check_positive(call: str, name: str, value: Any, upper: float | None = None
         host = np.asarray(value, np.float64)
         if not np.all(host > 0) or (upper is not None and not np.all(host <= upper)):
             allowed = f"{name} must be positive" + ("" if upper is None else f" and <= {upper:g}")
-            raise _checks.value_error(call, name, value, allowed, "the modules keep it so by construction")
+            raise checks.value_error(call, name, value, allowed, "the modules keep it so by construction")
 
 
 #: KERPLE's reference code draws ``r1 ~ U(0, 2)`` and ``r2 ~ U(0, 1)`` and clamps both at 0.01.
@@ -156,25 +156,25 @@ class Kerple(SchemeDefaults):
     num_heads: int
     _: dataclasses.KW_ONLY
     kernel: Kernel
-    r1: Any = parameter("the scales r1 [num_heads], positive")
-    r2: Any = parameter("the rates or exponents r2 [num_heads], positive")
+    r1: Any = _parameter("the scales r1 [num_heads], positive")
+    r2: Any = _parameter("the rates or exponents r2 [num_heads], positive")
     param_dtype: Any = jnp.float32
 
     def __post_init__(self):
         caller = "Kerple"
-        object.__setattr__(self, "num_heads", _checks.integer(caller, "num_heads", self.num_heads))
-        _checks.one_of(caller, "kernel", self.kernel, KERNELS)
-        _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
+        object.__setattr__(self, "num_heads", checks.integer(caller, "num_heads", self.num_heads))
+        checks.one_of(caller, "kernel", self.kernel, KERNELS)
+        checks.floating_dtype(caller, self.param_dtype, "param_dtype")
         for name in ("r1", "r2"):
-            check_parameter(getattr(self, name), name, (self.num_heads,), caller)
+            _check_parameter(getattr(self, name), name, (self.num_heads,), caller)
         _check_positive(caller, "r1", self.r1)
         _check_positive(caller, "r2", self.r2, 2.0 if self.kernel == "power" else None)
 
     def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
         """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
         call = "Kerple.attention_bias"
-        r1 = require(self.r1, "r1", call, "Kerple")
-        r2 = require(self.r2, "r2", call, "Kerple")
+        r1 = _require(self.r1, "r1", call, "Kerple")
+        r2 = _require(self.r2, "r2", call, "Kerple")
         return kerple_bias(q_positions, k_positions, r1=r1, r2=r2, kernel=self.kernel)
 
     def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
