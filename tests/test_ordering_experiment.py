@@ -221,7 +221,8 @@ def test_command_line_overrides():
     assert any(config_lib.SCHEMES[s].randomized for s in quick.schemes)
     assert not set(quick.schemes) & set(config_lib.RELATIVE_SCHEMES)
     long = config_lib.PRESETS["long"]
-    assert set(long.schemes) == set(config_lib.SCHEMES)
+    assert set(long.schemes) == set(config_lib.SCHEMES) - set(config_lib.LITERATURE_SCHEMES)
+    assert set(config_lib.PRESETS["wide"].schemes) == set(config_lib.SCHEMES)
     assert len(long.seeds) >= 5 and long.model == ModelConfig(5, 64, 8, 4) and long.test_max_length == 500
 
 
@@ -236,7 +237,7 @@ def test_command_line_overrides():
             {"runs": (("sort", "seq2seq"),)},
             r"ExperimentConfig\(runs=\('sort', 'seq2seq'\)\): mode must be one of",
         ),
-        ({"schemes": ("sinusoidal", "xpos")}, r"ExperimentConfig\(schemes='xpos'\): scheme must be one of"),
+        ({"schemes": ("sinusoidal", "spiral")}, r"ExperimentConfig\(schemes='spiral'\): scheme must be one of"),
         ({"seeds": ()}, r"ExperimentConfig\(seeds=\(\)\): a non-empty list of distinct seeds"),
         ({"batch_size": 15}, r"ExperimentConfig\(batch_size=15\): must be a positive even integer"),
         (
@@ -293,8 +294,8 @@ def test_bad_preset_and_device_split():
     ):
         config = _tiny(batch_size=12)
         train.setup_group(config, _group(config, "sort", "encoder", "none"), train.make_mesh())
-    with pytest.raises(ValueError, match=r"scheme_spec\(name='xpos'\): unknown scheme"):
-        config_lib.scheme_spec("xpos")
+    with pytest.raises(ValueError, match=r"scheme_spec\(name='spiral'\): unknown scheme"):
+        config_lib.scheme_spec("spiral")
 
 
 def test_learning_rate_schedule_is_warmup_then_cosine_decay_to_zero():

@@ -11,9 +11,10 @@ from typing import Any, NamedTuple
 
 from experiments.ordering import tasks
 from experiments.ordering.model import ModelConfig
-from experiments.ordering.schemes import RELATIVE_SCHEMES, SCHEMES, SchemeSpec, scheme_spec
+from experiments.ordering.schemes import LITERATURE_SCHEMES, RELATIVE_SCHEMES, SCHEMES, SchemeSpec, scheme_spec
 
 __all__ = [
+    "LITERATURE_SCHEMES",
     "SCHEMES",
     "RELATIVE_SCHEMES",
     "SchemeSpec",
@@ -354,7 +355,7 @@ _LONG = ExperimentConfig(
     preset="long",
     runs=tuple((task, "encoder") for task in _ENCODER_TASKS)
     + (("sort", "decoder"), ("reverse", "decoder"), ("odds_first", "decoder")),
-    schemes=tuple(SCHEMES),
+    schemes=tuple(name for name in SCHEMES if name not in LITERATURE_SCHEMES),
     seeds=(0, 1, 2, 3, 4),
     model=_LONG_MODEL,
     train_max_length=40,
@@ -370,6 +371,8 @@ _LONG = ExperimentConfig(
 
 PRESETS: dict[str, ExperimentConfig] = {
     "quick": ExperimentConfig(),
+    # Every scheme of the registry on the quick preset's tasks, lengths, model, budget and seeds.
+    "wide": ExperimentConfig(preset="wide", schemes=tuple(SCHEMES)),
     "long": _LONG,
     # The reference code's protocol (google-deepmind/randomized_positional_encodings) at the published scale:
     # the long preset's model size, lengths, batch and checks, in the encoder only, with the reference's
@@ -501,6 +504,10 @@ PRESET_NOTES: dict[str, str] = {
     "drawn per example). The long presets add ALiBi, randomized sinusoidal and learned positions, the other "
     "tasks (duplicate, odds_first; sort and odds_first in the decoder), the published model size and lengths, "
     "and (paper) the reference code's protocol at the published budget, learning rates, dropout and seeds.",
+    "wide": "the quick preset's runs, model, lengths, budgets and 5 seeds with every scheme of the registry: "
+    "the quick ones, ALiBi, randomized sinusoidal and learned positions, T5, Transformer-XL and its two "
+    "randomized variants, and the length-generalization literature's Kerple (log), FIRE, CoPE, xPos and rotary "
+    "with no encoding every 2nd layer; for 2 CPU cores (estimate it first with --estimate).",
     "long": "the published model size and lengths (encoder: 5 layers x width 64 x 8 heads, batch 128, training "
     "lengths 1-40, test 1-500) with 20,000 steps, one learning rate, 5 seeds and no dropout: far below the "
     "published training budget, so not the papers' scale; every task in the encoder, sort, reverse and "
