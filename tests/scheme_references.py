@@ -24,17 +24,17 @@ def reference_rotary(x, positions, *, base=10_000.0, layout="interleaved", scale
     return out
 
 
-def reference_alibi(num_heads, q_positions, k_positions, causal):
+def reference_alibi(num_heads, q_positions, k_positions, is_causal):
     """``-m_h * (i - j)`` (0 for j > i) when causal, else ``-m_h * |i - j|``; power-of-two ``num_heads``."""
     m = np.array([2.0 ** (-8.0 * (h + 1) / num_heads) for h in range(num_heads)])
     q = np.atleast_2d(np.asarray(q_positions, np.float64))
     k = np.atleast_2d(np.asarray(k_positions, np.float64))
     distance = q[:, :, None] - k[:, None, :]
-    distance = np.where(distance < 0, 0.0, distance) if causal else np.abs(distance)
+    distance = np.where(distance < 0, 0.0, distance) if is_causal else np.abs(distance)
     return -m[None, :, None, None] * distance[:, None]
 
 
-def reference_t5_bucket(distance, *, num_buckets, max_distance, bidirectional):
+def reference_t5_bucket(distance, *, num_buckets, max_distance, is_causal):
     """T5's bucket of ``distance = k_pos - q_pos`` (Raffel et al. 2020), transcribed in float64 numpy.
 
     Bidirectional: half the buckets for ``distance > 0``, ``n = |distance|``; causal: ``n = max(-distance, 0)``.
@@ -42,7 +42,7 @@ def reference_t5_bucket(distance, *, num_buckets, max_distance, bidirectional):
     """
     distance = np.asarray(distance, dtype=np.int64)
     offset = np.zeros_like(distance)
-    if bidirectional:
+    if not is_causal:
         num_buckets //= 2
         offset = np.where(distance > 0, num_buckets, 0)
         n = np.abs(distance)
@@ -77,3 +77,7 @@ def reference_transformer_xl(q, k, q_positions, k_positions, kernel, u, v, *, ba
         "bihd,bijhd->bhij", q + v, np.broadcast_to(projected, (q.shape[0],) + projected.shape[1:])
     )
     return scale * (content + position)
+
+
+#: The scheme values' fields that hold parameters (the modules hold them as Flax parameters instead).
+PARAMETERS = ("table", "kernel", "content_bias", "position_bias")

@@ -28,14 +28,14 @@ import numpy as np
 from experiments.bench.timing import compare
 from experiments.references import angles64, max_abs_error, naive_rotate_half, rotate64
 from posenc_jax import apply_rotary, paper_frequencies
-from posenc_jax._src.layouts import _merge_pairs, _unmerge_pairs
+from posenc_jax.internal import merge_pairs, unmerge_pairs
 
 
 def _rotate_with_table(x, positions, sin_table, cos_table, layout):
     sin = sin_table[positions][..., None, :].astype(x.dtype)
     cos = cos_table[positions][..., None, :].astype(x.dtype)
-    first, second = _unmerge_pairs(x, layout)
-    return _merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
+    first, second = unmerge_pairs(x, layout)
+    return merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
 
 
 def _tables(max_length: int, head_dim: int) -> tuple[jax.Array, jax.Array]:
