@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from literature_references import reference_cope, reference_fire, reference_kerple, reference_xpos_logits
+from references import reference_cope, reference_fire, reference_kerple, reference_xpos_logits
 
 from posenc_jax._src.cope import cope_logits
 from posenc_jax._src.fire import fire_bias

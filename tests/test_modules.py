@@ -10,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from references import reference_sinusoidal
-from scheme_references import reference_alibi, reference_rotary
+from references import reference_alibi, reference_rotary, reference_sinusoidal
 
 from posenc_jax import linen as pl
 from posenc_jax import nnx as pn

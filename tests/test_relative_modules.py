@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from scheme_references import reference_t5_bucket, reference_transformer_xl
+from references import reference_t5_bucket, reference_transformer_xl
 
 from posenc_jax import KVCache, randomized_positions
 from posenc_jax import attention as pe_attention
