@@ -266,3 +266,25 @@ def test_sliding_window_in_attention_and_the_cache():
         cache, out = step(cache, Q[:, t : t + 1], K[:, t : t + 1], V[:, t : t + 1], POSITIONS[:, t : t + 1])
         outputs.append(out)
     np.testing.assert_allclose(np.asarray(jnp.concatenate(outputs, axis=1)), np.asarray(want), atol=1e-5)
+
+
+def test_same_arguments_and_defaults_in_both_apis():
+    import dataclasses
+    import inspect
+
+    def default(value):
+        return "required" if value in (dataclasses.MISSING, inspect.Parameter.empty) else value
+
+    for name in ("Kerple", "FIRE", "CoPE", "XPos"):
+        nnx_params = inspect.signature(getattr(pn, name).__init__).parameters
+        nnx_args = {n: default(p.default) for n, p in nnx_params.items() if n not in ("self", "rngs")}
+        linen_fields = {
+            f.name: default(f.default)
+            for f in dataclasses.fields(getattr(pl, name))
+            if f.name not in ("parent", "name")
+        }
+        assert nnx_args.keys() == linen_fields.keys(), name
+        for arg, value in nnx_args.items():  # initializers compare by behaviour, the rest by value
+            assert callable(value) or value == linen_fields[arg], (name, arg)
+        if "rngs" in nnx_params:
+            assert nnx_params["rngs"].kind is inspect.Parameter.KEYWORD_ONLY

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import export
 
 from posenc_jax._src import checks as _checks
 from posenc_jax._src.angles import _FLOAT_LIMIT, _INT32_MIN, _outside_int32
@@ -32,6 +33,15 @@ __all__ = ["KVCache", "attention"]
 
 def _shape(value: Any) -> tuple[int, ...]:
     return tuple(getattr(value, "shape", None) or np.shape(value))
+
+
+def _exceeds(size: Any, limit: Any) -> bool:
+    """``size > limit`` where it is known at trace time; False for symbolic sizes of ``jax.export`` that may
+    or may not exceed it (the cache then marks overflowing rows at run time, as for any traced length)."""
+    try:
+        return bool(size > limit)
+    except jax.errors.InconclusiveDimensionOperation:
+        return False
 
 
 def _check_array(value: Any, name: str, caller: str) -> None:
@@ -305,7 +315,7 @@ class KVCache:
         """An empty cache (zeros) for ``capacity`` entries per row.
 
         Args:
-          batch: rows (positive).
+          batch: rows (positive; a symbolic dimension when exported with a symbolic batch).
           capacity: entries per row (positive).
           num_kv_heads: key/value heads (positive).
           head_dim: features per key and value (positive).
@@ -322,7 +332,8 @@ class KVCache:
         caller = "KVCache.init"
         sizes = {"batch": batch, "capacity": capacity, "num_kv_heads": num_kv_heads, "head_dim": head_dim}
         for name, size in sizes.items():
-            _checks.integer(caller, name, size)
+            if not export.is_symbolic_dim(size):  # a symbolic batch of jax.export is a size too
+                _checks.integer(caller, name, size)
         dtype = _checks.floating_dtype(caller, dtype)
         if np.dtype(position_dtype) not in (np.dtype(np.int32), np.dtype(np.float32)):
             raise _checks.type_error(
@@ -372,7 +383,7 @@ class KVCache:
             )
         if _shape(v) != _shape(k):
             raise _checks.value_error(caller, "v", v, f"v must have k's shape {_shape(k)}")
-        if new > capacity:
+        if _exceeds(new, capacity):
             raise _checks.value_error(
                 caller, "k", k, f"{new} new entries exceed the capacity {capacity}", "use a larger capacity"
             )
@@ -461,7 +472,7 @@ class KVCache:
         caller = "KVCache.attend"
         _check_array(q, "q", caller)
         q_len = _shape(q)[1]
-        if q_len > self.capacity:
+        if _exceeds(q_len, self.capacity):
             raise _checks.value_error(caller, "q", q, f"q_len={q_len} exceeds the capacity {self.capacity}")
         _checks.boolean(caller, "causal", causal)
         _check_mask(mask, caller)

@@ -83,10 +83,8 @@ def kerple_bias(
       ValueError: an unknown ``kernel``, ``r1`` and ``r2`` not both ``[num_heads]``, positions of rank other
         than 1 or 2 or with batch sizes that do not broadcast.
 
-    >>> kerple_bias(jnp.arange(3), jnp.arange(3), r1=jnp.ones(1), r2=jnp.ones(1), kernel="power")[0, 0]
-    Array([[ 0., -1., -2.],
-           [-1.,  0., -1.],
-           [-2., -1.,  0.]], dtype=float32)
+    >>> kerple_bias(jnp.array([3]), jnp.arange(3), r1=jnp.ones(1), r2=jnp.ones(1), kernel="power")[0, 0]
+    Array([[-3., -2., -1.]], dtype=float32)
     """
     call = "kerple_bias"
     _checks.one_of(call, "kernel", kernel, KERNELS)
@@ -100,14 +98,14 @@ def _kerple(q2, k2, r1, r2, *, kernel: str) -> jax.Array:
     # Computed once at [batch, q_len, k_len], not once per head inside the consumer's fusion.
     distance = absolute_distances(q2, k2, "kerple_bias")[:, None]  # [batch, 1, q_len, k_len]
     (distance,) = _computed_once(distance)
-    r1 = r1.astype(jnp.float32)[None, :, None, None]
+    negative_r1 = -r1.astype(jnp.float32)[None, :, None, None]  # negated per head, not per element
     r2 = r2.astype(jnp.float32)[None, :, None, None]
     if kernel == "log":
-        return 0.0 - r1 * jnp.log1p(r2 * distance)  # +0.0 on the diagonal, never -0.0
+        return negative_r1 * jnp.log1p(r2 * distance)
     # |i - j| ** r2 as exp(r2 log d) away from d = 0, so that d/dr2 is 0 there instead of 0 * -inf.
     positive = distance > 0
     log_distance = jnp.log(jnp.where(positive, distance, 1.0))
-    return 0.0 - r1 * jnp.where(positive, jnp.exp(r2 * log_distance), 0.0)
+    return negative_r1 * jnp.where(positive, jnp.exp(r2 * log_distance), 0.0)
 
 
 def _check_positive(call: str, name: str, value: Any, upper: float | None = None) -> None:
