@@ -181,4 +181,3 @@ def test_xpos_depends_on_distances_only_far_out():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
-

@@ -1,5 +1,6 @@
 """Randomized positions: sorted, unique, in range, deterministic per key, independent per example."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,29 +8,25 @@ import pytest
 
 from posenc_jax import randomized_positions
 
-_JITTED = jax.jit(randomized_positions, static_argnums=(1, 2), static_argnames="batch_shape")
 
+class EagerAndJittedTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_sorted_unique_in_range(self):
+        draw = self.variant(randomized_positions, static_argnums=(1, 2), static_argnames="batch_shape")
+        got = np.asarray(draw(jax.random.key(0), 16, 64, batch_shape=(3, 5)))
+        assert got.shape == (3, 5, 16) and got.dtype == np.int32
+        assert np.all(np.diff(got, axis=-1) > 0)  # strictly increasing: sorted and unique
+        assert got.min() >= 0 and got.max() < 64
 
-def _draw(jit, *args, **kwargs):
-    return (_JITTED if jit else randomized_positions)(*args, **kwargs)
-
-
-@pytest.mark.parametrize("jit", [False, True])
-def test_sorted_unique_in_range(jit):
-    got = np.asarray(_draw(jit, jax.random.key(0), 16, 64, batch_shape=(3, 5)))
-    assert got.shape == (3, 5, 16) and got.dtype == np.int32
-    assert np.all(np.diff(got, axis=-1) > 0)  # strictly increasing: sorted and unique
-    assert got.min() >= 0 and got.max() < 64
-
-
-@pytest.mark.parametrize("jit", [False, True])
-def test_deterministic_per_key_and_independent_per_example(jit):
-    key = jax.random.key(7)
-    a = np.asarray(_draw(jit, key, 8, 1000, batch_shape=(4,)))
-    np.testing.assert_array_equal(a, np.asarray(_draw(jit, key, 8, 1000, batch_shape=(4,))))
-    other = np.asarray(_draw(jit, jax.random.key(8), 8, 1000, batch_shape=(4,)))
-    assert not np.array_equal(a, other)
-    assert len({tuple(row) for row in a}) == 4  # each example has its own draw
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_deterministic_per_key_and_independent_per_example(self):
+        draw = self.variant(randomized_positions, static_argnums=(1, 2), static_argnames="batch_shape")
+        key = jax.random.key(7)
+        a = np.asarray(draw(key, 8, 1000, batch_shape=(4,)))
+        np.testing.assert_array_equal(a, np.asarray(draw(key, 8, 1000, batch_shape=(4,))))
+        other = np.asarray(draw(jax.random.key(8), 8, 1000, batch_shape=(4,)))
+        assert not np.array_equal(a, other)
+        assert len({tuple(row) for row in a}) == 4  # each example has its own draw
 
 
 def test_legacy_uint32_keys_and_full_range():

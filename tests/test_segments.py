@@ -1,5 +1,6 @@
 """Positions of packed sequences, against a plain Python loop."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,16 +21,16 @@ def reference_positions(segment_ids):
     return out
 
 
-@pytest.mark.parametrize("jit", [False, True])
-def test_matches_loop(jit):
-    fn = _JITTED if jit else positions_from_segment_ids
-    segment_ids = np.array(
-        [[1, 1, 1, 2, 2, 3, 0, 0], [5, 5, 5, 5, 5, 5, 5, 5], [1, 2, 1, 2, 2, 0, 0, 0]], np.int32
-    )
-    got = fn(jnp.asarray(segment_ids))
-    assert got.dtype == jnp.int32 and got.shape == segment_ids.shape
-    np.testing.assert_array_equal(np.asarray(got), reference_positions(segment_ids))
-    np.testing.assert_array_equal(np.asarray(got[0]), [0, 1, 2, 0, 1, 0, 0, 1])
+class EagerAndJittedTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_matches_loop(self):
+        segment_ids = np.array(
+            [[1, 1, 1, 2, 2, 3, 0, 0], [5, 5, 5, 5, 5, 5, 5, 5], [1, 2, 1, 2, 2, 0, 0, 0]], np.int32
+        )
+        got = self.variant(positions_from_segment_ids)(jnp.asarray(segment_ids))
+        assert got.dtype == jnp.int32 and got.shape == segment_ids.shape
+        np.testing.assert_array_equal(np.asarray(got), reference_positions(segment_ids))
+        np.testing.assert_array_equal(np.asarray(got[0]), [0, 1, 2, 0, 1, 0, 0, 1])
 
 
 def test_random_rows_one_dimensional_and_empty():
