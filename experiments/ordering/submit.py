@@ -131,7 +131,7 @@ def _sbatch_script(
 ) -> str:
     """The sbatch script submitit writes for ``job`` (its own template, so that the dry run shows exactly
     what would be submitted)."""
-    from submitit.slurm import slurm  # the template is module-private in submitit; pinned in pyproject
+    from submitit.slurm import slurm  # the template is module-private in submitit (1.5)
 
     params = cluster.sbatch_parameters(plan, job)
     if dependency is not None:
@@ -349,7 +349,8 @@ def launch(
         return 0
     import jax
 
-    runner.prepare(config, workdir, len(jax.devices()))
+    # Each process sees its own GPUs (or, with none, this machine's CPU devices).
+    runner.prepare(config, workdir, plan.options.gpus_per_task or len(jax.devices()))
     print(format_plan(plan, projection, local=True), flush=True)
     array = cluster.LocalArray(plan)
     array.wait(progress)
