@@ -2,9 +2,7 @@
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from posenc_jax import randomized_positions
 
@@ -45,40 +43,3 @@ def test_traced_key_under_vmap():
     keys = jax.random.split(jax.random.key(3), 6)
     got = np.asarray(jax.vmap(lambda k: randomized_positions(k, 4, 32))(keys))
     assert got.shape == (6, 4) and np.all(np.diff(got, axis=-1) > 0)
-
-
-@pytest.mark.parametrize(
-    "args,kwargs,error,match",
-    [
-        (
-            (8, 4),
-            {},
-            ValueError,
-            r"randomized_positions\(max_length=4\): max_length must be >= length=8",
-        ),
-        ((0, 4), {}, ValueError, r"randomized_positions\(length=0\): length must be a positive Python int"),
-        ((2, -1), {}, ValueError, r"randomized_positions\(max_length=-1\)"),
-        ((2.0, 4), {}, TypeError, r"randomized_positions\(length=2.0\): length must be a positive Python int"),
-        (
-            (2, 4),
-            {"batch_shape": 3},
-            TypeError,
-            r"randomized_positions\(batch_shape=3\): batch_shape must be a tuple",
-        ),
-        ((2, 4), {"batch_shape": (2, -1)}, ValueError, r"randomized_positions\(batch_shape=\(2, -1\)\)"),
-    ],
-)
-def test_bad_input(args, kwargs, error, match):
-    with pytest.raises(error, match=match):
-        randomized_positions(jax.random.key(0), *args, **kwargs)
-
-
-def test_bad_key():
-    with pytest.raises(
-        ValueError, match=r"randomized_positions\(key=<key<fry>\[2\]>\): key must be a single PRNG key"
-    ):
-        randomized_positions(jax.random.split(jax.random.key(0)), 2, 4)
-    with pytest.raises(TypeError, match=r"randomized_positions\(key=0\): key must be a single PRNG key"):
-        randomized_positions(0, 2, 4)
-    with pytest.raises(TypeError, match=r"key must be a single PRNG key"):
-        randomized_positions(jnp.zeros(2, jnp.float32), 2, 4)
