@@ -368,3 +368,13 @@ def test_transformer_xl_bad_input(overrides, error, words):
     with pytest.raises(error, match=re.escape(words)) as info:
         _txl_bad(**overrides)()
     assert str(info.value).startswith("transformer_xl_logits(")
+
+
+def test_unsigned_with_signed_positions_without_x64_are_a_type_error():
+    # uint32 2**31 + 5 and int32 positions have no common 32-bit dtype: refused at trace time, never wrapped.
+    q = jnp.asarray(np.array([2**31 + 5], np.uint32))
+    with pytest.raises(TypeError, match=r"t5_buckets\(q_positions=<traced uint32\[1\]>\): signed and unsigned"):
+        jax.jit(lambda q: t5_buckets(q, jnp.arange(3), bidirectional=True))(q)
+    # two unsigned arrays subtract exactly in uint32
+    got = jax.jit(lambda q, k: t5_buckets(q, k, bidirectional=True))(q, q + jnp.uint32(1))
+    np.testing.assert_array_equal(np.asarray(got), [[[17]]])

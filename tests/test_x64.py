@@ -380,3 +380,23 @@ def test_error_policy_reports_the_int64_values():
         Exception, match=r"positions=<values from 1 to 4294967301>\): positions must lie in \[0, 7\)"
     ):
         jax.block_until_ready(jax.jit(lambda p: module.encode(p))(jnp.asarray(i64(1, BIG))))
+
+
+def test_host_sizes_and_lengths_beyond_int32_are_python_ints_or_errors():
+    # Static sizes and lengths are read as Python ints: never narrowed to int32 on the way.
+    with pytest.raises(ValueError, match=r"randomized_positions\(max_length=4294967301\)"):
+        pe.randomized_positions(jax.random.key(0), 3, np.int64(BIG))
+    scaling = pe.rope.DynamicNTK(2.0, original_max_position=4)
+    np.testing.assert_array_equal(
+        pe.rope_frequencies(8, scaling=scaling, length=np.int64(BIG)),
+        pe.rope_frequencies(8, scaling=scaling, length=BIG),
+    )
+    assert not np.array_equal(
+        pe.rope_frequencies(8, scaling=scaling, length=BIG), pe.rope_frequencies(8, scaling=scaling, length=5)
+    )
+
+
+def test_uint32_with_int64_positions_are_exact():
+    q = jnp.asarray(np.array([2**32 - 1], np.uint32))
+    got = jax.jit(lambda q, k: pe.t5_buckets(q, k, bidirectional=True))(q, jnp.asarray(i64(2**32 - 2, 0)))
+    np.testing.assert_array_equal(np.asarray(got), [[[1, 15]]])  # a distance of -1, then a far one

@@ -31,14 +31,14 @@ def _chunk_seconds(
     from experiments.ordering import train
 
     short = dataclasses.replace(config, steps=steps, check_every=steps, run_steps=(), warmup_steps=0)
-    setup = train.setup_group(short, group, mesh)
+    setup = train.setup_group(short, group, mesh, test=False)
     replicated = NamedSharding(mesh, P())
     params, opt_state = jax.device_put(train.init_parameters(setup, list(config.seeds)), replicated)
     batches = jax.device_put(setup.training_data(0), train.rows_sharding(mesh, 2))
     seeds = jax.device_put(np.asarray(config.seeds, np.uint32), replicated)
     args = (seeds, np.int32(0), setup.validation.batch, setup.validation.output_lengths)
     # Not the cached `train.programs`: that one donates the state, which the timing loop reuses.
-    chunk = jax.jit(train._train_chunk_fn(setup.model, setup.optimizer, mesh))
+    chunk = jax.jit(train._train_chunk_fn(setup.model, setup.optimizer, mesh, *setup.loss_options))
     chunk = chunk.lower(params, opt_state, batches, *args).compile()
     jax.block_until_ready(chunk(params, opt_state, batches, *args))  # warm-up
     samples = []

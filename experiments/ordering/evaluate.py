@@ -34,6 +34,8 @@ __all__ = [
     "EvaluationSet",
     "evaluation_lengths",
     "evaluation_sets",
+    "evaluation_sub_batch",
+    "answer_position_ablation",
     "evaluation_block_rows",
     "pad_rows",
     "forward",
@@ -136,28 +138,45 @@ def evaluation_block_rows(config: ExperimentConfig, rows: int, row_length: int, 
     return min(block, -(-rows // devices) * devices)
 
 
+def evaluation_sub_batch(config: ExperimentConfig, per_length: int) -> int:
+    """Examples of one length sharing a draw of randomized positions at evaluation: ``evaluation_sub_batch``
+    (at most ``per_length``) with ``position_draw="batch"``, else 1 (a draw per example)."""
+    return min(config.evaluation_sub_batch, per_length) if config.position_draw == "batch" else 1
+
+
 def evaluation_sets(
-    config: ExperimentConfig, task: Task, mode: str, randomized: bool, mesh: Mesh
-) -> tuple[EvaluationSet, EvaluationSet]:
+    config: ExperimentConfig,
+    task: Task,
+    mode: str,
+    randomized: bool,
+    mesh: Mesh,
+    *,
+    start_at_zero: bool = False,
+    test: bool = True,
+) -> tuple[EvaluationSet, EvaluationSet | None]:
     """The fixed validation (lengths ``1 … N``) and test (``1 … 4N``) sets of a (task, mode).
 
     The examples depend only on ``config.data_seed``, the task and the lengths: every scheme and seed is
     evaluated on the same examples (a paired comparison). Randomized schemes get positions from
     ``[0, config.position_range)`` drawn from the same seed, per example or, with ``position_draw="batch"``,
-    once for the whole set; the others ``0, 1, …``. The validation set and the encoder's test set are
-    packed two examples per row; the decoder's test set has one example per row (greedy decoding runs all
-    rows in lockstep).
+    a fresh draw of exactly the sequence's length for every sub-batch of ``evaluation_sub_batch`` examples of
+    one length (the reference's evaluation); one draw per attention layer with ``position_layers=
+    "per_layer"``; ``start_at_zero`` for the randomized relative map. The others get ``0, 1, …``. With
+    ``length_sampling="paired"`` the validation set and the encoder's test set are packed two examples per
+    row; otherwise, and for the decoder's test set (greedy decoding runs all rows in lockstep), one example
+    per row.
 
     Returns:
-      ``(validation, test)``.
+      ``(validation, test)`` (``test`` is ``None`` when not asked for).
     """
     table_rows = config.table_rows(task.name, randomized)
-    sets = []
+    pairs = config.length_sampling == "paired"
+    sets: list[EvaluationSet | None] = [None, None]
     for index, (max_length, per_length, paired) in enumerate(
         (
-            (config.train_max_length, config.validation_per_length, True),
-            (config.test_max_length, config.test_per_length, mode == "encoder"),
-        )
+            (config.train_max_length, config.validation_per_length, pairs),
+            (config.test_max_length, config.test_per_length, pairs and mode == "encoder"),
+        )[: 2 if test else 1]
     ):
         rng = np.random.default_rng([config.data_seed, index])
         lengths = evaluation_lengths(max_length, per_length, paired=paired)
@@ -165,12 +184,14 @@ def evaluation_sets(
         positions_rng = np.random.default_rng([config.data_seed, index, 1])
         positions = None
         if randomized:
-            positions = data.sorted_random_positions(
+            positions = data.position_draws(
                 positions_rng,
                 examples.lengths + examples.output_lengths,
                 int(task.sequence_length(max_length)),
                 config.position_range,
-                share=examples.lengths.shape[0] if config.position_draw == "batch" else 1,
+                share=evaluation_sub_batch(config, per_length),
+                draws=config.position_draws(randomized),
+                start_at_zero=start_at_zero,
             )
         row_length = task.pair_length(max_length) if paired else task.sequence_length(max_length)
         batch = data.pack_examples(
@@ -186,7 +207,8 @@ def evaluation_sets(
         batch = jax.device_put(pad_rows(batch, block), rows_sharding(mesh, 0))
         replicated = NamedSharding(mesh, P())
         output_lengths = jax.device_put(examples.output_lengths, replicated)
-        sets.append(EvaluationSet(examples, batch, output_lengths, block))
+        sets[index] = EvaluationSet(examples, batch, output_lengths, block)
+    assert sets[0] is not None
     return sets[0], sets[1]
 
 
@@ -267,6 +289,56 @@ def _per_length(values: np.ndarray, lengths: np.ndarray, max_length: int) -> np.
     return out
 
 
+def answer_positions(examples: data.Examples, width: int, train_max_length: int) -> np.ndarray:
+    """Positions that move only the output tokens towards the training range: input token ``i`` keeps
+    position ``i``, output token ``j`` of an input of length ``n`` gets ``min(n, N) + j`` instead of
+    ``n + j`` (``N = train_max_length``; unchanged for ``n ≤ N``). A single-output task's answer then sits
+    at ``min(n, N)``, a position seen in training.
+
+    Returns:
+      `[examples, width]` int32.
+
+    >>> ex = data.make_examples(get_task("majority"), np.random.default_rng(0), np.array([3, 7]), 7)
+    >>> answer_positions(ex, 8, 4).tolist()
+    [[0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 2, 3, 4, 5, 6, 4]]
+    """
+    column = np.arange(width)[None, :]
+    n = examples.lengths[:, None]
+    return np.where(column < n, column, np.minimum(n, train_max_length) + column - n).astype(np.int32)
+
+
+def answer_position_ablation(setup: Any, params: Any, test_fn: Any) -> dict[str, Any]:
+    """The test set again with only the output tokens' positions moved into the training range
+    (`answer_positions`): per-seed, per-length per-token accuracy and exact match.
+
+    Separates "the output is read at a position never seen in training" (an untrained learned row, a
+    sinusoid the model never saw) from the scheme's length generalization: the inputs, the model and
+    everything else are unchanged. For the absolute schemes (``SchemeSpec.absolute``) in the encoder.
+    """
+    config, test, task = setup.config, setup.test, setup.task
+    examples = test.examples
+    width = int(task.sequence_length(config.test_max_length))
+    paired = setup.mode == "encoder" and config.length_sampling == "paired"
+    row_length = task.pair_length(config.test_max_length) if paired else width
+    batch = data.pack_examples(
+        task,
+        examples,
+        mode=setup.mode,
+        segments_per_row=2 if paired else 1,
+        row_length=int(row_length),
+        example_positions=answer_positions(examples, width, config.train_max_length),
+    )
+    batch = jax.device_put(pad_rows(batch, test.block_rows), rows_sharding(setup.mesh, 0))
+    input_lengths = jax.device_put(examples.lengths, NamedSharding(setup.mesh, P()))
+    correct = np.asarray(test_fn(params, batch, input_lengths)["correct"])
+    out_lengths, l_max = examples.output_lengths, config.test_max_length
+    return {
+        "output_positions": "min(n, train_max_length) + j",
+        "token_accuracy": _per_length(correct / out_lengths, examples.lengths, l_max).tolist(),
+        "exact_match": _per_length((correct == out_lengths).astype(float), examples.lengths, l_max).tolist(),
+    }
+
+
 def test_record(setup: Any, params: Any) -> tuple[dict[str, Any], dict[str, float]]:
     """Evaluates the final parameters of every seed on the test set.
 
@@ -282,6 +354,8 @@ def test_record(setup: Any, params: Any) -> tuple[dict[str, Any], dict[str, floa
     import time
 
     config, test = setup.config, setup.test
+    if test is None:
+        raise ValueError("test_record(setup): set up without a test set (setup_group(test=False))")
     replicated = NamedSharding(setup.mesh, P())
     t0 = time.perf_counter()
     input_lengths = jax.device_put(test.examples.lengths, replicated)
@@ -308,4 +382,8 @@ def test_record(setup: Any, params: Any) -> tuple[dict[str, Any], dict[str, floa
         record["ceiling"] = _per_length(ceiling[None], lengths, l_max)[0].tolist()
         record["ceiling_per_example"] = ceiling.tolist()
         record["token_accuracy_per_example"] = (metrics["correct"] / out_lengths).tolist()
+    if setup.spec.absolute and setup.mode == "encoder" and config.test_max_length > config.train_max_length:
+        t0 = time.perf_counter()
+        record["answer_position_ablation"] = answer_position_ablation(setup, params, test_fn)
+        timings["test_seconds"] += time.perf_counter() - t0
     return record, timings

@@ -1,4 +1,4 @@
-"""A small pre-LayerNorm Transformer (Flax Linen) that takes its positional scheme as a module.
+"""A small Transformer (Flax Linen, pre- or post-LayerNorm) that takes its positional scheme as a module.
 
 The model never knows which scheme it holds (nor whether its layers hold different ones: ``scheme`` may be a
 tuple of modules, one per layer or a pattern repeated over the layers, with optional per-layer sliding
@@ -9,6 +9,10 @@ configurations). It asks the scheme the protocol's questions:
 add to the attention logits, or ``None``) and ``attention_logits_bias(q, k, q_positions, k_positions)`` (a
 term of the logits that depends on each layer's queries and keys, or ``None``; a scheme's parameters are
 shared by all layers). Attention stays within a packed segment and, for the decoder, is causal.
+
+Positions are `[batch, length]` (one set serves the embedding and every layer) or `[batch, length, layers]`
+(layer ``l`` reads ``positions[..., l]``, the embedding and the static bias the first; randomized positions
+drawn per layer, as the reference code draws them).
 
 Two entry points share the parameters: ``__call__`` runs a whole (packed) batch; ``decode_step`` runs one
 token per row against a key/value cache, for greedy autoregressive decoding with fixed shapes.
@@ -40,6 +44,15 @@ class ModelConfig:
       mlp_ratio: hidden width of the MLP over ``width``.
       dropout: dropout rate on the embeddings and on each block's attention and MLP outputs, at training
         only (``deterministic=False``); 0 adds no operation at all.
+      norm: ``"pre"`` (LayerNorm before attention and MLP, a final LayerNorm before the head) or ``"post"``
+        (the reference code's: LayerNorm after each residual sum, none before the head).
+      attention_bias: whether the query, key, value and output projections have biases (the reference's
+        have none).
+      init: ``"unit_normal"`` (token embeddings N(0, 1), Flax's default dense initialisation) or
+        ``"reference"`` (the reference code's Haiku defaults: token embeddings TruncatedNormal(0.02) multiplied
+        by √width at every call, dense kernels truncated normal of standard deviation 1/√fan_in before
+        truncation).
+      layer_norm_epsilon: the LayerNorms' epsilon (Flax's default 1e-6; Haiku's, the reference's, 1e-5).
     """
 
     num_layers: int = 2
@@ -47,6 +60,10 @@ class ModelConfig:
     num_heads: int = 4
     mlp_ratio: int = 4
     dropout: float = 0.0
+    norm: str = "pre"
+    attention_bias: bool = True
+    init: str = "unit_normal"
+    layer_norm_epsilon: float = 1e-6
 
     def __post_init__(self):
         for name in ("num_layers", "width", "num_heads", "mlp_ratio"):
@@ -55,6 +72,15 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig({name}={value!r}): must be a positive integer")
         if not (isinstance(self.dropout, float | int) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"ModelConfig(dropout={self.dropout!r}): must be in [0, 1)")
+        for name, allowed in (("norm", ("pre", "post")), ("init", ("unit_normal", "reference"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ModelConfig({name}={getattr(self, name)!r}): must be one of {allowed}")
+        if not isinstance(self.attention_bias, bool):
+            raise ValueError(f"ModelConfig(attention_bias={self.attention_bias!r}): must be True or False")
+        if not (isinstance(self.layer_norm_epsilon, float) and 0.0 < self.layer_norm_epsilon < 1.0):
+            raise ValueError(
+                f"ModelConfig(layer_norm_epsilon={self.layer_norm_epsilon!r}): must be a float in (0, 1)"
+            )
         if self.width % self.num_heads or (self.width // self.num_heads) % 2:
             raise ValueError(
                 f"ModelConfig(width={self.width}, num_heads={self.num_heads}): width must be a multiple "
@@ -64,6 +90,16 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.width // self.num_heads
+
+    def dense_init(self) -> Callable:
+        """Kernel initializer of the dense layers (`init`)."""
+        return HAIKU_DENSE_INIT if self.init == "reference" else nn.linear.default_kernel_init
+
+
+#: Haiku's ``hk.Linear`` default: truncated normal (±2 standard deviations) of standard deviation
+#: ``1/√fan_in`` before truncation. Flax's variance scaling divides by 0.8796 (the truncated unit normal's
+#: standard deviation), so a scale of 0.8796² gives the same distribution.
+HAIKU_DENSE_INIT = nn.initializers.variance_scaling(0.87962566103423978**2, "fan_in", "truncated_normal")
 
 
 def attention_mask(segment_ids: jax.Array, *, causal: bool) -> jax.Array:
@@ -183,39 +219,49 @@ def _with_term(bias: jax.Array, term: jax.Array | None) -> jax.Array:
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm attention + MLP block (``attention``: see `Transformer`)."""
+    """Attention + MLP block, pre- or post-LayerNorm (``config.norm``; ``attention``: see `Transformer`)."""
 
     config: ModelConfig
     attention: Callable = attend
 
     def setup(self):
         c = self.config
-        self.attention_norm = nn.LayerNorm()
-        self.qkv = nn.DenseGeneral((3, c.num_heads, c.head_dim))
-        self.out = nn.DenseGeneral(c.width, axis=(-2, -1))
-        self.mlp_norm = nn.LayerNorm()
-        self.mlp_in = nn.Dense(c.mlp_ratio * c.width)
-        self.mlp_out = nn.Dense(c.width)
+        dense = {"kernel_init": c.dense_init()}
+        self.attention_norm = nn.LayerNorm(epsilon=c.layer_norm_epsilon)
+        self.qkv = nn.DenseGeneral((3, c.num_heads, c.head_dim), use_bias=c.attention_bias, **dense)
+        self.out = nn.DenseGeneral(c.width, axis=(-2, -1), use_bias=c.attention_bias, **dense)
+        self.mlp_norm = nn.LayerNorm(epsilon=c.layer_norm_epsilon)
+        self.mlp_in = nn.Dense(c.mlp_ratio * c.width, **dense)
+        self.mlp_out = nn.Dense(c.width, **dense)
         self.dropout = nn.Dropout(c.dropout)
 
     def _drop(self, x, deterministic):
         return x if deterministic or not self.config.dropout else self.dropout(x, deterministic=False)
 
+    def _pre(self, norm, x):
+        return norm(x) if self.config.norm == "pre" else x
+
+    def _residual(self, norm, x, y):
+        return x + y if self.config.norm == "pre" else norm(x + y)
+
     def _mlp(self, x, deterministic=True):
-        return x + self._drop(self.mlp_out(nn.relu(self.mlp_in(self.mlp_norm(x)))), deterministic)
+        y = self._drop(self.mlp_out(nn.relu(self.mlp_in(self._pre(self.mlp_norm, x)))), deterministic)
+        return self._residual(self.mlp_norm, x, y)
 
     def __call__(self, x, positions, bias, scheme, deterministic=True):
-        qkv = self.qkv(self.attention_norm(x))
+        qkv = self.qkv(self._pre(self.attention_norm, x))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q, k = scheme.rotate(q, k, positions, positions)
         bias = _with_term(bias, scheme.attention_logits_bias(q, k, positions, positions))
-        x = x + self._drop(self.out(self.attention(q, k, v, bias)), deterministic)
+        x = self._residual(
+            self.attention_norm, x, self._drop(self.out(self.attention(q, k, v, bias)), deterministic)
+        )
         return self._mlp(x, deterministic)
 
     def step(self, x, position, positions, index, cache, bias, scheme):
         """One token per row: ``x`` `[batch, 1, width]` at ``position``, written to the cache at ``index``;
         ``positions`` `[batch, length]` are those of the cache's slots."""
-        qkv = self.qkv(self.attention_norm(x))
+        qkv = self.qkv(self._pre(self.attention_norm, x))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q, k = scheme.rotate(q, k, position, position)
         k = k.transpose(0, 2, 1, 3).astype(cache[0].dtype)  # [batch, heads, 1, head_dim]
@@ -224,7 +270,11 @@ class Block(nn.Module):
         cache_v = jax.lax.dynamic_update_slice_in_dim(cache[1], v, index, 3)
         # Slots after `index` hold zeros; the mask in `bias` hides them.
         term = scheme.attention_logits_bias(q, cache_k.transpose(0, 2, 1, 3), position, positions)
-        y = self._mlp(x + self.out(_attend_one(q, cache_k, cache_v, _with_term(bias, term))))
+        y = self._mlp(
+            self._residual(
+                self.attention_norm, x, self.out(_attend_one(q, cache_k, cache_v, _with_term(bias, term)))
+            )
+        )
         return y, (cache_k, cache_v)
 
 
@@ -264,17 +314,28 @@ class Transformer(nn.Module):
 
     def setup(self):
         c = self.config
-        # Unit-variance token embeddings, the scale of the sinusoidal code (entries of RMS 1/sqrt(2)).
-        self.token_embedding = nn.Embed(
-            self.vocab_size, c.width, embedding_init=nn.initializers.normal(stddev=1.0)
-        )
+        if c.init == "reference":
+            # TruncatedNormal(0.02), multiplied by sqrt(width) at every call (`_embed_tokens`).
+            embedding_init = nn.initializers.truncated_normal(stddev=0.02)
+        else:
+            # Unit-variance token embeddings, the scale of the sinusoidal code (entries of RMS 1/sqrt(2)).
+            embedding_init = nn.initializers.normal(stddev=1.0)
+        self.token_embedding = nn.Embed(self.vocab_size, c.width, embedding_init=embedding_init)
         self.blocks = [Block(c, self.attention) for _ in range(c.num_layers)]
-        self.final_norm = nn.LayerNorm()
-        self.head = nn.Dense(self.num_classes)
+        if c.norm == "pre":
+            self.final_norm = nn.LayerNorm(epsilon=c.layer_norm_epsilon)
+        self.head = nn.Dense(self.num_classes, kernel_init=c.dense_init())
         self.dropout = nn.Dropout(c.dropout)
 
     def _drop(self, x, deterministic):
         return x if deterministic or not self.config.dropout else self.dropout(x, deterministic=False)
+
+    def _embed_tokens(self, tokens):
+        x = self.token_embedding(tokens)
+        return x * jnp.sqrt(jnp.float32(self.config.width)) if self.config.init == "reference" else x
+
+    def _logits(self, x):
+        return self.head(self.final_norm(x) if self.config.norm == "pre" else x)
 
     def _layers(self) -> list[tuple[Any, int | None]]:
         """``(scheme, window)`` of every layer."""
@@ -297,7 +358,8 @@ class Transformer(nn.Module):
 
         Args:
           tokens: `[batch, length]` int.
-          positions: `[batch, length]` int positions given to the scheme.
+          positions: `[batch, length]` int positions given to the scheme, or `[batch, length, layers]` (a set
+            per layer; the embedding and the static bias read the first).
           segment_ids: `[batch, length]` int, 0 for padding.
           deterministic: no dropout (evaluation); ``False`` needs a ``"dropout"`` rng when
             ``config.dropout > 0``.
@@ -306,18 +368,20 @@ class Transformer(nn.Module):
           `[batch, length, num_classes]` float32 logits.
         """
         layers = self._layers()
-        x = self._drop(layers[0][0].embed(self.token_embedding(tokens), positions), deterministic)
+        x = self._drop(layers[0][0].embed(self._embed_tokens(tokens), _layer(positions, 0)), deterministic)
         mask = attention_mask(segment_ids, causal=self.causal)
         index = jnp.arange(tokens.shape[1])
-        biases: dict[tuple[int, int | None], jax.Array] = {}  # one per distinct (scheme, window)
-        for block, (scheme, window) in zip(self.blocks, layers, strict=True):
-            key = (id(scheme), window)
+        per_layer = positions.ndim == 3
+        biases: dict[tuple, jax.Array] = {}  # one per distinct (scheme, window, positions)
+        for i, (block, (scheme, window)) in enumerate(zip(self.blocks, layers, strict=True)):
+            layer_positions = _layer(positions, i)
+            key = (id(scheme), window, i if per_layer else None)
             if key not in biases:
                 near = self._window_mask(window, index, index)
                 layer_mask = mask if near is None else mask & near[None, None]
-                biases[key] = logit_bias(layer_mask, scheme.attention_bias(positions, positions))
-            x = block(x, positions, biases[key], scheme, deterministic)
-        return self.head(self.final_norm(x))
+                biases[key] = logit_bias(layer_mask, scheme.attention_bias(layer_positions, layer_positions))
+            x = block(x, layer_positions, biases[key], scheme, deterministic)
+        return self._logits(x)
 
     def decode_step(self, token, index, positions, cache):
         """Runs the token at column ``index`` of every row against the cache (one example per row).
@@ -325,7 +389,7 @@ class Transformer(nn.Module):
         Args:
           token: `[batch]` int token at column ``index``.
           index: scalar int column (the same for all rows).
-          positions: `[batch, length]` int positions of the whole rows.
+          positions: `[batch, length]` (or `[batch, length, layers]`) int positions of the whole rows.
           cache: from `init_cache` or a previous step.
 
         Returns:
@@ -333,19 +397,30 @@ class Transformer(nn.Module):
         """
         position = jax.lax.dynamic_slice_in_dim(positions, index, 1, axis=1)
         layers = self._layers()
-        x = layers[0][0].embed(self.token_embedding(token[:, None]), position)
+        x = layers[0][0].embed(self._embed_tokens(token[:, None]), _layer(position, 0))
         keys = jnp.arange(positions.shape[1])
         mask = keys <= index
         new_cache = []
-        biases: dict[tuple[int, int | None], jax.Array] = {}  # one per distinct (scheme, window)
-        for block, layer_cache, (scheme, window) in zip(self.blocks, cache, layers, strict=True):
-            key = (id(scheme), window)
+        per_layer = positions.ndim == 3
+        biases: dict[tuple, jax.Array] = {}  # one per distinct (scheme, window, positions)
+        for i, (block, layer_cache, (scheme, window)) in enumerate(
+            zip(self.blocks, cache, layers, strict=True)
+        ):
+            layer_position, layer_positions = _layer(position, i), _layer(positions, i)
+            key = (id(scheme), window, i if per_layer else None)
             if key not in biases:
                 near = self._window_mask(window, jnp.reshape(index, (1,)), keys)
                 layer_mask = mask if near is None else mask & near[0]
                 biases[key] = logit_bias(
-                    layer_mask[None, None, None, :], scheme.attention_bias(position, positions)
+                    layer_mask[None, None, None, :], scheme.attention_bias(layer_position, layer_positions)
                 )
-            x, layer_cache = block.step(x, position, positions, index, layer_cache, biases[key], scheme)
+            x, layer_cache = block.step(
+                x, layer_position, layer_positions, index, layer_cache, biases[key], scheme
+            )
             new_cache.append(layer_cache)
-        return self.head(self.final_norm(x))[:, 0], tuple(new_cache)
+        return self._logits(x)[:, 0], tuple(new_cache)
+
+
+def _layer(positions: jax.Array, index: int) -> jax.Array:
+    """Layer ``index``'s positions: all of `[batch, length]` ones, or slice ``index`` of per-layer ones."""
+    return positions if positions.ndim == 2 else positions[..., index]

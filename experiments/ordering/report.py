@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from experiments.ordering import stats, tasks
+from experiments.ordering import config as config_lib
+from experiments.ordering import explain, stats, tasks
 from experiments.ordering.config import PRESET_NOTES, ExperimentConfig
 from experiments.ordering.summary import (
     BASELINE_MARGIN,
@@ -316,15 +317,10 @@ def write_report(
     """``report.md``: setup, the generated findings, tables, the reference aggregation, the ceiling check
     and the figures."""
     extra, rows = summary["run"], summary["rows"]
-    m = config.model
     band_text = ", ".join(stats.bands(config.train_max_length, config.test_max_length))
     several = len(config.learning_rates) > 1
-    lr_text = ", ".join(f"{lr:g}" for lr in config.learning_rates)
     budgets = "; ".join(f"{t} ({mo}): {config.steps_for(t, mo)}" for t, mo in config.runs)
-    draw = {
-        "example": "drawn independently per example",
-        "batch": "drawn once per training step (shared by the batch) and once per evaluation set",
-    }[config.position_draw]
+    phrases = config_lib.protocol_phrases(config)
     lines = [
         "# Sequence-ordering experiment: positional encodings compared",
         "",
@@ -336,15 +332,9 @@ def write_report(
         "",
         "## Setup",
         "",
-        "- Tasks ("
-        + (
-            "Delétang et al. 2023 definitions, except `majority`, this experiment's order-free control"
-            if any(t == "majority" for t, _ in config.runs)
-            else "Delétang et al. 2023 definitions"
-        )
-        + ") and whether a model needs positions to solve them: "
+        "- Tasks, their source and whether a model needs positions to solve them: "
         + "; ".join(
-            f"`{t}` ({mo}): {tasks.get_task(t).description}; "
+            f"`{t}` ({mo}): {tasks.get_task(t).description} ({tasks.get_task(t).source}); "
             f"{'needs positions' if tasks.get_task(t).needs_position[mo] else 'does not need positions'} "
             f"({tasks.get_task(t).why[mo]})"
             for t, mo in config.runs
@@ -354,21 +344,21 @@ def write_report(
         "predicted in one pass. Decoder format: input, SEP, outputs, causal attention, trained "
         "teacher-forced; the headline decoder metric is **greedy autoregressive decoding**, teacher-forced "
         "accuracy is reported separately (labelled).",
-        f"- Model: pre-LayerNorm Transformer, {m.num_layers} layers, width {m.width}, {m.num_heads} heads, "
-        f"MLP {m.mlp_ratio}x with ReLU, dropout {m.dropout:g}. Token embeddings N(0, 1).",
+        f"- Model: {phrases['model']}",
         "- Schemes, all through the same module protocol (the model never branches on the scheme): "
         + ", ".join(config.schemes)
         + ". Learned tables have one row per token of the longest whole test sequence (input plus output), "
-        f"or {config.position_range} rows for randomized_learned; initialised N(0, 1), with the library's "
-        "default out-of-range policy (the data pipeline checks that every position is inside the table). "
+        f"or {config.position_range} rows for randomized_learned; initialised {phrases['table_init']}, with "
+        "the library's default out-of-range policy (the data pipeline checks that every position is inside "
+        "the table). "
         "Randomized schemes "
         f"(Ruoss et al. 2023) use a sorted random subset of [0, {config.position_range}) as positions, "
-        f"{draw}, at training and at evaluation. ALiBi is bidirectional in the encoder, causal in the decoder.",
+        f"{phrases['draw']}, at training and at evaluation. ALiBi is bidirectional in the encoder, causal in "
+        "the decoder.",
         f"- Training (equal budgets): every scheme and seed of a run trains the same number of steps "
-        f"({budgets}); input lengths uniform on 1…{config.train_max_length}, batch {config.batch_size} "
-        f"examples per seed (packed two per row, lengths n and {config.train_max_length + 1}-n, no padding), "
-        f"Adam, peak learning rate {lr_text}, linear warm-up over {config.warmup_steps} steps then cosine "
-        f"decay to 0, global-norm gradient clip {config.grad_clip}. The reported model is the final one: "
+        f"({budgets}); input lengths uniform on 1…{config.train_max_length}, {phrases['batch']}, "
+        f"{phrases['loss']}, Adam, {phrases['schedule']}, global-norm gradient clip {config.grad_clip}. "
+        "The reported model is the final one: "
         "nothing is selected on validation or test data. The in-distribution exact match on a fixed "
         f"validation set ({config.validation_per_length} examples per length) is recorded every "
         f"{config.check_every} steps; 'steps to criterion' is the first check at ≥ {config.criterion} (or "
@@ -411,6 +401,9 @@ def write_report(
         "",
     ]
     lines += findings(config, records, summary["comparisons"]) + [""]
+    lines += explain.explanations(config, records)
+    if config.preset == "paper":
+        lines += ["## Departures from the reference code", "", config_lib.departures_markdown(), ""]
     for title, metric in (
         ("Per-token accuracy", "token_accuracy"),
         ("Exact-sequence match", "exact_match"),

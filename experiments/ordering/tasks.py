@@ -1,14 +1,20 @@
 """The sequence tasks of the ordering experiment: one definition each, with its target function.
 
-The tasks follow the definitions of Delétang et al. (2023) and Ruoss et al. (2023):
+Four tasks follow the definitions of Delétang et al. (2023), which Ruoss et al. (2023) reuse; the fifth is a
+control added here:
 
-* ``sort`` — bucket sort over an alphabet of 5 symbols (the ordering task proper);
-* ``reverse`` — reverse a binary string;
-* ``duplicate`` — write a binary string twice;
+* ``sort`` — bucket sort over an alphabet of 5 symbols (the ordering task proper; ``bucket_sort``);
+* ``reverse`` — reverse a binary string (``reverse_string``);
+* ``duplicate`` — write a binary string twice (``duplicate_string``);
 * ``odds_first`` — a binary string ``x1 x2 … xn`` becomes ``x1 x3 x5 … x2 x4 …`` (1-based indices: the
   odd-indexed symbols first, then the even-indexed ones);
-* ``majority`` — the control task: the most frequent of 5 symbols (ties go to the smallest symbol). Its
-  answer does not depend on the order of the input, so a model without any position information can solve it.
+* ``majority`` — the control task (not a task of either paper): the most frequent of 5 symbols (ties go to
+  the smallest symbol). Its answer does not depend on the order of the input, so a model without any
+  position information can solve it.
+
+In the causal decoder no task needs explicit positions: each token attends only to its prefix, so the mask
+itself tells a token how many came before it (Kazemnejad et al. 2023); whether explicit positions help or
+hurt there is measured, not assumed.
 
 Each task is one `Task` in `TASKS` with its own target function and, per format (encoder or decoder), whether
 a model needs positions to solve it. Formats, packing and sampling: :mod:`experiments.ordering.data`.
@@ -98,6 +104,7 @@ class Task:
         solve the task.
       why: per mode, one sentence saying why positions are or are not needed (for reports).
       description: one line for reports.
+      source: where the task comes from (for reports).
     """
 
     name: str
@@ -108,6 +115,7 @@ class Task:
     needs_position: dict[str, bool]
     why: dict[str, str]
     description: str
+    source: str = ""
 
     def __post_init__(self):
         for field in ("needs_position", "why"):
@@ -155,6 +163,11 @@ class Task:
 
 _COUNTS = "the output depends only on how often each symbol occurs, not where"
 _WHERE = "which input symbol goes to an output depends on its position"
+_CAUSAL = (
+    "which input symbol comes next depends on its position, but the causal mask already carries order: each "
+    "token sees only its prefix and can count it (Kazemnejad et al. 2023)"
+)
+_DELETANG = "Delétang et al. (2023), `{}`"
 
 TASKS: dict[str, Task] = {
     task.name: task
@@ -173,6 +186,7 @@ TASKS: dict[str, Task] = {
                 "far than it occurs in the input",
             },
             "bucket sort of 5 symbols",
+            _DELETANG.format("bucket_sort"),
         ),
         Task(
             "reverse",
@@ -180,9 +194,10 @@ TASKS: dict[str, Task] = {
             1,
             0,
             _reverse,
-            {"encoder": True, "decoder": True},
-            {"encoder": _WHERE, "decoder": _WHERE},
+            {"encoder": True, "decoder": False},
+            {"encoder": _WHERE, "decoder": _CAUSAL},
             "reverse a binary string",
+            _DELETANG.format("reverse_string"),
         ),
         Task(
             "duplicate",
@@ -190,9 +205,10 @@ TASKS: dict[str, Task] = {
             2,
             0,
             _duplicate,
-            {"encoder": True, "decoder": True},
-            {"encoder": _WHERE, "decoder": _WHERE},
+            {"encoder": True, "decoder": False},
+            {"encoder": _WHERE, "decoder": _CAUSAL},
             "write a binary string twice",
+            _DELETANG.format("duplicate_string"),
         ),
         Task(
             "odds_first",
@@ -200,9 +216,10 @@ TASKS: dict[str, Task] = {
             1,
             0,
             _odds_first,
-            {"encoder": True, "decoder": True},
-            {"encoder": _WHERE, "decoder": _WHERE},
+            {"encoder": True, "decoder": False},
+            {"encoder": _WHERE, "decoder": _CAUSAL},
             "odd-indexed symbols first, then even-indexed",
+            _DELETANG.format("odds_first"),
         ),
         Task(
             "majority",
@@ -213,6 +230,7 @@ TASKS: dict[str, Task] = {
             {"encoder": False, "decoder": False},
             {"encoder": _COUNTS, "decoder": _COUNTS},
             "most frequent of 5 symbols (control: order-free)",
+            "a control added here (not a task of Delétang et al. 2023 or Ruoss et al. 2023)",
         ),
     )
 }

@@ -1,10 +1,10 @@
 """Training of one group (every seed of a task, mode, scheme and learning rate) under ``jax.vmap``.
 
 Equal budgets: every scheme and seed of a (task, mode) trains the same number of steps
-(`ExperimentConfig.steps_for`) with linear warm-up and cosine decay of the learning rate to 0; the final
-parameters are the reported model (nothing is selected on validation or test data). Every ``check_every``
-steps the in-distribution validation exact match is recorded; the first check at the criterion is the
-secondary steps-to-criterion column.
+(`ExperimentConfig.steps_for`) with linear warm-up and cosine decay of the learning rate to 0 (or, as the
+reference code, a constant learning rate); the final parameters are the reported model (nothing is selected
+on validation or test data). Every ``check_every`` steps the in-distribution validation exact match is
+recorded; the first check at the criterion is the secondary steps-to-criterion column.
 
 One group compiles two programs: the training chunk (``check_every`` steps under ``lax.scan`` followed by
 the validation check) and the test evaluation (:mod:`experiments.ordering.evaluate`). Shapes are fixed
@@ -48,22 +48,28 @@ __all__ = [
 ]
 
 
-def loss_and_accuracy(logits: jax.Array, batch: data.Batch) -> tuple[jax.Array, jax.Array]:
-    """Mean cross-entropy and accuracy over the output tokens of a batch (padding and inputs excluded).
+def loss_and_accuracy(
+    logits: jax.Array, batch: data.Batch, reduction: str = "token_mean", examples: int | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Cross-entropy and accuracy over the output tokens of a batch (padding and inputs excluded).
 
     Args:
       logits: `[rows, length, classes]`.
       batch: the `data.Batch` (`[rows, length]` fields).
+      reduction: ``"token_mean"`` (the loss is the mean over output tokens) or ``"sequence_sum"`` (summed
+        over each example's output tokens, averaged over the ``examples`` of the batch: the reference's).
+      examples: examples in the batch (``"sequence_sum"`` only).
 
     Returns:
-      ``(loss, accuracy)`` scalars: the loss is the mean over output tokens.
+      ``(loss, accuracy)`` scalars; the accuracy is the mean over output tokens.
     """
     weights = batch.weights.astype(jnp.float32)
     targets = batch.targets.astype(jnp.int32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
     total = jnp.maximum(weights.sum(), 1.0)
     correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
-    return (ce * weights).sum() / total, (correct * weights).sum() / total
+    loss = (ce * weights).sum() / (total if reduction == "token_mean" else examples)
+    return loss, (correct * weights).sum() / total
 
 
 @dataclasses.dataclass
@@ -79,15 +85,22 @@ class GroupSetup:
     optimizer: optax.GradientTransformation
     steps: int
     validation: EvaluationSet
-    test: EvaluationSet
+    test: EvaluationSet | None
     mesh: Mesh
 
     @property
     def rows(self) -> int:
-        return self.config.batch_size // 2
+        return self.config.rows_per_step
+
+    @property
+    def loss_options(self) -> tuple[str, int | None]:
+        """``(reduction, examples per step)`` of the training loss (`loss_and_accuracy`)."""
+        reduction = self.config.loss_reduction
+        return reduction, (self.config.batch_size if reduction == "sequence_sum" else None)
 
     def training_data(self, chunk: int) -> data.Batch:
-        """The training batches of chunk ``chunk``, `[check_every, seeds, rows, row_length]` fields."""
+        """The training batches of chunk ``chunk``, `[check_every, seeds, rows, row_length]` fields
+        (positions `[…, layers]` with per-layer draws)."""
         config = self.config
         batch = data.training_chunk(
             self.task,
@@ -99,6 +112,9 @@ class GroupSetup:
             max_length=config.train_max_length,
             position_range=config.position_range if self.spec.randomized else None,
             per_batch=config.position_draw == "batch",
+            one_length=config.length_sampling == "one_per_batch",
+            draws=config.position_draws(self.spec.randomized),
+            start_at_zero=self.spec.draw_starts_at_zero,
         )
         check_positions(batch.positions, config.table_rows(self.task.name, self.spec.randomized), "training")
         return batch
@@ -106,15 +122,21 @@ class GroupSetup:
 
 def check_devices(config: ExperimentConfig, device_count: int) -> None:
     """Raises ``ValueError`` if the rows of a batch cannot be split evenly over ``device_count`` devices."""
-    if (rows := config.batch_size // 2) % device_count:
+    if (rows := config.rows_per_step) % device_count:
+        per_row = "two examples per row" if config.length_sampling == "paired" else "one example per row"
         raise ValueError(
-            f"setup_group(batch_size={config.batch_size}): the {rows} rows of a batch (two examples per "
-            f"row) must be divisible by the number of devices ({device_count})"
+            f"setup_group(batch_size={config.batch_size}): the {rows} rows of a batch ({per_row}) must be "
+            f"divisible by the number of devices ({device_count})"
         )
 
 
-def setup_group(config: ExperimentConfig, group: Group, mesh: Mesh) -> GroupSetup:
+def setup_group(config: ExperimentConfig, group: Group, mesh: Mesh, *, test: bool = True) -> GroupSetup:
     """Builds the model, optimizer and fixed evaluation sets of one group.
+
+    Args:
+      config, group, mesh: the run, the group and the devices.
+      test: also build the test set (``False`` for timing the training alone: the reference protocol's test
+        set, 512 examples of every length up to 500, takes gigabytes).
 
     Raises:
       ValueError: if the batch rows cannot be split evenly over the mesh's devices.
@@ -129,41 +151,65 @@ def setup_group(config: ExperimentConfig, group: Group, mesh: Mesh) -> GroupSetu
         module, config.model, tasks.VOCAB_SIZE, tasks.NUM_CLASSES, causal=group.mode == "decoder"
     )
     steps = config.steps_for(group.task, group.mode)
-    optimizer = make_optimizer(group.learning_rate, config.warmup_steps, steps, config.grad_clip)
-    validation, test = evaluate.evaluation_sets(config, task, group.mode, spec.randomized, mesh)
-    return GroupSetup(config, group, task, group.mode, spec, model, optimizer, steps, validation, test, mesh)
+    optimizer = make_optimizer(
+        group.learning_rate, config.warmup_steps, steps, config.grad_clip, config.learning_rate_schedule
+    )
+    validation, test_set = evaluate.evaluation_sets(
+        config, task, group.mode, spec.randomized, mesh, start_at_zero=spec.draw_starts_at_zero, test=test
+    )
+    return GroupSetup(
+        config, group, task, group.mode, spec, model, optimizer, steps, validation, test_set, mesh
+    )
 
 
-def learning_rate_schedule(peak: float, warmup_steps: int, steps: int) -> optax.Schedule:
-    """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, then cosine decay to 0 at step ``steps``.
+def learning_rate_schedule(
+    peak: float, warmup_steps: int, steps: int, kind: str = "warmup_cosine"
+) -> optax.Schedule | float:
+    """``"warmup_cosine"``: linear warm-up from 0 to ``peak`` over ``warmup_steps``, then cosine decay to 0
+    at step ``steps``; ``"constant"``: ``peak`` throughout (the reference's Adam).
 
     >>> schedule = learning_rate_schedule(1.0, 10, 110)
     >>> [round(float(schedule(s)), 3) for s in (0, 5, 10, 60, 110)]
     [0.0, 0.5, 1.0, 0.5, 0.0]
     """
+    if kind == "constant":
+        return peak
     return optax.warmup_cosine_decay_schedule(0.0, peak, warmup_steps, steps, end_value=0.0)
 
 
 @functools.cache
 def make_optimizer(
-    learning_rate: float, warmup_steps: int, steps: int, grad_clip: float
+    learning_rate: float, warmup_steps: int, steps: int, grad_clip: float, schedule: str = "warmup_cosine"
 ) -> optax.GradientTransformation:
     """Adam with `learning_rate_schedule` and global-norm clipping, on one flat parameter vector (a handful
     of large operations instead of a few per parameter: quicker to compile and to run for small models).
     Cached, so that equal settings give the same object and the compiled programs built from it are
     reused."""
-    schedule = learning_rate_schedule(learning_rate, warmup_steps, steps)
-    return optax.flatten(optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(schedule)))
+    rate = learning_rate_schedule(learning_rate, warmup_steps, steps, schedule)
+    return optax.flatten(optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(rate)))
 
 
 @functools.cache
-def programs(model: Transformer, optimizer: optax.GradientTransformation, mesh: Mesh) -> Any:
-    """The jitted training chunk of a model, cached on (model, optimizer, mesh): groups whose programs are
-    the same (a scheme and its randomized variant, a rerun) reuse the compiled executable."""
-    return jax.jit(_train_chunk_fn(model, optimizer, mesh), donate_argnums=(0, 1))
+def programs(
+    model: Transformer,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    reduction: str = "token_mean",
+    examples: int | None = None,
+) -> Any:
+    """The jitted training chunk of a model, cached on (model, optimizer, mesh, loss reduction): groups
+    whose programs are the same (a scheme and its randomized variant, a rerun) reuse the compiled
+    executable."""
+    return jax.jit(_train_chunk_fn(model, optimizer, mesh, reduction, examples), donate_argnums=(0, 1))
 
 
-def _train_chunk_fn(model: Transformer, optimizer: optax.GradientTransformation, mesh: Mesh):
+def _train_chunk_fn(
+    model: Transformer,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    reduction: str = "token_mean",
+    examples: int | None = None,
+):
     dropout = model.config.dropout > 0
 
     def loss_fn(params, batch, key):
@@ -178,7 +224,7 @@ def _train_chunk_fn(model: Transformer, optimizer: optax.GradientTransformation,
             )
         else:
             logits = forward(model, params, batch)
-        return loss_and_accuracy(logits, batch)
+        return loss_and_accuracy(logits, batch, reduction, examples)
 
     def seed_step(params, opt_state, batch, seed, step):
         key = jax.random.fold_in(jax.random.key(seed), step) if dropout else None
@@ -211,6 +257,27 @@ def _widen(batch: data.Batch) -> data.Batch:
             for name, a in zip(data.Batch._fields, batch, strict=True)
         )
     )
+
+
+def table_rows_check(setup: GroupSetup, params: Any) -> dict[str, Any]:
+    """How far training moved the learned table's rows from their initial values, for the rows whose
+    positions occur in training (``0 … sequence_length(N) - 1``) and for the rows beyond: a row never read
+    gets no gradient, so it is exactly at its initial value (an untrained row, not a learned encoding).
+
+    Returns:
+      ``{"trained_rows", "rows", "max_abs_change_seen", "max_abs_change_unseen"}`` (per seed).
+    """
+    initial, _ = init_parameters(setup, list(setup.config.seeds))
+    before = np.asarray(initial["params"]["scheme"]["embedding"])  # [seeds, rows, width]
+    after = np.asarray(params["params"]["scheme"]["embedding"])
+    change = np.abs(after - before).max(axis=-1)  # [seeds, rows]
+    seen = int(setup.task.sequence_length(setup.config.train_max_length))
+    return {
+        "trained_rows": seen,
+        "rows": int(change.shape[1]),
+        "max_abs_change_seen": change[:, :seen].max(axis=1).tolist(),
+        "max_abs_change_unseen": change[:, seen:].max(axis=1, initial=0.0).tolist(),
+    }
 
 
 def init_parameters(setup: GroupSetup, seeds: list[int]) -> tuple[Any, Any]:
@@ -262,7 +329,8 @@ def train_group(
     seed_array = jax.device_put(np.asarray(seeds, np.uint32), replicated)
     batches = jax.device_put(setup.training_data(0), data_sharding)
     args = (seed_array, np.int32(0), validation.batch, validation.output_lengths)
-    chunk = programs(setup.model, setup.optimizer, mesh).lower(params, opt_state, batches, *args).compile()
+    program = programs(setup.model, setup.optimizer, mesh, *setup.loss_options)
+    chunk = program.lower(params, opt_state, batches, *args).compile()
     timings["compile_seconds"] += time.perf_counter() - t0
 
     steps_to_criterion: list[int | None] = [None] * len(seeds)
@@ -301,6 +369,8 @@ def train_group(
     timings["train_seconds"] = time.perf_counter() - t0
 
     test_record, test_timings = evaluate.test_record(setup, params)
+    if setup.spec.base == "learned" and not setup.spec.randomized:
+        test_record["table_rows"] = table_rows_check(setup, params)
     timings["compile_seconds"] += test_timings["compile_seconds"]
     timings["test_seconds"] = test_timings["test_seconds"]
     return {

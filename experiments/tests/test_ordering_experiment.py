@@ -14,13 +14,14 @@ import math
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from ordering_tiny import tiny_config as _tiny
 
 from experiments.ordering import __main__ as cli
 from experiments.ordering import config as config_lib
-from experiments.ordering import evaluate, stats, tasks, train
+from experiments.ordering import data, evaluate, stats, tasks, train
 from experiments.ordering.model import ModelConfig
 
 
@@ -215,7 +216,7 @@ def test_command_line_overrides():
     quick = cli.config_from_args(cli.parse_args([]))
     assert quick == config_lib.PRESETS["quick"]
     assert len(quick.seeds) >= 5 and ("sort", "encoder") in quick.runs and ("majority", "encoder") in quick.runs
-    assert any(mode == "decoder" and tasks.get_task(t).needs_position[mode] for t, mode in quick.runs)
+    assert any(mode == "decoder" for _, mode in quick.runs)
     assert {"none", "sinusoidal", "learned"} <= set(quick.schemes)
     assert any(config_lib.SCHEMES[s].randomized for s in quick.schemes)
     assert not set(quick.schemes) & set(config_lib.RELATIVE_SCHEMES)
@@ -253,6 +254,27 @@ def test_command_line_overrides():
         ),
         ({"test_max_length": 3}, r"ExperimentConfig\(test_max_length=3\): must be at least train_max_length"),
         ({"criterion": 1.5}, r"ExperimentConfig\(criterion=1.5\): must be in \(0, 1\]"),
+        (
+            {"position_draw": "batch"},
+            r"ExperimentConfig\(position_draw='batch'\): a draw shared by a batch needs "
+            r"length_sampling=\"one_per_batch\"",
+        ),
+        ({"length_sampling": "bucketed"}, r"ExperimentConfig\(length_sampling='bucketed'\): must be one of"),
+        ({"position_layers": "every"}, r"ExperimentConfig\(position_layers='every'\): must be one of"),
+        ({"loss_reduction": "sum"}, r"ExperimentConfig\(loss_reduction='sum'\): must be one of"),
+        (
+            {"learning_rate_schedule": "constant"},
+            r"ExperimentConfig\(warmup_steps=5\): must be 0 with learning_rate_schedule=\"constant\"",
+        ),
+        (
+            {
+                "position_draw": "batch",
+                "length_sampling": "one_per_batch",
+                "test_per_length": 6,
+                "evaluation_sub_batch": 4,
+            },
+            r"ExperimentConfig\(test_per_length=6\): must be a multiple of evaluation_sub_batch=4",
+        ),
     ],
 )
 def test_bad_config(overrides, message):
@@ -331,24 +353,189 @@ def test_per_run_budgets():
         _tiny(run_steps=(("count", "encoder", 10),))
 
 
-def test_paper_preset_follows_the_published_protocol():
+def test_paper_preset_is_the_reference_codes_protocol():
+    """The reference code (google-deepmind/randomized_positional_encodings) shows: post-LayerNorm, dropout
+    0.1, bias-free attention projections, Haiku's initialisation, Adam at a constant learning rate with
+    global-norm clip 1, batch 128 of one length uniform on 1-40, the loss summed over output tokens and
+    averaged over the batch, randomized positions from [0, 2048) drawn per batch and attention layer and
+    afresh for every evaluation sub-batch of 64, 512 test examples per length; the publications add the
+    learning rates, seeds and budget."""
     paper = config_lib.PRESETS["paper"]
-    assert paper.model == ModelConfig(5, 64, 8, 4, dropout=0.1)
+    assert paper.model == ModelConfig(
+        5, 64, 8, 4, dropout=0.1, norm="post", attention_bias=False, init="reference", layer_norm_epsilon=1e-5
+    )
     assert (paper.batch_size, paper.grad_clip, paper.train_max_length, paper.test_max_length) == (
         128,
         1.0,
         40,
         500,
     )
+    assert (paper.learning_rate_schedule, paper.warmup_steps, paper.loss_reduction) == (
+        "constant",
+        0,
+        "sequence_sum",
+    )
+    assert (paper.length_sampling, paper.rows_per_step) == ("one_per_batch", 128)
+    assert (paper.position_range, paper.position_draw, paper.position_layers) == (2048, "batch", "per_layer")
+    assert (paper.evaluation_sub_batch, paper.test_per_length) == (64, 512)
+    assert paper.position_draws(True) == 5 and paper.position_draws(False) == 1
     assert paper.learning_rates == (1e-4, 3e-4, 5e-4) and len(paper.seeds) == 10
     assert paper.steps == 1_000_000 and not paper.run_steps
-    assert (paper.position_range, paper.position_draw) == (2048, "batch")
     assert all(mode == "encoder" for _, mode in paper.runs)
     assert len(paper.groups()) == len(paper.runs) * len(paper.schemes) * 3
     assert stats.beyond_training(paper.train_max_length, paper.test_max_length) == (41, 500)
     assert "Not known" in config_lib.PRESET_NOTES["paper"]
     assert "not the papers' scale" in config_lib.PRESET_NOTES["long"]
     assert "full" not in config_lib.PRESETS
+    # The reference refuses its randomized relative encoding with causal attention: no decoder group.
+    long = config_lib.PRESETS["long"]
+    assert not any(g.scheme == "randomized_relative" and g.mode == "decoder" for g in long.groups())
+    assert any(g.scheme == "relative_at_random_positions" and g.mode == "decoder" for g in long.groups())
+    # The departures are listed once and printed by the README; no preset note claims to "follow" it.
+    readme = (Path(__file__).resolve().parents[1] / "experiments" / "README.md").read_text()
+    block = readme.split("<!-- paper-departures -->\n")[1].split("\n<!-- /paper-departures -->")[0]
+    assert block == config_lib.departures_markdown()
+    assert any("dropout is off" in line for line in config_lib.PAPER_DEPARTURES)
+    assert not any("follow" in note for note in config_lib.PRESET_NOTES.values())
+    assert "best scheme of Ruoss" not in (Path(config_lib.__file__).parent / "schemes.py").read_text()
+
+
+def test_the_quick_preset_is_unchanged_by_the_reference_options():
+    """Every protocol option defaults to the quick preset's behaviour, and groups trained before the options
+    existed keep their fingerprints (a resumed run stays valid)."""
+    quick = config_lib.PRESETS["quick"]
+    assert (quick.length_sampling, quick.position_draw, quick.position_layers) == (
+        "paired",
+        "example",
+        "shared",
+    )
+    assert (quick.learning_rate_schedule, quick.loss_reduction, quick.model.norm) == (
+        "warmup_cosine",
+        "token_mean",
+        "pre",
+    )
+    assert (quick.model.init, quick.model.attention_bias, quick.model.layer_norm_epsilon) == (
+        "unit_normal",
+        True,
+        1e-6,
+    )
+    group = quick.groups()[0]
+    assert quick.group_fingerprint(group, 1) == "8ebf4464924cff9a"
+
+
+def test_loss_summed_over_output_tokens_and_averaged_over_the_batch():
+    rng = np.random.default_rng(0)
+    batch = data.training_batch(
+        tasks.get_task("sort"), rng, mode="encoder", rows=3, max_length=4, one_length=True
+    )
+    logits = rng.standard_normal(batch.tokens.shape + (tasks.NUM_CLASSES,))
+    log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    ce = -np.take_along_axis(log_softmax, batch.targets[..., None], -1)[..., 0] * batch.weights
+    summed, _ = train.loss_and_accuracy(jnp.asarray(logits), batch, "sequence_sum", 3)
+    mean, _ = train.loss_and_accuracy(jnp.asarray(logits), batch)
+    np.testing.assert_allclose(summed, ce.sum() / 3, rtol=1e-5)
+    np.testing.assert_allclose(mean, ce.sum() / batch.weights.sum(), rtol=1e-5)
+    assert train.learning_rate_schedule(3e-4, 0, 100, "constant") == 3e-4
+
+
+def test_reference_protocol_trains_and_evaluates():
+    """One group with every reference option on: the randomized relative map drawn per layer and batch,
+    one length per batch, post-LayerNorm, Haiku's initialisation, constant learning rate, summed loss."""
+    model = dataclasses.replace(
+        _tiny().model,
+        num_layers=2,
+        norm="post",
+        attention_bias=False,
+        init="reference",
+        layer_norm_epsilon=1e-5,
+    )
+    config = _tiny(
+        runs=(("sort", "encoder"),),
+        schemes=("randomized_relative",),
+        model=model,
+        position_draw="batch",
+        length_sampling="one_per_batch",
+        position_layers="per_layer",
+        evaluation_sub_batch=2,
+        learning_rate_schedule="constant",
+        warmup_steps=0,
+        loss_reduction="sequence_sum",
+    )
+    setup = train.setup_group(config, config.groups()[0], train.make_mesh())
+    assert setup.test.batch.positions.shape[-1] == 2 and setup.rows == config.batch_size
+    assert (np.asarray(setup.test.batch.positions)[:, 0] == 0).all()  # the map starts at 0 in every row
+    record = train.train_group(setup)
+    losses = np.asarray(record["curve"]["loss"])
+    assert np.isfinite(losses).all() and losses.shape == (2, len(config.seeds))
+    accuracy = np.asarray(record["test"]["token_accuracy"])
+    assert accuracy.shape == (len(config.seeds), config.test_max_length) and np.isfinite(accuracy).all()
+
+
+def test_answer_position_ablation_and_untrained_table_rows(every_scheme):
+    """The absolute schemes are evaluated again with only the output tokens moved into the training range,
+    and the learned table's rows beyond the training sequences are exactly at their initial values; the
+    report states both, generated."""
+    config, workdir, _ = every_scheme
+    records = {p.stem: json.loads(p.read_text()) for p in (workdir / "groups").glob("*.json")}
+    for scheme in config.schemes:
+        test = records[f"sort-encoder-{scheme}"]["test"]
+        assert ("answer_position_ablation" in test) == config_lib.SCHEMES[scheme].absolute
+        assert ("table_rows" in test) == (scheme == "learned")
+    ablation = records["sort-encoder-sinusoidal"]["test"]["answer_position_ablation"]
+    original = np.asarray(records["sort-encoder-sinusoidal"]["test"]["token_accuracy"])
+    moved = np.asarray(ablation["token_accuracy"])
+    n = config.train_max_length
+    np.testing.assert_array_equal(moved[:, :n], original[:, :n])  # nothing moves within the training lengths
+    rows = records["sort-encoder-learned"]["test"]["table_rows"]
+    assert rows["trained_rows"] == 2 * n and rows["rows"] == 2 * config.test_max_length
+    assert rows["max_abs_change_unseen"] == [0.0] * len(config.seeds)
+    assert min(rows["max_abs_change_seen"]) > 0
+    report = (workdir / "report.md").read_text()
+    assert "## Explanations (generated from the run)" in report
+    assert "the unseen output positions account for" in report or "no drop from the in-distribution" in report
+    assert (
+        f"rows {2 * n}-{2 * config.test_max_length - 1}" in report
+        and "exactly at their initial values" in report
+    )
+
+
+def test_explanations_of_the_decoder_and_of_schemes_that_track_another():
+    from experiments.ordering import explain
+
+    config = _tiny(runs=(("reverse", "decoder"),), schemes=("none", "sinusoidal", "randomized_rotary"))
+    steps = [10, 20, 30, 40]
+
+    def record(scheme, curve, accuracy):
+        lengths = config.test_max_length
+        return {
+            "task": "reverse",
+            "mode": "decoder",
+            "scheme": scheme,
+            "learning_rate": config.learning_rates[0],
+            "steps": 40,
+            "final_validation_exact_match": [curve[-1] - 0.01, curve[-1] + 0.01],
+            "curve": {"step": steps, "validation_exact_match": [[c - 0.01, c + 0.01] for c in curve]},
+            "test": {
+                "token_accuracy": [[accuracy - 0.01] * lengths, [accuracy + 0.01] * lengths],
+                "teacher_forced_token_accuracy": [[0.97] * lengths] * 2,
+                "most_frequent": [0.55] * lengths,
+            },
+        }
+
+    records = [
+        record("none", [0.3, 0.6, 0.7, 0.78], 0.91),
+        record("sinusoidal", [0.5, 0.9, 1.0, 1.0], 0.99),
+        record("randomized_rotary", [0.32, 0.63, 0.74, 0.81], 0.93),
+    ]
+    lines = explain.explanations(config, records)
+    text = "\n".join(lines)
+    assert "**reverse (decoder)** without any positions: in-distribution exact match 0.78" in text
+    assert "0.91 greedy and 0.97 teacher-forced" in text and "Kazemnejad" in text
+    assert "sinusoidal +0.08 in every seed" in text and "randomized_rotary +0.02 in every seed" in text
+    tracked = next(line for line in lines if line.startswith("- **randomized_rotary**"))
+    assert "did not reach the criterion (0.99) within the budget of 40 steps" in tracked
+    assert "tracks **none**" in tracked and "0.81 vs 0.78 at step 40" in tracked and "still rising" in tracked
+    assert not any(line.startswith("- **sinusoidal**") for line in lines)
 
 
 def test_committed_quick_results_follow_the_protocol():

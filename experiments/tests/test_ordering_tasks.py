@@ -90,11 +90,17 @@ def test_targets_on_hand_examples(name, inputs, outputs):
 def test_each_task_is_one_definition_with_positions_needed_per_mode():
     assert {name: t.needs_position for name, t in tasks.TASKS.items()} == {
         "sort": {"encoder": True, "decoder": False},
-        "reverse": {"encoder": True, "decoder": True},
-        "duplicate": {"encoder": True, "decoder": True},
-        "odds_first": {"encoder": True, "decoder": True},
+        "reverse": {"encoder": True, "decoder": False},
+        "duplicate": {"encoder": True, "decoder": False},
+        "odds_first": {"encoder": True, "decoder": False},
         "majority": {"encoder": False, "decoder": False},
     }
+    # A causal decoder's mask carries order; the majority control is not one of the papers' tasks.
+    assert all("Kazemnejad" in tasks.get_task(t).why["decoder"] for t in ("reverse", "duplicate", "odds_first"))
+    assert "not a task of Delétang" in tasks.get_task("majority").source
+    assert all(
+        "Delétang" in t.source and "not" not in t.source for n, t in tasks.TASKS.items() if n != "majority"
+    )
     assert all(set(t.why) == set(tasks.MODES) for t in tasks.TASKS.values())
     # Adding a task is one definition: its own target function, no dispatch on the name.
     first = tasks.Task(
@@ -208,23 +214,116 @@ def test_sorted_random_positions_are_uniform_subsets_per_example():
     assert abs(six[:, 0].mean() - expected_mean_min) < 0.15
 
 
-def test_randomized_positions_drawn_once_per_batch_are_shared_prefixes():
+def test_randomized_positions_drawn_once_per_batch_have_exactly_the_sequence_length():
     rng = np.random.default_rng(8)
-    lengths = np.array([3, 6, 2, 6, 5, 1])
+    lengths = np.array([3, 3, 3, 6, 6, 6])
     p = data.sorted_random_positions(rng, lengths, 6, 2048, share=3)
-    for full in (p[1], p[3]):  # the examples with 6 positions hold their batch's whole draw
-        assert (np.diff(full) > 0).all() and full.max() < 2048
-    for e, n in enumerate(lengths):
-        group = p[(e // 3) * 3 : (e // 3) * 3 + 3]
-        draw = group[np.argmax(lengths[(e // 3) * 3 : (e // 3) * 3 + 3])]
-        assert p[e, :n].tolist() == draw[:n].tolist() and (p[e, n:] == 2048).all()
-    assert p[1].tolist() != p[3].tolist()  # another batch, another draw
-    # Per step in training: every example of a step shares the draw.
-    batch = data.training_batch(
-        tasks.get_task("reverse"), rng, mode="decoder", rows=4, max_length=5, position_range=2048, share=8
+    assert p[0].tolist() == p[1].tolist() == p[2].tolist() and p[3].tolist() == p[4].tolist()
+    assert (np.diff(p[0, :3]) > 0).all() and (p[0, 3:] == 2048).all()
+    assert (np.diff(p[3]) > 0).all() and p[3].max() < 2048
+    with pytest.raises(ValueError, match=r"sorted_random_positions\(share=3\): the examples sharing a draw"):
+        data.sorted_random_positions(rng, np.array([3, 6, 2, 6, 5, 1]), 6, 2048, share=3)
+    # The randomized relative map: 0, then n - 1 sorted draws from [1, max_position).
+    zero = data.sorted_random_positions(rng, np.array([1, 5] * 200), 5, 7, start_at_zero=True)
+    assert (zero[:, 0] == 0).all() and (zero[0, 1:] == 7).all() and (zero[1::2, 1:] >= 1).all()
+    assert (np.diff(zero[1::2], axis=-1) > 0).all() and zero[1::2].max() == 6
+    # One length per step: every example of a step shares one draw of its exact length, per layer.
+    task = tasks.get_task("sort")
+    chunk = data.training_chunk(
+        task,
+        "encoder",
+        seeds=(0,),
+        chunk=0,
+        steps=6,
+        rows=4,
+        max_length=5,
+        position_range=2048,
+        per_batch=True,
+        one_length=True,
+        draws=2,
     )
-    firsts = {int(batch.positions[r, batch.segment_ids[r] == s][0]) for r in range(4) for s in (1, 2)}
-    assert len(firsts) == 1
+    assert chunk.positions.shape == (6, 1, 4, 10, 2) and chunk.tokens.shape == (6, 1, 4, 10)
+    for step in range(6):
+        seg = chunk.segment_ids[step, 0]
+        assert (seg == seg[:1]).all()  # one length per step, one example per row
+        positions = chunk.positions[step, 0]
+        assert (positions == positions[:1]).all()
+        valid = positions[0][seg[0] > 0]  # [tokens, layers]
+        assert (np.diff(valid, axis=0) > 0).all() and not np.array_equal(valid[:, 0], valid[:, 1])
+        assert (positions[0][seg[0] == 0] == 0).all()
+    with pytest.raises(ValueError, match=r"training_chunk\(per_batch=True, one_length=False\)"):
+        data.training_chunk(
+            task,
+            "encoder",
+            seeds=(0,),
+            chunk=0,
+            steps=1,
+            rows=4,
+            max_length=5,
+            position_range=64,
+            per_batch=True,
+        )
+
+
+@pytest.mark.parametrize("n", [1, 20, 41, 200])
+def test_mean_gap_of_randomized_positions_is_the_references(n):
+    """The reference draws exactly n sorted positions from [0, L): the mean gap (counting the one before the
+    first position) is (L + 1) / (n + 1), i.e. L / (n + 1) up to 1 / (n + 1). Drawn once per batch: one
+    draw per 128 examples."""
+    draws = 4000 // n + 200
+    p = data.sorted_random_positions(np.random.default_rng(n), np.full(draws * 128, n), n, 2048, share=128)
+    p = p[::128]
+    assert (p[1:] != p[:-1]).any(axis=1).mean() > 0.99  # a fresh draw per batch
+    gaps = np.diff(np.concatenate([np.full((draws, 1), -1), p], axis=1), axis=1)
+    np.testing.assert_allclose(gaps.mean(), 2048 / (n + 1), rtol=0.04)
+
+
+def test_mean_gap_of_training_and_evaluation_positions_of_sort():
+    """In the pipeline (sort: 2n tokens for input length n) with draws per batch: the mean gap of every
+    training step and every evaluation sub-batch is L / (2n + 1) of its own length, not a shared draw's."""
+    task = tasks.get_task("sort")
+    chunk = data.training_chunk(
+        task,
+        "encoder",
+        seeds=(0,),
+        chunk=0,
+        steps=400,
+        rows=2,
+        max_length=41,
+        position_range=2048,
+        per_batch=True,
+        one_length=True,
+    )
+    ratios = []
+    for step in range(400):
+        tokens = int((chunk.segment_ids[step, 0, 0] > 0).sum())
+        last = chunk.positions[step, 0, 0, tokens - 1]
+        ratios.append((last + 1) / tokens / (2048 / (tokens + 1)))
+    assert abs(np.mean(ratios) - 1) < 0.04
+    from ordering_tiny import tiny_config
+
+    from experiments.ordering import evaluate, train
+
+    config = tiny_config(
+        runs=(("sort", "encoder"),),
+        train_max_length=4,
+        test_max_length=41,
+        test_per_length=64,
+        position_draw="batch",
+        length_sampling="one_per_batch",
+        evaluation_sub_batch=8,
+    )
+    test = evaluate.evaluation_sets(config, task, "encoder", True, train.make_mesh())[1]
+    positions, segments = np.asarray(test.batch.positions), np.asarray(test.batch.segment_ids)
+    for n in (1, 20, 41):
+        rows = np.flatnonzero(test.examples.lengths == n)
+        assert len(rows) == 64
+        block = positions[rows][:, : 2 * n]
+        assert (segments[rows][:, : 2 * n] == 1).all()
+        assert all((block[i] == block[i - i % 8]).all() for i in range(64))  # one draw per sub-batch of 8
+        assert len({tuple(r) for r in block[::8]}) == 8  # a fresh draw for every sub-batch
+        gap = ((block[::8, -1] + 1) / (2 * n)).mean()
+        assert abs(gap / (2048 / (2 * n + 1)) - 1) < 0.25, (n, gap)
 
 
 def test_training_batch_randomized_positions_fill_the_range():

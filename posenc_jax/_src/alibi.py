@@ -83,6 +83,15 @@ def _common_integer_dtype(call: str, q: object, k: object) -> np.dtype:
     )
 
 
+def _check_signedness(call: str, q: object, k: object) -> None:
+    """Raises (at trace time, naming the arrays as given) where integer ``q`` and ``k`` have no common dtype."""
+    integer = [
+        not isinstance(p, _SplitPositions) and jnp.issubdtype(cast(Any, p).dtype, jnp.integer) for p in (q, k)
+    ]
+    if all(integer):
+        _common_integer_dtype(call, q, k)
+
+
 def _exact_difference(q: jax.Array, k: jax.Array, dtype: np.dtype) -> tuple[jax.Array, jax.Array]:
     """``k - q`` of integer arrays, exactly, as ``(k >= q, |k - q|)`` with the magnitude unsigned.
 
@@ -182,6 +191,7 @@ def alibi_bias(
     causal = _checks.boolean(call, "causal", causal)
     q = _check_alibi_positions(call, query_positions, "query_positions")
     k = _check_alibi_positions(call, key_positions, "key_positions")
+    _check_signedness(call, q, k)
     q2, k2 = _batched(q), _batched(k)
     if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
         raise _checks.value_error(

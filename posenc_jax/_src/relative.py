@@ -26,7 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks as _checks
-from posenc_jax._src.alibi import _batched, _check_alibi_positions, _common_integer_dtype, _exact_difference
+from posenc_jax._src.alibi import (
+    _batched,
+    _check_alibi_positions,
+    _check_signedness,
+    _common_integer_dtype,
+    _exact_difference,
+)
 from posenc_jax._src.angles import _sincos, _SplitPositions
 from posenc_jax._src.frequencies import _resolve_frequencies
 
@@ -126,8 +132,10 @@ def _pair(
     if integer_only:  # checked on the values given, before any conversion
         _checks.positions(call, q_positions, "q_positions", integer_only=True)
         _checks.positions(call, k_positions, "k_positions", integer_only=True)
-    q2 = _batched(_check_alibi_positions(call, q_positions, "q_positions"))
-    k2 = _batched(_check_alibi_positions(call, k_positions, "k_positions"))
+    q = _check_alibi_positions(call, q_positions, "q_positions")
+    k = _check_alibi_positions(call, k_positions, "k_positions")
+    _check_signedness(call, q, k)
+    q2, k2 = _batched(q), _batched(k)
     if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
         raise _checks.value_error(
             call,
