@@ -181,3 +181,30 @@ def test_xpos_depends_on_distances_only_far_out():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_xpos_fixed_center_lets_keys_scaled_in_one_call_serve_later_queries():
+    qk = lambda q, k, qp, kp, center: xpos_rotate(q, k, qp, kp, layout="split", scale_base=8.0, center=center)  # noqa: E731
+    want = reference_xpos_logits(Q, K, POSITIONS, POSITIONS, layout="split", scale_base=8.0)
+    for center in (None, 0, 30):
+        q2, k2 = qk(Q, K, POSITIONS, POSITIONS, center)
+        got = np.einsum(
+            "bqhd,bkhd->bhqk", np.asarray(q2, np.float64), np.repeat(np.asarray(k2, np.float64), 2, 2)
+        )
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+
+    # Keys scaled one call at a time (as a cache of rotated keys holds them), queried by the last position.
+    def cached_logits(center):
+        keys = [
+            qk(Q[:, t : t + 1], K[:, t : t + 1], POSITIONS[:, t : t + 1], POSITIONS[:, t : t + 1], center)[1]
+            for t in range(L)
+        ]
+        q_last, _ = qk(Q[:, -1:], K[:, -1:], POSITIONS[:, -1:], POSITIONS[:, -1:], center)
+        return np.einsum(
+            "bqhd,bkhd->bhqk", np.asarray(q_last, np.float64), np.repeat(np.concatenate(keys, 1), 2, 2)
+        )
+
+    np.testing.assert_allclose(cached_logits(0), want[:, :, -1:], rtol=2e-5, atol=2e-5 * np.abs(want).max())
+    assert not np.allclose(cached_logits(None), want[:, :, -1:], atol=1e-3)
+    with pytest.raises(TypeError, match=r"xpos_rotate\(center=0.5\)"):
+        qk(Q, K, POSITIONS, POSITIONS, 0.5)

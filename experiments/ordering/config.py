@@ -11,9 +11,10 @@ from typing import Any, NamedTuple
 
 from experiments.ordering import tasks
 from experiments.ordering.model import ModelConfig
-from experiments.ordering.schemes import RELATIVE_SCHEMES, SCHEMES, SchemeSpec, scheme_spec
+from experiments.ordering.schemes import LITERATURE_SCHEMES, RELATIVE_SCHEMES, SCHEMES, SchemeSpec, scheme_spec
 
 __all__ = [
+    "LITERATURE_SCHEMES",
     "SCHEMES",
     "RELATIVE_SCHEMES",
     "SchemeSpec",
@@ -69,6 +70,7 @@ def check_positions(positions, max_positions: int, where: str) -> None:
 POSITION_DRAWS = ("example", "batch")
 LENGTH_SAMPLINGS = ("paired", "one_per_batch")
 POSITION_LAYERS = ("shared", "per_layer")
+SCHEME_PARAMETERS = ("shared", "per_layer")
 LEARNING_RATE_SCHEDULES = ("warmup_cosine", "constant")
 LOSS_REDUCTIONS = ("token_mean", "sequence_sum")
 
@@ -112,6 +114,9 @@ class ExperimentConfig:
       position_layers: ``"shared"`` (one draw of randomized positions serves every layer) or ``"per_layer"``
         (the reference's: every attention layer draws its own rotary or relative positions; additive
         schemes read the first draw).
+      scheme_parameters: ``"shared"`` (one set of a relative-attention scheme's parameters for all layers)
+        or ``"per_layer"`` (the reference's: every attention layer has its own W_R, u and v; a learned table,
+        read once at the embedding, stays one).
       evaluation_sub_batch: with ``position_draw="batch"``, the examples of one length sharing a draw at
         evaluation (the reference evaluates 512 examples per length in sub-batches of 64).
       learning_rate_schedule: ``"warmup_cosine"`` or ``"constant"`` (the reference's: Adam at a constant
@@ -143,6 +148,7 @@ class ExperimentConfig:
     position_draw: str = "example"
     length_sampling: str = "paired"
     position_layers: str = "shared"
+    scheme_parameters: str = "shared"
     evaluation_sub_batch: int = 64
     learning_rate_schedule: str = "warmup_cosine"
     loss_reduction: str = "token_mean"
@@ -228,6 +234,7 @@ class ExperimentConfig:
             ("position_draw", POSITION_DRAWS),
             ("length_sampling", LENGTH_SAMPLINGS),
             ("position_layers", POSITION_LAYERS),
+            ("scheme_parameters", SCHEME_PARAMETERS),
             ("learning_rate_schedule", LEARNING_RATE_SCHEDULES),
             ("loss_reduction", LOSS_REDUCTIONS),
         ):
@@ -328,6 +335,7 @@ class ExperimentConfig:
 _OPTION_DEFAULTS = {
     "length_sampling": "paired",
     "position_layers": "shared",
+    "scheme_parameters": "shared",
     "evaluation_sub_batch": 64,
     "learning_rate_schedule": "warmup_cosine",
     "loss_reduction": "token_mean",
@@ -346,7 +354,7 @@ _LONG = ExperimentConfig(
     preset="long",
     runs=tuple((task, "encoder") for task in _ENCODER_TASKS)
     + (("sort", "decoder"), ("reverse", "decoder"), ("odds_first", "decoder")),
-    schemes=tuple(SCHEMES),
+    schemes=tuple(name for name in SCHEMES if name not in LITERATURE_SCHEMES),
     seeds=(0, 1, 2, 3, 4),
     model=_LONG_MODEL,
     train_max_length=40,
@@ -362,6 +370,8 @@ _LONG = ExperimentConfig(
 
 PRESETS: dict[str, ExperimentConfig] = {
     "quick": ExperimentConfig(),
+    # Every scheme of the registry on the quick preset's tasks, lengths, model, budget and seeds.
+    "wide": ExperimentConfig(preset="wide", schemes=tuple(SCHEMES)),
     "long": _LONG,
     # The reference code's protocol (google-deepmind/randomized_positional_encodings) at the published scale:
     # the long preset's model size, lengths, batch and checks, in the encoder only, with the reference's
@@ -391,6 +401,7 @@ PRESETS: dict[str, ExperimentConfig] = {
         position_draw="batch",
         length_sampling="one_per_batch",
         position_layers="per_layer",
+        scheme_parameters="per_layer",
         evaluation_sub_batch=64,
         test_per_length=512,
         loss_reduction="sequence_sum",
@@ -410,8 +421,6 @@ PAPER_DEPARTURES: tuple[str, ...] = (
     "for the binary tasks).",
     "Dropout acts on the embeddings of every scheme; the reference drops them only where the scheme adds a "
     "vector to them (sin/cos, learned and their randomized variants).",
-    "A scheme's parameters are shared by all layers (Transformer-XL's W_R, u and v); the reference creates "
-    "them in every layer.",
     "Randomized relative encoding: every mapped offset sign(d)·r_|d| gets its own sinusoid, as the "
     "reference's docstring and comments describe. Its published code builds the sinusoid table without the "
     "negative half and indexes it at the offset plus noise_max_length, so JAX clamps the indices of every "
@@ -495,14 +504,19 @@ PRESET_NOTES: dict[str, str] = {
     "drawn per example). The long presets add ALiBi, randomized sinusoidal and learned positions, the other "
     "tasks (duplicate, odds_first; sort and odds_first in the decoder), the published model size and lengths, "
     "and (paper) the reference code's protocol at the published budget, learning rates, dropout and seeds.",
+    "wide": "the quick preset's runs, model, lengths, budgets and 5 seeds with every scheme of the registry: "
+    "the quick ones, ALiBi, randomized sinusoidal and learned positions, T5, Transformer-XL and its two "
+    "randomized variants, and the length-generalization literature's Kerple (log), FIRE, CoPE, xPos and rotary "
+    "with no encoding every 2nd layer; for 2 CPU cores (estimate it first with --estimate).",
     "long": "the published model size and lengths (encoder: 5 layers x width 64 x 8 heads, batch 128, training "
     "lengths 1-40, test 1-500) with 20,000 steps, one learning rate, 5 seeds and no dropout: far below the "
     "published training budget, so not the papers' scale; every task in the encoder, sort, reverse and "
     "odds_first in the decoder; for an accelerator (the batch is sharded over every device).",
     "paper": "the reference code's protocol (google-deepmind/randomized_positional_encodings) at the "
     "published scale: encoder, 5 layers x width 64 x 8 heads, post-LayerNorm, dropout 0.1, bias-free "
-    "attention projections, Haiku's initialisation (token embeddings TruncatedNormal(0.02) x sqrt(64)), batch "
-    "128 of one length uniform on 1-40, Adam at a constant learning rate with global-norm clip 1, loss summed "
+    "attention projections, Haiku's initialisation (token embeddings TruncatedNormal(0.02) x sqrt(64)), "
+    "relative-attention parameters per layer, batch 128 of one length uniform on 1-40, Adam at a constant "
+    "learning rate with global-norm clip 1, loss summed "
     "over output tokens and averaged over the batch, randomized positions from [0, 2048) of exactly the "
     "sequence's length drawn per batch and attention layer, test lengths 1-500 with 512 examples each in "
     "sub-batches of 64 with fresh positions; learning rates {1e-4, 3e-4, 5e-4} x 10 seeds, 1,000,000 steps "

@@ -213,6 +213,14 @@ def logit_bias(mask: jax.Array, bias: jax.Array | None) -> jax.Array:
     return jnp.where(mask, 0.0 if bias is None else bias, _MASKED).astype(jnp.float32)
 
 
+def _logits_term(scheme, q, k, q_positions, k_positions, mask):
+    """The scheme's content-dependent logits term; schemes that count the visible keys (CoPE's
+    ``needs_mask``) also get the mask (`[batch or 1, 1, q_len, k_len]` bool)."""
+    if getattr(scheme, "needs_mask", False):
+        return scheme.attention_logits_bias(q, k, q_positions, k_positions, mask=mask)
+    return scheme.attention_logits_bias(q, k, q_positions, k_positions)
+
+
 def _with_term(bias: jax.Array, term: jax.Array | None) -> jax.Array:
     """``bias`` (mask and static bias) plus a layer's content-dependent logits term, if any (float32)."""
     return bias if term is None else bias + term.astype(jnp.float32)
@@ -248,17 +256,17 @@ class Block(nn.Module):
         y = self._drop(self.mlp_out(nn.relu(self.mlp_in(self._pre(self.mlp_norm, x)))), deterministic)
         return self._residual(self.mlp_norm, x, y)
 
-    def __call__(self, x, positions, bias, scheme, deterministic=True):
+    def __call__(self, x, positions, bias, scheme, deterministic=True, mask=None):
         qkv = self.qkv(self._pre(self.attention_norm, x))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q, k = scheme.rotate(q, k, positions, positions)
-        bias = _with_term(bias, scheme.attention_logits_bias(q, k, positions, positions))
+        bias = _with_term(bias, _logits_term(scheme, q, k, positions, positions, mask))
         x = self._residual(
             self.attention_norm, x, self._drop(self.out(self.attention(q, k, v, bias)), deterministic)
         )
         return self._mlp(x, deterministic)
 
-    def step(self, x, position, positions, index, cache, bias, scheme):
+    def step(self, x, position, positions, index, cache, bias, scheme, mask=None):
         """One token per row: ``x`` `[batch, 1, width]` at ``position``, written to the cache at ``index``;
         ``positions`` `[batch, length]` are those of the cache's slots."""
         qkv = self.qkv(self._pre(self.attention_norm, x))
@@ -269,7 +277,7 @@ class Block(nn.Module):
         cache_k = jax.lax.dynamic_update_slice_in_dim(cache[0], k, index, 2)
         cache_v = jax.lax.dynamic_update_slice_in_dim(cache[1], v, index, 3)
         # Slots after `index` hold zeros; the mask in `bias` hides them.
-        term = scheme.attention_logits_bias(q, cache_k.transpose(0, 2, 1, 3), position, positions)
+        term = _logits_term(scheme, q, cache_k.transpose(0, 2, 1, 3), position, positions, mask)
         y = self._mlp(
             self._residual(
                 self.attention_norm, x, self.out(_attend_one(q, cache_k, cache_v, _with_term(bias, term)))
@@ -376,11 +384,11 @@ class Transformer(nn.Module):
         for i, (block, (scheme, window)) in enumerate(zip(self.blocks, layers, strict=True)):
             layer_positions = _layer(positions, i)
             key = (id(scheme), window, i if per_layer else None)
+            near = self._window_mask(window, index, index)
+            layer_mask = mask if near is None else mask & near[None, None]
             if key not in biases:
-                near = self._window_mask(window, index, index)
-                layer_mask = mask if near is None else mask & near[None, None]
                 biases[key] = logit_bias(layer_mask, scheme.attention_bias(layer_positions, layer_positions))
-            x = block(x, layer_positions, biases[key], scheme, deterministic)
+            x = block(x, layer_positions, biases[key], scheme, deterministic, layer_mask)
         return self._logits(x)
 
     def decode_step(self, token, index, positions, cache):
@@ -408,14 +416,12 @@ class Transformer(nn.Module):
         ):
             layer_position, layer_positions = _layer(position, i), _layer(positions, i)
             key = (id(scheme), window, i if per_layer else None)
+            near = self._window_mask(window, jnp.reshape(index, (1,)), keys)
+            layer_mask = (mask if near is None else mask & near[0])[None, None, None, :]
             if key not in biases:
-                near = self._window_mask(window, jnp.reshape(index, (1,)), keys)
-                layer_mask = mask if near is None else mask & near[0]
-                biases[key] = logit_bias(
-                    layer_mask[None, None, None, :], scheme.attention_bias(layer_position, layer_positions)
-                )
+                biases[key] = logit_bias(layer_mask, scheme.attention_bias(layer_position, layer_positions))
             x, layer_cache = block.step(
-                x, layer_position, layer_positions, index, layer_cache, biases[key], scheme
+                x, layer_position, layer_positions, index, layer_cache, biases[key], scheme, layer_mask
             )
             new_cache.append(layer_cache)
         return self._logits(x)[:, 0], tuple(new_cache)

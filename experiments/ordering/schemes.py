@@ -10,7 +10,7 @@ from experiments.ordering.model import ModelConfig
 from experiments.ordering.relative_map import RandomizedRelative
 from posenc_jax import linen as schemes_linen
 
-__all__ = ["SCHEMES", "RELATIVE_SCHEMES", "SchemeSpec", "scheme_spec"]
+__all__ = ["LITERATURE_SCHEMES", "RELATIVE_SCHEMES", "SCHEMES", "SchemeSpec", "scheme_spec"]
 
 
 # One initializer object, so that equal configurations build equal (hashable, cache-friendly) modules.
@@ -32,18 +32,23 @@ class SchemeSpec:
       name: the scheme's name in tables.
       base: the positional module it uses (``none``, ``sinusoidal``, ``learned``, ``rotary``, ``alibi``,
         ``t5`` (T5's bucketed relative bias), ``relative`` (Transformer-XL's relative attention),
-        ``relative_map`` (the reference's randomized relative encoding, `experiments.ordering.relative_map`)).
+        ``relative_map`` (the reference's randomized relative encoding, `experiments.ordering.relative_map`),
+        ``kerple`` (Chi et al. 2022, log kernel), ``fire`` (Li et al. 2024), ``cope`` (Golovneva et al. 2024),
+        ``xpos`` (Sun et al. 2022)).
       randomized: positions are a sorted random subset of ``[0, position_range)`` (drawn per example or
         once per batch), at training and at evaluation (Ruoss et al. 2023), instead of ``0, 1, …``; for
         ``relative_map`` the draw is the map of relative offsets and starts at 0.
       modes: the formats the scheme is trained in (the reference refuses its randomized relative encoding
         with causal attention).
+      nope_every: ``k > 0``: every ``k``-th layer has no positional encoding (Llama 4's NoPE layers), the
+        others the base scheme (one module shared by them); 0: every layer has the base scheme.
     """
 
     name: str
     base: str
     randomized: bool
     modes: tuple[str, ...] = ("encoder", "decoder")
+    nope_every: int = 0
 
     @property
     def draw_starts_at_zero(self) -> bool:
@@ -55,7 +60,14 @@ class SchemeSpec:
         """An absolute scheme at positions ``0, 1, …`` (added to the embeddings, read at one position)."""
         return self.base in ("sinusoidal", "learned") and not self.randomized
 
-    def module(self, model: ModelConfig, *, mode: str, max_positions: int) -> nn.Module:
+    def module(self, model: ModelConfig, *, mode: str, max_positions: int) -> nn.Module | tuple[nn.Module, ...]:
+        """The scheme module, or with ``nope_every`` the per-layer pattern (a tuple the model repeats)."""
+        base = self._base_module(model, mode=mode, max_positions=max_positions)
+        if not self.nope_every:
+            return base
+        return (base,) * (self.nope_every - 1) + (schemes_linen.NoPosition(),)
+
+    def _base_module(self, model: ModelConfig, *, mode: str, max_positions: int) -> nn.Module:
         """The Flax Linen scheme module for a model of size ``model`` in ``mode``.
 
         Args:
@@ -96,6 +108,16 @@ class SchemeSpec:
                     model.num_heads, model.head_dim, kernel_init=_REFERENCE_KERNEL, bias_init=_REFERENCE_BIAS
                 )
             return RandomizedRelative(model.num_heads, model.head_dim)
+        if self.base == "kerple":
+            return schemes_linen.Kerple(model.num_heads, kernel="log")
+        if self.base == "fire":
+            return schemes_linen.FIRE(model.num_heads)
+        if self.base == "cope":
+            # Contextual positions count keys: at most the longest sequence, the learned table's rows.
+            return schemes_linen.CoPE(max_positions, model.head_dim)
+        if self.base == "xpos":
+            # A fixed center: the decoding step caches keys after `rotate` (positions stay far inside R).
+            return schemes_linen.XPos(model.head_dim, layout="split", center=0)
         raise AssertionError(self.base)  # pragma: no cover - SCHEMES holds only the bases above
 
 
@@ -118,8 +140,17 @@ SCHEMES: dict[str, SchemeSpec] = {
         # Transformer-XL's relative attention at randomized absolute positions: offsets are differences of
         # a sorted random draw (not the reference's method; kept as a variant).
         SchemeSpec("relative_at_random_positions", "relative", True),
+        # The length-generalization literature's schemes, and no encoding every 2nd layer (Llama 4: every 4th).
+        SchemeSpec("kerple", "kerple", False),
+        SchemeSpec("fire", "fire", False),
+        SchemeSpec("cope", "cope", False),
+        SchemeSpec("xpos", "xpos", False),
+        SchemeSpec("rotary_nope_every_2", "rotary", False, nope_every=2),
     )
 }
+
+#: The literature's schemes and the per-layer mix, compared by the wide preset (not by the long ones).
+LITERATURE_SCHEMES = ("kerple", "fire", "cope", "xpos", "rotary_nope_every_2")
 
 #: The relative-attention schemes, compared by the long presets (the quick one keeps its first-run budget).
 RELATIVE_SCHEMES = ("t5", "relative", "randomized_relative", "relative_at_random_positions")

@@ -144,9 +144,16 @@ def setup_group(config: ExperimentConfig, group: Group, mesh: Mesh, *, test: boo
     task = tasks.get_task(group.task)
     spec = scheme_spec(group.scheme)
     check_devices(config, mesh.size)
-    module = spec.module(
-        config.model, mode=group.mode, max_positions=config.table_rows(task.name, spec.randomized)
-    )
+
+    def build():
+        return spec.module(
+            config.model, mode=group.mode, max_positions=config.table_rows(task.name, spec.randomized)
+        )
+
+    module = build()
+    if config.scheme_parameters == "per_layer" and spec.base in ("relative", "relative_map"):
+        # One module, with its own parameters, per attention layer (the model takes a tuple per layer).
+        module = tuple(build() for _ in range(config.model.num_layers))
     model = Transformer(
         module, config.model, tasks.VOCAB_SIZE, tasks.NUM_CLASSES, causal=group.mode == "decoder"
     )

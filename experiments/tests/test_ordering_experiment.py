@@ -221,7 +221,8 @@ def test_command_line_overrides():
     assert any(config_lib.SCHEMES[s].randomized for s in quick.schemes)
     assert not set(quick.schemes) & set(config_lib.RELATIVE_SCHEMES)
     long = config_lib.PRESETS["long"]
-    assert set(long.schemes) == set(config_lib.SCHEMES)
+    assert set(long.schemes) == set(config_lib.SCHEMES) - set(config_lib.LITERATURE_SCHEMES)
+    assert set(config_lib.PRESETS["wide"].schemes) == set(config_lib.SCHEMES)
     assert len(long.seeds) >= 5 and long.model == ModelConfig(5, 64, 8, 4) and long.test_max_length == 500
 
 
@@ -236,7 +237,7 @@ def test_command_line_overrides():
             {"runs": (("sort", "seq2seq"),)},
             r"ExperimentConfig\(runs=\('sort', 'seq2seq'\)\): mode must be one of",
         ),
-        ({"schemes": ("sinusoidal", "xpos")}, r"ExperimentConfig\(schemes='xpos'\): scheme must be one of"),
+        ({"schemes": ("sinusoidal", "spiral")}, r"ExperimentConfig\(schemes='spiral'\): scheme must be one of"),
         ({"seeds": ()}, r"ExperimentConfig\(seeds=\(\)\): a non-empty list of distinct seeds"),
         ({"batch_size": 15}, r"ExperimentConfig\(batch_size=15\): must be a positive even integer"),
         (
@@ -261,6 +262,7 @@ def test_command_line_overrides():
         ),
         ({"length_sampling": "bucketed"}, r"ExperimentConfig\(length_sampling='bucketed'\): must be one of"),
         ({"position_layers": "every"}, r"ExperimentConfig\(position_layers='every'\): must be one of"),
+        ({"scheme_parameters": "tied"}, r"ExperimentConfig\(scheme_parameters='tied'\): must be one of"),
         ({"loss_reduction": "sum"}, r"ExperimentConfig\(loss_reduction='sum'\): must be one of"),
         (
             {"learning_rate_schedule": "constant"},
@@ -292,8 +294,8 @@ def test_bad_preset_and_device_split():
     ):
         config = _tiny(batch_size=12)
         train.setup_group(config, _group(config, "sort", "encoder", "none"), train.make_mesh())
-    with pytest.raises(ValueError, match=r"scheme_spec\(name='xpos'\): unknown scheme"):
-        config_lib.scheme_spec("xpos")
+    with pytest.raises(ValueError, match=r"scheme_spec\(name='spiral'\): unknown scheme"):
+        config_lib.scheme_spec("spiral")
 
 
 def test_learning_rate_schedule_is_warmup_then_cosine_decay_to_zero():
@@ -377,7 +379,11 @@ def test_paper_preset_is_the_reference_codes_protocol():
     )
     assert (paper.length_sampling, paper.rows_per_step) == ("one_per_batch", 128)
     assert (paper.position_range, paper.position_draw, paper.position_layers) == (2048, "batch", "per_layer")
-    assert (paper.evaluation_sub_batch, paper.test_per_length) == (64, 512)
+    assert (paper.evaluation_sub_batch, paper.test_per_length, paper.scheme_parameters) == (
+        64,
+        512,
+        "per_layer",
+    )
     assert paper.position_draws(True) == 5 and paper.position_draws(False) == 1
     assert paper.learning_rates == (1e-4, 3e-4, 5e-4) and len(paper.seeds) == 10
     assert paper.steps == 1_000_000 and not paper.run_steps
@@ -456,6 +462,7 @@ def test_reference_protocol_trains_and_evaluates():
         position_draw="batch",
         length_sampling="one_per_batch",
         position_layers="per_layer",
+        scheme_parameters="per_layer",
         evaluation_sub_batch=2,
         learning_rate_schedule="constant",
         warmup_steps=0,
@@ -463,6 +470,10 @@ def test_reference_protocol_trains_and_evaluates():
     )
     setup = train.setup_group(config, config.groups()[0], train.make_mesh())
     assert setup.test.batch.positions.shape[-1] == 2 and setup.rows == config.batch_size
+    # Every attention layer has its own W_R, u and v, as in the reference.
+    initial = train.init_parameters(setup, [0])[0]["params"]
+    assert {"scheme_0", "scheme_1"} <= set(initial) and "scheme" not in initial
+    assert not np.array_equal(initial["scheme_0"]["kernel"], initial["scheme_1"]["kernel"])
     assert (np.asarray(setup.test.batch.positions)[:, 0] == 0).all()  # the map starts at 0 in every row
     record = train.train_group(setup)
     losses = np.asarray(record["curve"]["loss"])

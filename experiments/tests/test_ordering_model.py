@@ -382,3 +382,51 @@ def test_randomized_relative_is_the_references_noisy_relative_encoding():
         float(jnp.asarray(_sinusoid_table(np.arange(big), 8))[jnp.asarray([big, 2 * big - 1])].std(0).max())
         == 0.0
     )
+
+
+@pytest.mark.parametrize("scheme", ["kerple", "fire", "cope", "xpos", "rotary_nope_every_2"])
+def test_literature_schemes_isolate_segments_and_decode_like_the_full_forward(scheme):
+    spec = SCHEMES[scheme]
+    encoder = Transformer(
+        spec.module(CONFIG, mode="encoder", max_positions=32),
+        CONFIG,
+        tasks.VOCAB_SIZE,
+        tasks.NUM_CLASSES,
+        causal=False,
+    )
+    batch = _batch("encoder")
+    params = encoder.init(jax.random.key(1), batch.tokens, batch.positions, batch.segment_ids)
+    logits = _apply(encoder, params, batch, jit=True)
+    second = batch.segment_ids == 2
+    changed = batch._replace(tokens=np.where(second, (batch.tokens + 1) % 5, batch.tokens))
+    first = batch.segment_ids == 1
+    np.testing.assert_allclose(
+        _apply(encoder, params, changed, jit=True)[first], logits[first], rtol=1e-5, atol=1e-5
+    )
+
+    model = _model_for(spec)
+    task = tasks.get_task("reverse")
+    ex = data.make_examples(task, np.random.default_rng(2), np.array([1, 4, 7, 3]), 7)
+    batch = data.pack_examples(task, ex, mode="decoder", segments_per_row=1, row_length=14)
+    params = model.init(jax.random.key(2), batch.tokens, batch.positions, batch.segment_ids)
+    full = _apply(model, params, batch, jit=True)
+
+    @jax.jit
+    def decode(params, tokens, positions):
+        def body(cache, t):
+            logits, cache = model.apply(
+                params, tokens[:, t], t, positions, cache, method=Transformer.decode_step
+            )
+            return cache, logits
+
+        _, logits = jax.lax.scan(body, init_cache(CONFIG, 4, 14), jnp.arange(14))
+        return logits.transpose(1, 0, 2)
+
+    stepped = np.asarray(decode(params, jnp.asarray(batch.tokens), jnp.asarray(batch.positions)))
+    valid = batch.segment_ids > 0
+    np.testing.assert_allclose(stepped[valid], full[valid], rtol=2e-4, atol=2e-4)
+
+
+def _model_for(spec):
+    module = spec.module(CONFIG, mode="decoder", max_positions=32)
+    return Transformer(module, CONFIG, tasks.VOCAB_SIZE, tasks.NUM_CLASSES, causal=True)

@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks as _checks
-from posenc_jax._src.delegation import is_array
 from posenc_jax._src.distances import offsets, pair_positions
 from posenc_jax._src.schemes import SchemeDefaults
+from posenc_jax._src.value_delegation import is_array
 
 __all__ = ["CoPE", "CoPEParameters", "cope_logits"]
 

@@ -29,9 +29,9 @@ import numpy as np
 
 from posenc_jax._src import checks as _checks
 from posenc_jax._src.angles import _computed_once
-from posenc_jax._src.delegation import is_array
 from posenc_jax._src.distances import offsets, pair_positions
 from posenc_jax._src.schemes import SchemeDefaults
+from posenc_jax._src.value_delegation import is_array
 
 __all__ = ["FIRE", "FIREParameters", "fire_bias"]
 

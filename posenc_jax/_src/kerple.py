@@ -23,9 +23,9 @@ import numpy as np
 
 from posenc_jax._src import checks as _checks
 from posenc_jax._src.angles import _computed_once
-from posenc_jax._src.delegation import is_array, is_concrete
 from posenc_jax._src.distances import absolute_distances, pair_positions
 from posenc_jax._src.schemes import SchemeDefaults
+from posenc_jax._src.value_delegation import is_array, is_concrete
 
 __all__ = ["KERNELS", "Kerple", "KerpleParameters", "kerple_bias"]
 

@@ -27,9 +27,9 @@ import jax.numpy as jnp
 
 from posenc_jax._src import schemes, xpos
 from posenc_jax._src.cope import CoPEParameters
-from posenc_jax._src.delegation import ValueDelegating
 from posenc_jax._src.fire import FIRE_PARAMETERS, FIREParameters
 from posenc_jax._src.kerple import KerpleParameters
+from posenc_jax._src.value_delegation import ValueDelegating
 
 __all__ = [
     "ALiBi",
@@ -348,3 +348,4 @@ class XPos(_Scheme):
     base: float = 10_000.0
     scale_base: float = 512.0
     gamma: float = 0.4
+    center: int | None = None

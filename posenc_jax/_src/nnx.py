@@ -26,11 +26,11 @@ from flax import nnx
 
 from posenc_jax._src import schemes, xpos
 from posenc_jax._src.cope import CoPEParameters
-from posenc_jax._src.delegation import ValueDelegating
 from posenc_jax._src.fire import FIRE_PARAMETERS, FIREParameters
 from posenc_jax._src.kerple import KerpleParameters
 from posenc_jax._src.layouts import Layout
 from posenc_jax._src.scaling import Scaling
+from posenc_jax._src.value_delegation import ValueDelegating
 
 __all__ = [
     "ALiBi",
@@ -465,5 +465,8 @@ class XPos(_Scheme):
         base: float = 10_000.0,
         scale_base: float = 512.0,
         gamma: float = 0.4,
+        center: int | None = None,
     ):
-        self.scheme = xpos.XPos(head_dim, layout=layout, base=base, scale_base=scale_base, gamma=gamma)
+        self.scheme = xpos.XPos(
+            head_dim, layout=layout, base=base, scale_base=scale_base, gamma=gamma, center=center
+        )

@@ -18,6 +18,11 @@ float32 rounding whenever every query and key position ``p`` of the call satisfi
 absolute offset, and in cached decoding (one query, ``c = n``) every key within ``R`` behind it. A factor
 beyond ``R`` is clipped at ``e**±87``: a key more than ``R`` behind a decoding query keeps a weight below
 ``e**-87`` for its fastest pairs (the formula's value there is smaller still), never NaN or inf.
+
+The center depends on the call's queries, so keys scaled in one call belong with that call's queries: a
+cache must store keys before :func:`xpos_rotate` (as :class:`posenc_jax.KVCache` does). A model that caches
+keys after it passes a fixed ``center`` (``center=0`` gives the paper's absolute factors, exact for every
+position within ``R`` of it).
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ def xpos_rotate(
     base: float = 10_000.0,
     scale_base: float = 512.0,
     gamma: float = 0.4,
+    center: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Rotates queries and keys as RoPE and scales their pairs by xPos's ``ζ_i ** (±(p - c) / scale_base)``.
 
@@ -78,6 +84,10 @@ def xpos_rotate(
       base: ``theta`` of the rotary frequencies ``base ** (-2i / head_dim)``.
       scale_base: ``B`` (positive).
       gamma: ``γ`` (positive).
+      center: ``c``. ``None`` (default): the integer midpoint of each row's query positions, so that only
+        distances enter at any offset. An int: a fixed ``c`` for every call, so keys scaled in one call
+        (e.g. stored in a cache of rotated keys) stay valid for the queries of later calls; exact while
+        every position lies within ``R`` of it (``center=0``: the paper's absolute factors).
 
     Returns:
       ``(q', k')`` with the shapes and dtypes of ``q`` and ``k``.
@@ -93,6 +103,10 @@ def xpos_rotate(
     _check_layout(call, layout)
     scale_base = _checks.real_above(call, "scale_base", scale_base, 0.0)
     gamma = _checks.real_above(call, "gamma", gamma, 0.0)
+    if center is not None:
+        center = _checks.integer(call, "center", center, -(2**31))
+        if center >= 2**31:
+            raise _checks.value_error(call, "center", center, "center must be an int32 position or None")
     qp = _checks.positions(call, q_positions, "q_positions", split=False)
     kp = _checks.positions(call, k_positions, "k_positions", split=False)
     q_rot = apply_rotary(q, qp, base=base, layout=layout)
@@ -101,7 +115,7 @@ def xpos_rotate(
         if value.ndim not in (1, 2):
             raise _checks.value_error(call, name, value, f"{name} must have shape [length] or [batch, length]")
     rates = tuple(np.log(xpos_decay_rates(q.shape[-1], gamma=gamma)).tolist())
-    return _scale(q_rot, k_rot, qp, kp, log_rates=rates, scale_base=scale_base, layout=layout)
+    return _scale(q_rot, k_rot, qp, kp, log_rates=rates, scale_base=scale_base, layout=layout, center=center)
 
 
 def _center(positions: jax.Array) -> jax.Array:
@@ -130,17 +144,22 @@ def _features(factor: jax.Array, layout: str) -> jax.Array:
     return jnp.repeat(factor, 2, axis=-1) if layout == "interleaved" else jnp.concatenate([factor, factor], -1)
 
 
-@functools.partial(jax.jit, static_argnames=("log_rates", "scale_base", "layout"))
-def _scale(q, k, qp, kp, *, log_rates: tuple[float, ...], scale_base: float, layout: str):
-    center = _center(qp)
+@functools.partial(jax.jit, static_argnames=("log_rates", "scale_base", "layout", "center"))
+def _scale(q, k, qp, kp, *, log_rates: tuple[float, ...], scale_base: float, layout: str, center: int | None):
+    if center is None:
+        c = _center(qp)
+    elif jnp.issubdtype(qp.dtype, jnp.integer):
+        c = jnp.full((1, 1), center, qp.dtype)
+    else:
+        c = jnp.full((1, 1), center, jnp.float32)
     rates = jnp.asarray(np.asarray(log_rates) / scale_base, jnp.float32)
 
     def factors(relative: jax.Array, sign: float) -> jax.Array:  # [batch or 1, length, 1, d]
         exponent = jnp.clip(sign * relative[..., None] * rates, -EXPONENT_LIMIT, EXPONENT_LIMIT)
         return _features(jnp.exp(exponent), layout)[:, :, None, :]
 
-    q_factor = factors(_relative(qp, center), 1.0)
-    k_factor = factors(_relative(kp, center), -1.0)
+    q_factor = factors(_relative(qp, c), 1.0)
+    k_factor = factors(_relative(kp, c), -1.0)
     return (q * q_factor).astype(q.dtype), (k * k_factor).astype(k.dtype)
 
 
@@ -158,9 +177,11 @@ class XPos(SchemeDefaults):
       base: ``theta`` of the rotary frequencies.
       scale_base: ``B`` (512 in the paper).
       gamma: ``γ`` (0.4 in the paper).
+      center: ``None`` (the queries' midpoint, per call) or a fixed int ``c`` for models that cache keys
+        after :meth:`rotate` (see :func:`posenc_jax.xpos_rotate`).
 
     Raises:
-      ValueError, TypeError: bad ``head_dim``, ``layout``, ``base``, ``scale_base`` or ``gamma``.
+      ValueError, TypeError: bad ``head_dim``, ``layout``, ``base``, ``scale_base``, ``gamma`` or ``center``.
 
     >>> q = k = jnp.ones((1, 3, 2, 8))
     >>> [a.shape for a in XPos(8, layout="split").rotate(q, k)]
@@ -173,6 +194,7 @@ class XPos(SchemeDefaults):
     base: float = 10_000.0
     scale_base: float = 512.0
     gamma: float = 0.4
+    center: int | None = None
 
     def __post_init__(self):
         caller = "XPos"
@@ -181,6 +203,10 @@ class XPos(SchemeDefaults):
         object.__setattr__(self, "base", _checks.real_above(caller, "base", self.base, 1.0))
         object.__setattr__(self, "scale_base", _checks.real_above(caller, "scale_base", self.scale_base, 0.0))
         object.__setattr__(self, "gamma", _checks.real_above(caller, "gamma", self.gamma, 0.0))
+        if self.center is not None:
+            center = _checks.integer(caller, "center", self.center, -(2**31))
+            if center >= 2**31:
+                raise _checks.value_error(caller, "center", center, "center must be an int32 position or None")
 
     def rotate(
         self,
@@ -200,6 +226,7 @@ class XPos(SchemeDefaults):
             base=self.base,
             scale_base=self.scale_base,
             gamma=self.gamma,
+            center=self.center,
         )
 
     def __call__(self, q, k, q_positions=None, k_positions=None) -> tuple[jax.Array, jax.Array]:
