@@ -103,7 +103,7 @@ UNIT_PAIRS = np.tile(np.array([1.0, 0.0]), ROTARY_HEAD_DIM // 2)
 def _rotated_unit_pairs(positions: jax.Array, scaling, length) -> jax.Array:
     """``apply_rotary`` of the unit pairs ``(1, 0)``: ``(cos, sin) · attention factor`` per pair."""
     x = jnp.broadcast_to(jnp.asarray(UNIT_PAIRS, jnp.float32), (positions.shape[0], 1, ROTARY_HEAD_DIM))
-    return apply_rotary(x, positions, scaling=scaling, length=length)[:, 0]
+    return apply_rotary(x, positions, layout="interleaved", scaling=scaling, length=length)[:, 0]
 
 
 def _naive_rotated_unit_pairs(positions: jax.Array, w: np.ndarray, factor: float) -> jax.Array:

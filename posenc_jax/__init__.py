@@ -11,7 +11,7 @@ T5 and Transformer-XL relative attention, and randomized positions, as pure func
 :func:`attention` and :class:`KVCache` apply any scheme in attention and incremental decoding.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.9.0"
 
 from posenc_jax import rope as rope
 from posenc_jax import schemes as schemes
@@ -27,20 +27,14 @@ from posenc_jax._src.grids import grid_positions as grid_positions
 from posenc_jax._src.kerple import kerple_bias as kerple_bias
 from posenc_jax._src.layouts import interleaved_to_split as interleaved_to_split
 from posenc_jax._src.layouts import split_to_interleaved as split_to_interleaved
+from posenc_jax._src.learned import learned_lookup as learned_lookup
 from posenc_jax._src.randomized import randomized_positions as randomized_positions
 from posenc_jax._src.relative import t5_bias as t5_bias
 from posenc_jax._src.relative import t5_buckets as t5_buckets
 from posenc_jax._src.relative import transformer_xl_logits as transformer_xl_logits
 from posenc_jax._src.rotary import apply_rotary as apply_rotary
-from posenc_jax._src.rotary import rotary_frequencies as rotary_frequencies
 from posenc_jax._src.rotary import rotary_interleaved_to_split as rotary_interleaved_to_split
 from posenc_jax._src.rotary import rotary_split_to_interleaved as rotary_split_to_interleaved
-from posenc_jax._src.scaling import NTK as NTK
-from posenc_jax._src.scaling import DynamicNTK as DynamicNTK
-from posenc_jax._src.scaling import Linear as Linear
-from posenc_jax._src.scaling import Llama3 as Llama3
-from posenc_jax._src.scaling import LongRoPE as LongRoPE
-from posenc_jax._src.scaling import YaRN as YaRN
 from posenc_jax._src.scaling import rope_attention_factor as rope_attention_factor
 from posenc_jax._src.scaling import rope_frequencies as rope_frequencies
 from posenc_jax._src.schemes import PositionalScheme as PositionalScheme
@@ -50,12 +44,6 @@ from posenc_jax._src.sinusoidal import sinusoidal_table as sinusoidal_table
 from posenc_jax._src.xpos import xpos_rotate as xpos_rotate
 
 __all__ = [
-    "NTK",
-    "DynamicNTK",
-    "Linear",
-    "Llama3",
-    "LongRoPE",
-    "YaRN",
     "__version__",
     "KVCache",
     "PositionalScheme",
@@ -65,12 +53,12 @@ __all__ = [
     "attention",
     "grid_positions",
     "interleaved_to_split",
+    "learned_lookup",
     "paper_frequencies",
     "positions_from_segment_ids",
     "randomized_positions",
     "rope_attention_factor",
     "rope_frequencies",
-    "rotary_frequencies",
     "rotary_interleaved_to_split",
     "rotary_split_to_interleaved",
     "sinusoidal",

@@ -81,16 +81,16 @@ def _positions_2d(positions) -> np.ndarray:
     return np.atleast_2d(np.asarray(positions, np.float64))
 
 
-def reference_alibi(num_heads, q_positions, k_positions, causal):
+def reference_alibi(num_heads, q_positions, k_positions, is_causal):
     """Press et al. 2022: ``-m_h · (i - j)`` (0 for ``j > i``) when causal, else ``-m_h · |i - j|``,
     ``m_h = 2 ** (-8 (h + 1) / num_heads)`` (power-of-two ``num_heads``)."""
     m = np.array([2.0 ** (-8.0 * (h + 1) / num_heads) for h in range(num_heads)])
     distance = _positions_2d(q_positions)[:, :, None] - _positions_2d(k_positions)[:, None, :]
-    distance = np.where(distance < 0, 0.0, distance) if causal else np.abs(distance)
+    distance = np.where(distance < 0, 0.0, distance) if is_causal else np.abs(distance)
     return -m[None, :, None, None] * distance[:, None]
 
 
-def reference_t5_bucket(distance, *, num_buckets, max_distance, bidirectional):
+def reference_t5_bucket(distance, *, num_buckets, max_distance, is_causal):
     """T5's bucket of ``distance = k_pos - q_pos`` (Raffel et al. 2020).
 
     Bidirectional: half the buckets for ``distance > 0``, ``n = |distance|``; causal: ``n = max(-distance, 0)``.
@@ -98,7 +98,7 @@ def reference_t5_bucket(distance, *, num_buckets, max_distance, bidirectional):
     """
     distance = np.asarray(distance, dtype=np.int64)
     offset = np.zeros_like(distance)
-    if bidirectional:
+    if not is_causal:
         num_buckets //= 2
         offset = np.where(distance > 0, num_buckets, 0)
         n = np.abs(distance)

@@ -36,14 +36,14 @@ def test_non_power_of_two_slopes_follow_the_reference_order(n, want):
 
 
 _BIAS = {
-    (jit, causal): (jax.jit(lambda q, k, c=causal: alibi_bias(4, q, k, causal=c)) if jit else None)
+    (jit, causal): (jax.jit(lambda q, k, c=causal: alibi_bias(q, k, num_heads=4, is_causal=c)) if jit else None)
     for jit in (False, True)
     for causal in (False, True)
 }
 
 
 def _bias(jit, causal, q, k):
-    return _BIAS[(jit, causal)](q, k) if jit else alibi_bias(4, q, k, causal=causal)
+    return _BIAS[(jit, causal)](q, k) if jit else alibi_bias(q, k, num_heads=4, is_causal=causal)
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -72,7 +72,7 @@ def test_bias_with_offsets_per_row_and_different_lengths(jit, causal):
 
 
 def test_bias_is_linear_in_distance():
-    bias = np.asarray(alibi_bias(4, jnp.arange(16), jnp.arange(16), causal=False), np.float64)[0]
+    bias = np.asarray(alibi_bias(jnp.arange(16), jnp.arange(16), num_heads=4, is_causal=False), np.float64)[0]
     slopes = alibi_slopes(4)
     for h in range(4):
         for d in range(16):  # every entry at distance d equals -m_h * d
@@ -83,17 +83,17 @@ def test_float_positions_and_large_integer_positions():
     q = jnp.array([0.5, 2.25])
     k = jnp.array([0.0, 1.0, 3.0])
     np.testing.assert_allclose(
-        np.asarray(alibi_bias(4, q, k, causal=False)), reference_alibi(4, q, k, False), rtol=1e-6
+        np.asarray(alibi_bias(q, k, num_heads=4, is_causal=False)), reference_alibi(4, q, k, False), rtol=1e-6
     )
     # Integer distances are formed exactly, even far from zero.
     big = jnp.array([2**31 - 2, 2**31 - 1], jnp.int32)
-    got = alibi_bias(4, big, big, causal=True)
+    got = alibi_bias(big, big, num_heads=4, is_causal=True)
     np.testing.assert_array_equal(np.asarray(got)[0, :, 1, 0], -alibi_slopes(4).astype(np.float32))
 
 
 def test_vmap_over_batch_of_positions():
     q = jnp.arange(12).reshape(3, 4)
-    mapped = jax.vmap(lambda p: alibi_bias(4, p, p, causal=True)[0])(q)
+    mapped = jax.vmap(lambda p: alibi_bias(p, p, num_heads=4, is_causal=True)[0])(q)
     np.testing.assert_allclose(np.asarray(mapped), reference_alibi(4, q, q, True), rtol=1e-7)
 
 
@@ -109,26 +109,30 @@ def test_vmap_over_batch_of_positions():
         (lambda: alibi_slopes(2.0), TypeError, r"alibi_slopes\(num_heads=2.0\): num_heads must be a positive"),
         (lambda: alibi_slopes(True), TypeError, r"alibi_slopes\(num_heads=True\)"),
         (
-            lambda: alibi_bias(0, jnp.arange(3), jnp.arange(3), causal=True),
+            lambda: alibi_bias(jnp.arange(3), jnp.arange(3), num_heads=0, is_causal=True),
             ValueError,
             r"alibi_bias\(num_heads=0\)",
         ),
         (
-            lambda: alibi_bias(2, jnp.zeros((1, 2, 3)), jnp.arange(3), causal=True),
+            lambda: alibi_bias(jnp.zeros((1, 2, 3)), jnp.arange(3), num_heads=2, is_causal=True),
             ValueError,
-            r"alibi_bias\(query_positions=<float32\[1,2,3\]>\): query_positions must have shape \[length\]",
+            r"alibi_bias\(q_positions=<float32\[1,2,3\]>\): q_positions must have shape \[length\]",
         ),
         (
-            lambda: alibi_bias(2, jnp.arange(3), jnp.arange(3).astype(jnp.bfloat16), causal=True),
+            lambda: alibi_bias(jnp.arange(3), jnp.arange(3).astype(jnp.bfloat16), num_heads=2, is_causal=True),
             TypeError,
-            r"alibi_bias\(key_positions=<bfloat16\[3\]>\): 16-bit floating key_positions are rejected",
+            r"alibi_bias\(k_positions=<bfloat16\[3\]>\): 16-bit floating k_positions are rejected",
         ),
         (
-            lambda: alibi_bias(2, jnp.zeros((2, 3)), jnp.zeros((3, 3)), causal=True),
+            lambda: alibi_bias(jnp.zeros((2, 3)), jnp.zeros((3, 3)), num_heads=2, is_causal=True),
             ValueError,
-            r"alibi_bias\(key_positions=<float32\[3,3\]>\): the batch sizes of query_positions \(shape \(2, 3\)\)",
+            r"alibi_bias\(k_positions=<float32\[3,3\]>\): the batch sizes of q_positions \(shape \(2, 3\)\)",
         ),
-        (lambda: alibi_bias(2, jnp.arange(3), jnp.arange(3), causal=1), TypeError, r"alibi_bias\(causal=1\)"),
+        (
+            lambda: alibi_bias(jnp.arange(3), jnp.arange(3), num_heads=2, is_causal=1),
+            TypeError,
+            r"alibi_bias\(is_causal=1\)",
+        ),
     ],
 )
 def test_bad_input(call, error, match):
@@ -139,13 +143,13 @@ def test_bad_input(call, error, match):
 def test_int32_extreme_distances_are_exact_not_wrapped():
     # j - i = 2**32 - 1 overflows int32 (it read as -1 before); formed exactly, it is rounded once to float32.
     q, k = np.array([-(2**31)], np.int32), np.array([2**31 - 1], np.int32)
-    for fn in (alibi_bias, jax.jit(alibi_bias, static_argnums=0, static_argnames="causal")):
-        got = np.asarray(fn(1, q, k, causal=False))
+    for fn in (alibi_bias, jax.jit(alibi_bias, static_argnames=("num_heads", "is_causal"))):
+        got = np.asarray(fn(q, k, num_heads=1, is_causal=False))
         np.testing.assert_array_equal(got, np.float32(-alibi_slopes(1)[0] * (2.0**32 - 1)))
-        causal = np.asarray(fn(1, k, q, causal=True))  # the query after the key: -m (2**32 - 1)
+        causal = np.asarray(fn(k, q, num_heads=1, is_causal=True))  # the query after the key: -m (2**32 - 1)
         np.testing.assert_array_equal(causal, got)
     # the largest int32 distances next to small ones, every direction, against float64
     positions = np.array([-(2**31), -(2**31) + 1, -1, 0, 1, 2**31 - 2, 2**31 - 1], np.int32)
-    got = np.asarray(jax.jit(lambda p: alibi_bias(2, p, p, causal=False))(positions))
-    want = reference_alibi(2, positions.astype(np.int64), positions.astype(np.int64), causal=False)
+    got = np.asarray(jax.jit(lambda p: alibi_bias(p, p, num_heads=2, is_causal=False))(positions))
+    want = reference_alibi(2, positions.astype(np.int64), positions.astype(np.int64), is_causal=False)
     np.testing.assert_allclose(got, want.astype(np.float32), rtol=1e-7)

@@ -50,8 +50,8 @@ CASES = {
             None,
         ),
     ),
-    "alibi": (schemes.ALiBi(H), lambda q, k, p: (q, k, reference_alibi(H, p, p, causal=False))),
-    "alibi_causal": (schemes.ALiBi(H, causal=True), lambda q, k, p: (q, k, reference_alibi(H, p, p, True))),
+    "alibi": (schemes.ALiBi(H), lambda q, k, p: (q, k, reference_alibi(H, p, p, is_causal=False))),
+    "alibi_causal": (schemes.ALiBi(H, is_causal=True), lambda q, k, p: (q, k, reference_alibi(H, p, p, True))),
 }
 
 
@@ -69,7 +69,7 @@ def test_attention_matches_float64_reference(case, masked):
 
 
 def test_nnx_module_as_scheme_and_is_causal():
-    module = pn.Rotary(HD)
+    module = pn.Rotary(HD, layout="interleaved")
     got = nnx.jit(
         lambda m, q, k, v, p: pe.attention(q, k, v, scheme=m, q_positions=p, k_positions=p, is_causal=True)
     )(module, Q, K, V, POSITIONS)
@@ -256,8 +256,8 @@ def test_bad_input(call, error, match):
 HEAD_MISMATCHES = {
     "alibi_1": (lambda: schemes.ALiBi(1), 1),
     "alibi_2": (lambda: schemes.ALiBi(2), 2),
-    "t5_3": (lambda: pn.T5Bias(3, bidirectional=True, rngs=nnx.Rngs(0)), 3),
-    "t5_8": (lambda: pn.T5Bias(8, bidirectional=True, rngs=nnx.Rngs(0)), 8),
+    "t5_3": (lambda: pn.T5Bias(3, is_causal=False, rngs=nnx.Rngs(0)), 3),
+    "t5_8": (lambda: pn.T5Bias(8, is_causal=False, rngs=nnx.Rngs(0)), 8),
 }
 
 

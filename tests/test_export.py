@@ -95,14 +95,16 @@ ENTRIES = {
     "sinusoidal_table": (lambda o: pe.sinusoidal_table(5, 16, offset=o), [OFF]),
     "apply_rotary": (lambda x, p: pe.apply_rotary(x, p, layout="split"), [XS, POS]),
     "apply_rotary_dynamic_ntk": (
-        lambda x, p: pe.apply_rotary(x, p, layout="split", scaling=pe.DynamicNTK(2.0, 4)),
+        lambda x, p: pe.apply_rotary(x, p, layout="split", scaling=pe.rope.DynamicNTK(2.0, 4)),
         [XS, POS],
     ),
-    "alibi_bias": (lambda q, k: pe.alibi_bias(H, q, k, causal=True), [POS, POS]),
-    "t5_buckets": (lambda q, k: pe.t5_buckets(q, k, bidirectional=True), [POS, POS]),
-    "t5_bias": (lambda t, q, k: pe.t5_bias(t, q, k, bidirectional=False), [T5_TABLE, POS, POS]),
+    "alibi_bias": (lambda q, k: pe.alibi_bias(q, k, num_heads=H, is_causal=True), [POS, POS]),
+    "t5_buckets": (lambda q, k: pe.t5_buckets(q, k, is_causal=False), [POS, POS]),
+    "t5_bias": (lambda t, q, k: pe.t5_bias(q, k, table=t, is_causal=True), [T5_TABLE, POS, POS]),
     "transformer_xl_logits": (
-        lambda q, k, p, w, u, v: pe.transformer_xl_logits(q, k, p, p, kernel=w, u=u, v=v),
+        lambda q, k, p, w, u, v: pe.transformer_xl_logits(
+            q, k, p, p, kernel=w, content_bias=u, position_bias=v
+        ),
         [QS, KS, POS, *XL],
     ),
     "kerple_bias": (lambda q, r1, r2: pe.kerple_bias(q, q, r1=r1, r2=r2, kernel="log"), [POS, R1, R2]),
@@ -111,23 +113,23 @@ ENTRIES = {
     "xpos_rotate": (lambda q, k, p: pe.xpos_rotate(q, k, p, p, layout="split"), [QS, KS, POS]),
     "positions_from_segment_ids": (pe.positions_from_segment_ids, [POS]),
     "interleaved_to_split": (pe.interleaved_to_split, [EMB]),
-    "rotary_split_to_interleaved": (lambda x: pe.rotary_split_to_interleaved(x, HD), [XS]),
+    "rotary_split_to_interleaved": (lambda x: pe.rotary_split_to_interleaved(x, head_dim=HD), [XS]),
     # scheme values' methods
     "schemes.Sinusoidal.embed": (lambda x, p: schemes.Sinusoidal(16).embed(x, p), [EMB, POS]),
-    "schemes.LearnedLookup.embed": (
-        lambda t, x, p: schemes.LearnedLookup(64, 16).embed(t, x, p),
+    "schemes.Learned.embed": (
+        lambda t, x, p: schemes.Learned(64, 16, table=t).embed(x, p),
         [TABLE, EMB, POS],
     ),
     "schemes.Rotary.rotate": (lambda q, k, p: ROTARY.rotate(q, k, p, p), [QS, KS, POS]),
     "schemes.ALiBi.attention_bias": (lambda q: schemes.ALiBi(H).attention_bias(q, q), [POS]),
-    "schemes.T5BucketBias.attention_bias": (
-        lambda t, q: schemes.T5BucketBias(H, bidirectional=True).attention_bias(t, q, q),
+    "schemes.T5Bias.attention_bias": (
+        lambda t, q: schemes.T5Bias(H, is_causal=False, num_buckets=t.shape[0], table=t).attention_bias(q, q),
         [T5_TABLE, POS],
     ),
-    "schemes.TransformerXLLogits.attention_logits_bias": (
-        lambda q, k, p, *params: schemes.TransformerXLLogits(H, HD, rel_dim=32).attention_logits_bias(
-            params, q, k, p, p
-        ),
+    "schemes.TransformerXLRelative.attention_logits_bias": (
+        lambda q, k, p, w, u, v: schemes.TransformerXLRelative(
+            H, HD, rel_dim=32, kernel=w, content_bias=u, position_bias=v
+        ).attention_logits_bias(q, k, p, p),
         [QS, KS, POS, *XL],
     ),
     # attention and the cache, with a scheme value
@@ -139,7 +141,7 @@ ENTRIES = {
     "nnx.Rotary": nnx_entry(pn.Rotary(HD, layout="split"), lambda m, *a: attend_with(m)(*a), QS, KS, KS, POS),
     "nnx.ALiBi": nnx_entry(pn.ALiBi(H), lambda m, *a: attend_with(m)(*a), QS, KS, KS, POS),
     "nnx.T5Bias": nnx_entry(
-        pn.T5Bias(H, bidirectional=False, rngs=nnx.Rngs(0)), lambda m, *a: kv_cache(m)(*a), QS, KS, KS, POS
+        pn.T5Bias(H, is_causal=True, rngs=nnx.Rngs(0)), lambda m, *a: kv_cache(m)(*a), QS, KS, KS, POS
     ),
     "nnx.TransformerXLRelative": nnx_entry(
         pn.TransformerXLRelative(H, HD, rngs=nnx.Rngs(0)), lambda m, *a: attend_with(m)(*a), QS, KS, KS, POS
@@ -160,9 +162,9 @@ def _linen_entries():
     cases = {
         "linen.Sinusoidal": (pl.Sinusoidal(16), (jnp.ones((1, 3, 16)), p), lambda a, x, p: a(x, p), [EMB, POS]),
         "linen.Learned": (pl.Learned(64, 16), (jnp.ones((1, 3, 16)), p), lambda a, x, p: a(x, p), [EMB, POS]),
-        "linen.Rotary": (pl.Rotary(HD, layout="split"), (q, p), lambda a, x, p: a(x, p), [XS, POS]),
+        "linen.Rotary": (pl.Rotary(HD, layout="split"), (q, q, p, p), lambda a, x, p: a(x, x, p, p), [XS, POS]),
         "linen.ALiBi": (pl.ALiBi(H), (p, p), lambda a, q: a(q, q), [POS]),
-        "linen.T5Bias": (pl.T5Bias(H, bidirectional=True), (p, p), lambda a, q: a(q, q), [POS]),
+        "linen.T5Bias": (pl.T5Bias(H, is_causal=False), (p, p), lambda a, q: a(q, q), [POS]),
         "linen.TransformerXLRelative": (
             pl.TransformerXLRelative(H, HD),
             (q, q, p, p),

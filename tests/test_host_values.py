@@ -12,14 +12,15 @@ from posenc_jax import (
     alibi_bias,
     alibi_slopes,
     apply_rotary,
+    learned_lookup,
     positions_from_segment_ids,
     randomized_positions,
-    rotary_frequencies,
+    rope,
+    rope_frequencies,
     sinusoidal,
     split_to_interleaved,
 )
 from posenc_jax._src import checks as _checks
-from posenc_jax._src.learned import lookup
 
 TOL = 1e-6
 
@@ -53,9 +54,11 @@ def test_host_float64_positions_for_rotary_and_alibi():
     expected = np.empty((3, 4))
     expected[:, 0::2] = a * np.cos(angle) - b * np.sin(angle)
     expected[:, 1::2] = b * np.cos(angle) + a * np.sin(angle)
-    np.testing.assert_allclose(apply_rotary(x, positions)[:, 0], expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        apply_rotary(x, positions, layout="interleaved")[:, 0], expected, rtol=0, atol=1e-5
+    )
     # A quarter step between neighbours survives: float32 would make both positions 123456792.
-    bias = np.asarray(alibi_bias(1, positions[1:2], positions[:1], causal=False))
+    bias = np.asarray(alibi_bias(positions[1:2], positions[:1], num_heads=1, is_causal=False))
     np.testing.assert_allclose(bias[0, 0], [[-0.25 * alibi_slopes(1)[0]]], rtol=1e-6)
 
 
@@ -94,10 +97,11 @@ def test_smaller_host_value_errors_are_clear():
         TypeError, match=r"sinusoidal\(dtype=None\): dtype must be a floating dtype.*no input dtype"
     ):
         sinusoidal(np.arange(3), 8, dtype=None)
-    with pytest.raises(ValueError, match=r"rotary_frequencies\(scale=1e-310\): frequencies / scale overflow"):
-        rotary_frequencies(8, scale=1e-310)
-    with pytest.raises(ValueError, match=r"apply_rotary\(scale=1e-310\): frequencies / scale overflow"):
-        apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scale=1e-310)
+    overflow = r"\(scaling=Linear\(factor=1e-310\)\): the scaled frequencies must be finite and > 0"
+    with pytest.raises(ValueError, match=r"rope_frequencies" + overflow):
+        rope_frequencies(8, scaling=rope.Linear(1e-310))
+    with pytest.raises(ValueError, match=r"apply_rotary" + overflow):
+        apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scaling=rope.Linear(1e-310), layout="interleaved")
     with pytest.raises(TypeError, match=r"split_to_interleaved\(axis=1.0\): axis must be an int in \[-2, 2\)"):
         split_to_interleaved(jnp.ones((2, 4)), axis=1.0)
 
@@ -111,5 +115,7 @@ def test_failed_run_time_check_is_reported_once(caplog):
         with pytest.raises(
             jax.errors.JaxRuntimeError, match=r"positions must lie in \[0, 3\) for max_length=3"
         ):
-            jax.jit(lambda t, p: lookup(t, p, out_of_range="error"))(jnp.eye(3), jnp.array([0, 5]))
+            jax.jit(lambda t, p: learned_lookup(p, table=t, out_of_range="error"))(
+                jnp.eye(3), jnp.array([0, 5])
+            )
     assert not [r for r in caplog.records if "callback failed" in r.getMessage()], caplog.text

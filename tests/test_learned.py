@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from posenc_jax import learned_lookup
 from posenc_jax import linen as pl
 from posenc_jax import nnx as pn
-from posenc_jax._src.learned import lookup
 
 MAX_LENGTH, DIM = 8, 4
 TABLE = np.arange(MAX_LENGTH * DIM, dtype=np.float32).reshape(MAX_LENGTH, DIM)
@@ -158,9 +158,9 @@ def test_error_policy_with_concrete_positions_raises_value_error_at_once(api):
 
 
 def test_plain_jax_jit_without_any_wrapper_over_the_pure_lookup():
-    fn = jax.jit(lambda t, p: lookup(t, p, out_of_range="error", caller="Learned.embed"))
+    fn = jax.jit(lambda t, p: learned_lookup(p, table=t, out_of_range="error"))
     np.testing.assert_array_equal(np.asarray(fn(TABLE, GOOD)), TABLE[GOOD])
-    with pytest.raises(jax.errors.JaxRuntimeError, match=MESSAGE):
+    with pytest.raises(jax.errors.JaxRuntimeError, match=MESSAGE.replace("Learned.embed", "learned_lookup")):
         jax.block_until_ready(fn(TABLE, BAD))
 
 
@@ -220,42 +220,43 @@ def test_linen_submodule_in_a_model_raises_under_jit():
             (TABLE, GOOD.astype(np.float32)),
             {},
             TypeError,
-            r"lookup\(positions=<float32\[2,4\]>\): positions must be integers",
+            r"learned_lookup\(positions=<float32\[2,4\]>\): positions must be integers",
         ),
         (
             (TABLE, GOOD.astype(bool)),
             {},
             TypeError,
-            r"lookup\(positions=<bool\[2,4\]>\): positions must be an integer",
+            r"learned_lookup\(positions=<bool\[2,4\]>\): positions must be an integer",
         ),
         (
             (TABLE[0], GOOD),
             {},
             ValueError,
-            r"lookup\(table=<float32\[4\]>\): table must have shape \[max_length, dim\]",
+            r"learned_lookup\(table=<float32\[4\]>\): table must have shape \[max_length, dim\]",
         ),
         (
             (TABLE, GOOD),
             {"out_of_range": "ignore"},
             ValueError,
-            r"lookup\(out_of_range='ignore'\): out_of_range must be one of \('nan', 'error', 'clip', 'wrap'\)",
+            r"learned_lookup\(out_of_range='ignore'\): out_of_range must be one of \('nan', 'error', 'clip', 'wrap'\)",
         ),
         (
             (TABLE, np.array([2**40])),
             {"out_of_range": "clip"},
             ValueError,
-            r"lookup\(positions=<int64\[1\] containing 1099511627776>\): integer positions must lie in",
+            r"learned_lookup\(positions=<int64\[1\] containing 1099511627776>\): integer positions must lie in",
         ),
     ],
 )
 def test_lookup_bad_input(args, kwargs, error, match):
+    table, positions = args
     with pytest.raises(error, match=match):
-        lookup(*args, **kwargs)
+        learned_lookup(positions, table=table, **kwargs)
 
 
 def test_run_time_error_is_reported_once(caplog):
     # JAX logs exceptions raised in callbacks before re-raising them; ours reaches the caller only.
-    fn = jax.jit(lambda t, p: lookup(t, p, out_of_range="error"))
+    fn = jax.jit(lambda t, p: learned_lookup(p, table=t, out_of_range="error"))
     with caplog.at_level("ERROR"), pytest.raises(jax.errors.JaxRuntimeError, match="positions must lie in"):
         jax.block_until_ready(fn(TABLE, BAD))
     assert not [record for record in caplog.records if "callback failed" in record.getMessage()]

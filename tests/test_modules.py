@@ -15,6 +15,9 @@ from references import reference_alibi, reference_rotary, reference_sinusoidal
 from posenc_jax import linen as pl
 from posenc_jax import nnx as pn
 
+#: The scheme values' fields that hold parameters (the modules hold them as Flax parameters instead).
+PARAMETERS = ("table", "kernel", "content_bias", "position_bias")
+
 SCHEMES = ("NoPosition", "Sinusoidal", "Learned", "Rotary", "ALiBi")
 APIS = ("nnx", "linen")
 B, L, D, H, HD = 2, 6, 8, 4, 8
@@ -30,7 +33,7 @@ CONFIG = {
     "Sinusoidal": ((D,), {}),
     "Learned": ((16, D), {}),
     "Rotary": ((HD,), {"layout": "split"}),
-    "ALiBi": ((H,), {"causal": True}),
+    "ALiBi": ((H,), {"is_causal": True}),
 }
 
 
@@ -99,7 +102,7 @@ def expected(scheme, x, q, k, positions):
     elif scheme.name == "Rotary":
         rotated = tuple(reference_rotary(a, positions, layout="split") for a in (q64, k64))
     elif scheme.name == "ALiBi":
-        bias = reference_alibi(H, positions, positions, causal=True)
+        bias = reference_alibi(H, positions, positions, is_causal=True)
     return embedded, rotated, bias
 
 
@@ -145,16 +148,18 @@ def test_call_defaults_to_arange_and_encode_alone(api, name):
 
 
 @pytest.mark.parametrize("api", APIS)
-def test_rotary_call_rotates_one_tensor_and_alibi_call_is_the_bias(api):
+def test_rotary_call_is_rotate_and_alibi_call_is_the_bias(api):
     rotary, alibi = Scheme.default(api, "Rotary"), Scheme.default(api, "ALiBi")
+    q, k = jnp.asarray(Q), jnp.asarray(K)
     if api == "nnx":
-        rotated, bias = rotary.module(jnp.asarray(Q)), alibi.module(jnp.arange(L), jnp.arange(L))
+        rotated, bias = rotary.module(q, k), alibi.module(jnp.arange(L), jnp.arange(L))
     else:
-        rotated = rotary.module.apply({}, jnp.asarray(Q))
+        rotated = rotary.module.apply({}, q, k)
         bias = alibi.module.apply({}, jnp.arange(L), jnp.arange(L))
-    np.testing.assert_allclose(
-        np.asarray(rotated), reference_rotary(Q, np.arange(L), layout="split"), atol=2e-6
-    )
+    for got, x in zip(rotated, (Q, K), strict=True):
+        np.testing.assert_allclose(
+            np.asarray(got), reference_rotary(x, np.arange(L), layout="split"), atol=2e-6
+        )
     np.testing.assert_allclose(
         np.asarray(bias), reference_alibi(H, np.arange(L), np.arange(L), True), atol=1e-7
     )
@@ -209,7 +214,7 @@ def test_grad_flows_into_learned_only_and_through_the_inputs(api, name):
 
 @pytest.mark.parametrize("api", APIS)
 def test_grad_of_alibi_bias_wrt_float_positions(api):
-    scheme = Scheme.default(api, "ALiBi", causal=False)
+    scheme = Scheme.default(api, "ALiBi", is_causal=False)
 
     def bias_sum(p):
         if api == "nnx":
@@ -309,7 +314,7 @@ def test_same_arguments_and_defaults_in_every_api():
 
     from posenc_jax import schemes
 
-    values = {"Learned": schemes.LearnedLookup}
+    values = {"Learned": schemes.Learned}
     required = object()  # no default, in each API's own way of saying it
 
     def default(value):
@@ -317,7 +322,7 @@ def test_same_arguments_and_defaults_in_every_api():
 
     for name in SCHEMES:
         value_type = values[name] if name in values else getattr(schemes, name)
-        value = {f.name: default(f.default) for f in dataclasses.fields(value_type)}
+        value = {f.name: default(f.default) for f in dataclasses.fields(value_type) if f.name not in PARAMETERS}
         nnx_params = inspect.signature(getattr(pn, name).__init__).parameters
         nnx_args = {
             n: default(p.default) for n, p in nnx_params.items() if n not in ("self", "rngs", "embedding_init")
@@ -333,7 +338,9 @@ def test_same_arguments_and_defaults_in_every_api():
             assert "embedding_init" in nnx_params and "embedding_init" in {
                 f.name for f in dataclasses.fields(pl.Learned)
             }
-    assert pn.ALiBi(2).causal is False and pl.ALiBi(2).causal is False  # the default that is right everywhere
+    assert (
+        pn.ALiBi(2).is_causal is False and pl.ALiBi(2).is_causal is False
+    )  # the default that is right everywhere
 
 
 # ------------------------------------------------------------------------------------- equality across APIs
@@ -373,7 +380,7 @@ def test_linen_modules_compose_inside_a_model():
         @nn.compact
         def __call__(self, x, q, k, positions):
             scheme = pl.Learned(16, D)
-            rotary = pl.Rotary(HD)
+            rotary = pl.Rotary(HD, layout="interleaved")
             alibi = pl.ALiBi(H)
             return scheme(x, positions), rotary.rotate(q, k, positions, positions), alibi(positions, positions)
 
@@ -563,12 +570,18 @@ def test_bad_call_input(api, name, call, error, match):
         (
             "Rotary",
             (8,),
-            {"scale": -1.0},
-            ValueError,
-            r"Rotary\(scale=-1.0\): scale must be a finite real number > 0",
+            {"layout": None},
+            TypeError,
+            r"Rotary\(layout=None\): layout is required for rotary embeddings \(it has no default\)",
         ),
         ("ALiBi", (0,), {}, ValueError, r"ALiBi\(num_heads=0\): num_heads must be a positive Python int"),
-        ("ALiBi", (4,), {"causal": "yes"}, TypeError, r"ALiBi\(causal='yes'\): causal must be a Python bool"),
+        (
+            "ALiBi",
+            (4,),
+            {"is_causal": "yes"},
+            TypeError,
+            r"ALiBi\(is_causal='yes'\): is_causal must be a Python bool",
+        ),
     ],
 )
 def test_bad_constructor_arguments(api, name, args, kwargs, error, match):

@@ -70,7 +70,11 @@ def test_nnx_sharded(mode):
         )
         _assert_sharded(learned.embedding[...], mesh, P(None, "model"))
         learned.embedding[...] = jax.device_put(jnp.asarray(TABLE), P(None, "model"))
-        sinusoidal, rotary, alibi = pn.Sinusoidal(D), pn.Rotary(HD), pn.ALiBi(H, causal=True)
+        sinusoidal, rotary, alibi = (
+            pn.Sinusoidal(D),
+            pn.Rotary(HD, layout="interleaved"),
+            pn.ALiBi(H, is_causal=True),
+        )
         x, q, positions = _inputs()
 
         @nnx.jit
@@ -108,8 +112,8 @@ def test_linen_sharded(mode):
             return (
                 learned.apply(variables, x, positions),
                 pl.Sinusoidal(D).apply({}, x, positions),
-                pl.Rotary(HD).apply({}, q, q, positions, positions, method="rotate")[0],
-                pl.ALiBi(H, causal=True).apply({}, positions, positions),
+                pl.Rotary(HD, layout="interleaved").apply({}, q, q, positions, positions, method="rotate")[0],
+                pl.ALiBi(H, is_causal=True).apply({}, positions, positions),
                 pl.NoPosition().apply({}, x, positions),
             )
 

@@ -62,5 +62,5 @@ def test_gemma3_alternates_five_local_layers_with_one_global_layer():
 def test_gemma_rope_proportion_is_gemmas_apply_rope():
     for proportion in (0.25, 1.0):
         want = gemma_apply_rope(Q, POSITIONS, base_frequency=10_000, rope_proportion=proportion)
-        got = gemma_rope(8, rope_proportion=proportion)(Q, POSITIONS)
+        got, _ = gemma_rope(8, rope_proportion=proportion).rotate(Q, Q, POSITIONS, POSITIONS)
         np.testing.assert_allclose(np.asarray(got, np.float64), want, atol=3e-6)

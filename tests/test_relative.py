@@ -24,7 +24,7 @@ DISTANCES = np.arange(-5000, 5001)
 def test_t5_buckets_match_the_reference_over_distances_minus_5000_to_5000(
     num_buckets, max_distance, bidirectional
 ):
-    config = dict(num_buckets=num_buckets, max_distance=max_distance, bidirectional=bidirectional)
+    config = dict(num_buckets=num_buckets, max_distance=max_distance, is_causal=not bidirectional)
     want = reference_t5_bucket(DISTANCES, **config)
     # distance = k_pos - q_pos: one query at 0 against keys at every distance, and the same far from 0.
     got = t5_buckets(np.zeros(1, np.int32), DISTANCES, **config)
@@ -43,7 +43,7 @@ def test_t5_buckets_of_the_usual_configuration_by_hand():
         t5_buckets(
             np.zeros(1, np.int32),
             np.array([-200, -128, -127, -16, -8, -7, -1, 0, 1, 7, 8, 200]),
-            bidirectional=True,
+            is_causal=False,
         )
     )[0, 0]
     np.testing.assert_array_equal(got, [15, 15, 15, 10, 8, 7, 1, 0, 17, 23, 24, 31])
@@ -53,17 +53,17 @@ def test_t5_buckets_of_the_usual_configuration_by_hand():
 def test_t5_buckets_saturate_instead_of_wrapping_at_the_int32_limits(bidirectional):
     q = jnp.array([2**31 - 1, -(2**31)], jnp.int32)
     k = jnp.array([-(2**31), 2**31 - 1], jnp.int32)
-    got = np.asarray(jax.jit(lambda q, k: t5_buckets(q, k, bidirectional=bidirectional))(q, k))[0]
+    got = np.asarray(jax.jit(lambda q, k: t5_buckets(q, k, is_causal=not bidirectional))(q, k))[0]
     want = reference_t5_bucket(
         np.subtract.outer(np.asarray(k, np.int64), np.asarray(q, np.int64)).T,
         num_buckets=32,
         max_distance=128,
-        bidirectional=bidirectional,
+        is_causal=not bidirectional,
     )
     np.testing.assert_array_equal(got, want)
 
 
-_T5_BIAS = jax.jit(lambda table, q, k: t5_bias(table, q, k, max_distance=20, bidirectional=False))
+_T5_BIAS = jax.jit(lambda table, q, k: t5_bias(q, k, table=table, max_distance=20, is_causal=True))
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -71,10 +71,8 @@ def test_t5_bias_gathers_each_heads_bucket_for_per_row_positions(jit):
     table = jnp.asarray(RNG.standard_normal((8, 3)), jnp.float32)
     q = np.sort(RNG.choice(200, (2, 5), replace=False), axis=-1)
     k = np.sort(RNG.choice(200, (2, 7), replace=False), axis=-1)
-    got = _T5_BIAS(table, q, k) if jit else t5_bias(table, q, k, max_distance=20, bidirectional=False)
-    buckets = reference_t5_bucket(
-        k[:, None, :] - q[:, :, None], num_buckets=8, max_distance=20, bidirectional=False
-    )
+    got = _T5_BIAS(table, q, k) if jit else t5_bias(q, k, table=table, max_distance=20, is_causal=True)
+    buckets = reference_t5_bucket(k[:, None, :] - q[:, :, None], num_buckets=8, max_distance=20, is_causal=True)
     want = np.moveaxis(np.asarray(table, np.float64)[buckets], -1, 1)
     assert got.shape == (2, 3, 5, 7) and got.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(got, np.float64), want)
@@ -83,7 +81,11 @@ def test_t5_bias_gathers_each_heads_bucket_for_per_row_positions(jit):
 def test_t5_bias_follows_the_table_dtype_and_broadcasts_batches():
     table = jnp.asarray(RNG.standard_normal((8, 2)), jnp.bfloat16)
     got = t5_bias(
-        table, jnp.arange(4), jnp.arange(4)[None] + jnp.array([[0], [3]]), max_distance=20, bidirectional=True
+        jnp.arange(4),
+        jnp.arange(4)[None] + jnp.array([[0], [3]]),
+        table=table,
+        max_distance=20,
+        is_causal=False,
     )
     assert got.shape == (2, 2, 4, 4) and got.dtype == jnp.bfloat16
 
@@ -91,12 +93,12 @@ def test_t5_bias_follows_the_table_dtype_and_broadcasts_batches():
 def test_t5_bias_with_randomized_positions_depends_only_on_distances():
     table = jnp.asarray(RNG.standard_normal((32, 4)), jnp.float32)
     positions = randomized_positions(jax.random.key(1), 6, 1000, batch_shape=(2,))
-    got = t5_bias(table, positions, positions, bidirectional=True)
-    shifted = t5_bias(table, positions + 12345, positions + 12345, bidirectional=True)
+    got = t5_bias(positions, positions, table=table, is_causal=False)
+    shifted = t5_bias(positions + 12345, positions + 12345, table=table, is_causal=False)
     np.testing.assert_array_equal(np.asarray(got), np.asarray(shifted))
     p = np.asarray(positions)
     buckets = reference_t5_bucket(
-        p[:, None, :] - p[:, :, None], num_buckets=32, max_distance=128, bidirectional=True
+        p[:, None, :] - p[:, :, None], num_buckets=32, max_distance=128, is_causal=False
     )
     np.testing.assert_array_equal(np.asarray(got), np.moveaxis(np.asarray(table)[buckets], -1, 1))
 
@@ -105,61 +107,59 @@ def test_t5_bias_with_randomized_positions_depends_only_on_distances():
     "call,error,words",
     [
         (
-            lambda: t5_buckets(jnp.arange(3.0), jnp.arange(3), bidirectional=True),
+            lambda: t5_buckets(jnp.arange(3.0), jnp.arange(3), is_causal=False),
             TypeError,
             "q_positions=<float32[3]>): q_positions must be integers",
         ),
         (
-            lambda: t5_buckets(
-                jnp.arange(3), jnp.arange(3), num_buckets=10, max_distance=2, bidirectional=True
-            ),
+            lambda: t5_buckets(jnp.arange(3), jnp.arange(3), num_buckets=10, max_distance=2, is_causal=False),
             ValueError,
             "max_distance=2): max_distance must exceed the 2 distances",
         ),
         (
-            lambda: t5_buckets(jnp.arange(3), jnp.arange(3), num_buckets=7, bidirectional=True),
+            lambda: t5_buckets(jnp.arange(3), jnp.arange(3), num_buckets=7, is_causal=False),
             ValueError,
             "num_buckets=7",
         ),
         (
-            lambda: t5_buckets(jnp.arange(3), jnp.arange(3), num_buckets=1, bidirectional=False),
+            lambda: t5_buckets(jnp.arange(3), jnp.arange(3), num_buckets=1, is_causal=True),
             ValueError,
             "num_buckets=1",
         ),
         (
-            lambda: t5_buckets(jnp.arange(3), jnp.arange(3), num_buckets=2.0, bidirectional=False),
+            lambda: t5_buckets(jnp.arange(3), jnp.arange(3), num_buckets=2.0, is_causal=True),
             TypeError,
             "num_buckets=2.0",
         ),
         (
-            lambda: t5_buckets(jnp.arange(3), jnp.arange(3), max_distance=8, bidirectional=True),
+            lambda: t5_buckets(jnp.arange(3), jnp.arange(3), max_distance=8, is_causal=False),
             ValueError,
             "max_distance=8",
         ),
-        (lambda: t5_buckets(jnp.arange(3), jnp.arange(3), bidirectional=1), TypeError, "bidirectional=1"),
+        (lambda: t5_buckets(jnp.arange(3), jnp.arange(3), is_causal=1), TypeError, "is_causal=1"),
         (
-            lambda: t5_buckets(jnp.zeros((1, 1, 3), int), jnp.arange(3), bidirectional=True),
+            lambda: t5_buckets(jnp.zeros((1, 1, 3), int), jnp.arange(3), is_causal=False),
             ValueError,
             "q_positions=<int32[1,1,3]>): q_positions must have shape",
         ),
         (
-            lambda: t5_buckets(jnp.zeros((2, 3), int), jnp.zeros((3, 3), int), bidirectional=True),
+            lambda: t5_buckets(jnp.zeros((2, 3), int), jnp.zeros((3, 3), int), is_causal=False),
             ValueError,
             "batch",
         ),
-        (lambda: t5_buckets(np.array([0, 2**31]), jnp.arange(2), bidirectional=True), ValueError, "2147483648"),
+        (lambda: t5_buckets(np.array([0, 2**31]), jnp.arange(2), is_causal=False), ValueError, "2147483648"),
         (
-            lambda: t5_bias(jnp.zeros((8, 2), int), jnp.arange(3), jnp.arange(3), bidirectional=True),
+            lambda: t5_bias(jnp.arange(3), jnp.arange(3), table=jnp.zeros((8, 2), int), is_causal=False),
             TypeError,
             "table=<int32[8,2]>): table must be a floating array",
         ),
         (
-            lambda: t5_bias(jnp.zeros(8), jnp.arange(3), jnp.arange(3), bidirectional=True),
+            lambda: t5_bias(jnp.arange(3), jnp.arange(3), table=jnp.zeros(8), is_causal=False),
             ValueError,
             "table=<float32[8]>): table must have shape",
         ),
         (
-            lambda: t5_bias(jnp.zeros((7, 2)), jnp.arange(3), jnp.arange(3), bidirectional=True),
+            lambda: t5_bias(jnp.arange(3), jnp.arange(3), table=jnp.zeros((7, 2)), is_causal=False),
             ValueError,
             "num_buckets=7",
         ),
@@ -188,13 +188,17 @@ def _qk(q_len, k_len, dtype=np.float32, k_batch=B):
     return jnp.asarray(q, dtype), jnp.asarray(k, dtype)
 
 
-_TXL = jax.jit(lambda q, k, qp, kp, kernel, u, v: transformer_xl_logits(q, k, qp, kp, kernel=kernel, u=u, v=v))
+_TXL = jax.jit(
+    lambda q, k, qp, kp, kernel, u, v: transformer_xl_logits(
+        q, k, qp, kp, kernel=kernel, content_bias=u, position_bias=v
+    )
+)
 
 
 def _txl(jit, q, k, qp, kp, kernel, u, v):
     if jit:
         return _TXL(q, k, qp, kp, kernel, u, v)
-    return transformer_xl_logits(q, k, qp, kp, kernel=kernel, u=u, v=v)
+    return transformer_xl_logits(q, k, qp, kp, kernel=kernel, content_bias=u, position_bias=v)
 
 
 def _positions(kind):
@@ -230,7 +234,9 @@ def test_transformer_xl_matches_the_direct_formula(kind, jit):
 
 
 _TXL_CONSECUTIVE = jax.jit(
-    lambda q, k, kernel, u, v: transformer_xl_logits(q, k, None, None, kernel=kernel, u=u, v=v)
+    lambda q, k, kernel, u, v: transformer_xl_logits(
+        q, k, None, None, kernel=kernel, content_bias=u, position_bias=v
+    )
 )
 
 
@@ -250,7 +256,7 @@ def test_transformer_xl_scale_base_and_a_shared_key_batch():
     q, k = _qk(4, 5, k_batch=1)
     kernel, u, v = _params(rel_dim=6)
     got = transformer_xl_logits(
-        q, k, np.arange(4), np.arange(5), kernel=kernel, u=u, v=v, base=100.0, scale=0.5
+        q, k, np.arange(4), np.arange(5), kernel=kernel, content_bias=u, position_bias=v, base=100.0, scale=0.5
     )
     want = reference_transformer_xl(q, k, np.arange(4), np.arange(5), kernel, u, v, base=100.0, scale=0.5)
     np.testing.assert_allclose(np.asarray(got, np.float64), want, atol=3e-6 * np.abs(want).max())
@@ -266,7 +272,7 @@ def test_transformer_xl_with_grouped_key_heads_reads_key_head_h_over_group_size(
         q, np.repeat(np.asarray(k), 2, axis=2), np.arange(4), np.arange(5), kernel, u, v
     )
     for qp, kp in ((np.arange(4), np.arange(5)), (None, None)):
-        got = transformer_xl_logits(q, k, qp, kp, kernel=kernel, u=u, v=v)
+        got = transformer_xl_logits(q, k, qp, kp, kernel=kernel, content_bias=u, position_bias=v)
         np.testing.assert_allclose(np.asarray(got, np.float64), want, atol=3e-6 * np.abs(want).max())
 
 
@@ -282,14 +288,16 @@ def test_transformer_xl_depends_only_on_distances_for_randomized_positions():
 def test_transformer_xl_in_bfloat16_stays_close_to_float32():
     q, k = _qk(6, 6)
     kernel, u, v = _params()
-    full = transformer_xl_logits(q, k, np.arange(6), np.arange(6), kernel=kernel, u=u, v=v)
+    full = transformer_xl_logits(
+        q, k, np.arange(6), np.arange(6), kernel=kernel, content_bias=u, position_bias=v
+    )
     low = transformer_xl_logits(
         *(a.astype(jnp.bfloat16) for a in (q, k)),
         np.arange(6),
         np.arange(6),
         kernel=kernel.astype(jnp.bfloat16),
-        u=u.astype(jnp.bfloat16),
-        v=v.astype(jnp.bfloat16),
+        content_bias=u.astype(jnp.bfloat16),
+        position_bias=v.astype(jnp.bfloat16),
     )
     assert low.dtype == jnp.bfloat16
     np.testing.assert_allclose(
@@ -302,7 +310,12 @@ def test_transformer_xl_gradients_reach_every_parameter():
     kernel, u, v = _params()
 
     def loss(kernel, u, v):
-        return jnp.sum(transformer_xl_logits(q, k, np.arange(5), np.arange(5), kernel=kernel, u=u, v=v) ** 2)
+        return jnp.sum(
+            transformer_xl_logits(
+                q, k, np.arange(5), np.arange(5), kernel=kernel, content_bias=u, position_bias=v
+            )
+            ** 2
+        )
 
     grads = jax.grad(loss, argnums=(0, 1, 2))(kernel, u, v)
     # d/du of sum(scale^2 (c_j + p_ij)^2) checked against the reference by central differences on one entry.
@@ -322,7 +335,15 @@ def test_transformer_xl_gradients_reach_every_parameter():
 def _txl_bad(**overrides):
     q, k = _qk(3, 4)
     kernel, u, v = _params()
-    args = dict(q=q, k=k, q_positions=np.arange(3), k_positions=np.arange(4), kernel=kernel, u=u, v=v)
+    args = dict(
+        q=q,
+        k=k,
+        q_positions=np.arange(3),
+        k_positions=np.arange(4),
+        kernel=kernel,
+        content_bias=u,
+        position_bias=v,
+    )
     args.update(overrides)
     return lambda: transformer_xl_logits(
         args.pop("q"), args.pop("k"), args.pop("q_positions"), args.pop("k_positions"), **args
@@ -341,8 +362,16 @@ def _txl_bad(**overrides):
         (dict(k=jnp.zeros((2, 4, 3, 2))), ValueError, "k=<float32[2,4,3,2]>): k must agree with q"),
         (dict(kernel=jnp.zeros((7, 3, 4))), ValueError, "rel_dim even"),
         (dict(kernel=jnp.zeros((8, 2, 4))), ValueError, "kernel=<float32[8,2,4]>): kernel must have shape"),
-        (dict(u=jnp.zeros((3, 5))), ValueError, "u=<float32[3,5]>): u must have shape"),
-        (dict(v=jnp.zeros((3, 4), jnp.int32)), TypeError, "v=<int32[3,4]>): v must be a floating array"),
+        (
+            dict(content_bias=jnp.zeros((3, 5))),
+            ValueError,
+            "content_bias=<float32[3,5]>): content_bias must have shape",
+        ),
+        (
+            dict(position_bias=jnp.zeros((3, 4), jnp.int32)),
+            TypeError,
+            "position_bias=<int32[3,4]>): position_bias must be a floating array",
+        ),
         (
             dict(q_positions=np.arange(4)),
             ValueError,
@@ -374,7 +403,7 @@ def test_unsigned_with_signed_positions_without_x64_are_a_type_error():
     # uint32 2**31 + 5 and int32 positions have no common 32-bit dtype: refused at trace time, never wrapped.
     q = jnp.asarray(np.array([2**31 + 5], np.uint32))
     with pytest.raises(TypeError, match=r"t5_buckets\(q_positions=<traced uint32\[1\]>\): signed and unsigned"):
-        jax.jit(lambda q: t5_buckets(q, jnp.arange(3), bidirectional=True))(q)
+        jax.jit(lambda q: t5_buckets(q, jnp.arange(3), is_causal=False))(q)
     # two unsigned arrays subtract exactly in uint32
-    got = jax.jit(lambda q, k: t5_buckets(q, k, bidirectional=True))(q, q + jnp.uint32(1))
+    got = jax.jit(lambda q, k: t5_buckets(q, k, is_causal=False))(q, q + jnp.uint32(1))
     np.testing.assert_array_equal(np.asarray(got), [[[17]]])

@@ -14,6 +14,9 @@ from posenc_jax import attention as pe_attention
 from posenc_jax import linen as pl
 from posenc_jax import nnx as pn
 
+#: The scheme values' fields that hold parameters (the modules hold them as Flax parameters instead).
+PARAMETERS = ("table", "kernel", "content_bias", "position_bias")
+
 B, L, H, HD = 2, 5, 4, 8
 RNG = np.random.default_rng(0)
 Q = jnp.asarray(RNG.standard_normal((B, L, H, HD)), jnp.float32)
@@ -40,7 +43,7 @@ def _txl_pair(**kwargs):
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_t5_modules_agree_and_match_the_reference(bidirectional):
     nnx_module, linen_module, variables, table = _t5_pair(
-        bidirectional=bidirectional, num_buckets=16, max_distance=20
+        is_causal=not bidirectional, num_buckets=16, max_distance=20
     )
     got_nnx = nnx_module.attention_bias(POSITIONS, POSITIONS)
     got_linen = jax.jit(lambda v, p: linen_module.apply(v, p, p))(variables, POSITIONS)
@@ -49,19 +52,19 @@ def test_t5_modules_agree_and_match_the_reference(bidirectional):
         POSITIONS[:, None, :] - POSITIONS[:, :, None],
         num_buckets=16,
         max_distance=20,
-        bidirectional=bidirectional,
+        is_causal=not bidirectional,
     )
     np.testing.assert_array_equal(np.asarray(got_nnx, np.float64), np.moveaxis(table[buckets], -1, 1))
 
 
 def test_t5_module_initial_table_dtype_and_jit():
-    module = pn.T5Bias(H, bidirectional=True, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(1))
+    module = pn.T5Bias(H, is_causal=False, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(1))
     table = np.asarray(module.embedding[...], np.float32)
     assert table.shape == (32, H) and module.embedding[...].dtype == jnp.bfloat16
     limit = np.sqrt(3.0 / ((32 + H) / 2))  # uniform with variance 1 / fan_avg
     assert np.abs(table).max() <= limit and table.std() > limit / 4
     assert module(POSITIONS, POSITIONS).dtype == jnp.bfloat16
-    as_f32 = pn.T5Bias(H, bidirectional=True, dtype=jnp.float32, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(1))
+    as_f32 = pn.T5Bias(H, is_causal=False, dtype=jnp.float32, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(1))
     assert as_f32(POSITIONS, POSITIONS).dtype == jnp.float32
     jitted = nnx.jit(lambda m, p: m.attention_bias(p, p))(module, POSITIONS)
     np.testing.assert_array_equal(np.asarray(jitted), np.asarray(module(POSITIONS, POSITIONS)))
@@ -117,7 +120,7 @@ def test_transformer_xl_module_follows_bfloat16_queries_and_trains():
 
 def test_randomized_positions_need_no_special_code_and_only_distances_matter():
     positions = randomized_positions(jax.random.key(0), L, 2048, batch_shape=(B,))
-    t5 = pn.T5Bias(H, bidirectional=True, rngs=nnx.Rngs(0))
+    t5 = pn.T5Bias(H, is_causal=False, rngs=nnx.Rngs(0))
     np.testing.assert_array_equal(
         np.asarray(t5(positions, positions)), np.asarray(t5(positions + 5000, positions + 5000))
     )
@@ -132,10 +135,10 @@ def test_randomized_positions_need_no_special_code_and_only_distances_matter():
 
 def test_other_schemes_add_no_content_term():
     for scheme in (
-        pn.Rotary(HD),
+        pn.Rotary(HD, layout="interleaved"),
         pn.ALiBi(H),
         pn.NoPosition(),
-        pn.T5Bias(H, bidirectional=True, rngs=nnx.Rngs(0)),
+        pn.T5Bias(H, is_causal=False, rngs=nnx.Rngs(0)),
     ):
         assert scheme.attention_logits_bias(Q, K, POSITIONS, POSITIONS) is None
     assert pn.TransformerXLRelative(H, HD, rngs=nnx.Rngs(0)).attention_bias(POSITIONS, POSITIONS) is None
@@ -144,15 +147,15 @@ def test_other_schemes_add_no_content_term():
 @pytest.mark.parametrize(
     "make,error,words",
     [
-        (lambda: pn.T5Bias(0, bidirectional=True, rngs=nnx.Rngs(0)), ValueError, "T5Bias(num_heads=0)"),
-        (lambda: pn.T5Bias(H, bidirectional="yes", rngs=nnx.Rngs(0)), TypeError, "T5Bias(bidirectional='yes')"),
+        (lambda: pn.T5Bias(0, is_causal=False, rngs=nnx.Rngs(0)), ValueError, "T5Bias(num_heads=0)"),
+        (lambda: pn.T5Bias(H, is_causal="yes", rngs=nnx.Rngs(0)), TypeError, "T5Bias(is_causal='yes')"),
         (
-            lambda: pl.T5Bias(H, bidirectional=True, num_buckets=6, max_distance=1),
+            lambda: pl.T5Bias(H, is_causal=False, num_buckets=6, max_distance=1),
             ValueError,
             "T5Bias(max_distance=1",
         ),
         (
-            lambda: pn.T5Bias(H, bidirectional=True, dtype=jnp.int32, rngs=nnx.Rngs(0)),
+            lambda: pn.T5Bias(H, is_causal=False, dtype=jnp.int32, rngs=nnx.Rngs(0)),
             TypeError,
             "T5Bias(dtype=int32)",
         ),
@@ -174,7 +177,7 @@ def test_other_schemes_add_no_content_term():
             "TransformerXLRelative.attention_logits_bias(q shape=(2, 5, 4, 4))",
         ),
         (
-            lambda: pn.T5Bias(H, bidirectional=True, rngs=nnx.Rngs(0))(POSITIONS * 1.0, POSITIONS),
+            lambda: pn.T5Bias(H, is_causal=False, rngs=nnx.Rngs(0))(POSITIONS * 1.0, POSITIONS),
             TypeError,
             "t5_bias(q_positions=<float64[2,5]>): q_positions must be integers",
         ),
@@ -186,9 +189,9 @@ def test_bad_module_arguments(make, error, words):
 
 
 def test_t5_bias_requires_the_direction():
-    with pytest.raises(TypeError, match="bidirectional"):
+    with pytest.raises(TypeError, match="is_causal"):
         pn.T5Bias(H, rngs=nnx.Rngs(0))
-    with pytest.raises(TypeError, match="bidirectional"):
+    with pytest.raises(TypeError, match="is_causal"):
         pl.T5Bias(H)
 
 
@@ -202,13 +205,13 @@ CAUSAL = np.tril(np.ones((7, 7), bool))[None, None]
 
 
 def _relative_schemes():
-    t5 = pn.T5Bias(H, bidirectional=False, num_buckets=8, max_distance=20, rngs=nnx.Rngs(0))
+    t5 = pn.T5Bias(H, is_causal=True, num_buckets=8, max_distance=20, rngs=nnx.Rngs(0))
     txl, *_ = _txl_pair(rel_dim=12)
     table = np.asarray(t5.embedding[...], np.float64)
     t5_ref = np.moveaxis(
         table[
             reference_t5_bucket(
-                APOS[:, None, :] - APOS[:, :, None], num_buckets=8, max_distance=20, bidirectional=False
+                APOS[:, None, :] - APOS[:, :, None], num_buckets=8, max_distance=20, is_causal=True
             )
         ],
         -1,
@@ -265,10 +268,10 @@ def test_same_arguments_and_defaults_in_both_apis_and_the_values():
         return required if value in (dataclasses.MISSING, inspect.Parameter.empty) else value
 
     for name, value_type in (
-        ("T5Bias", schemes.T5BucketBias),
-        ("TransformerXLRelative", schemes.TransformerXLLogits),
+        ("T5Bias", schemes.T5Bias),
+        ("TransformerXLRelative", schemes.TransformerXLRelative),
     ):
-        value = {f.name: default(f.default) for f in dataclasses.fields(value_type)}
+        value = {f.name: default(f.default) for f in dataclasses.fields(value_type) if f.name not in PARAMETERS}
         nnx_params = inspect.signature(getattr(pn, name).__init__).parameters
         nnx_args = {
             n: default(p.default) for n, p in nnx_params.items() if n not in ("self", "rngs", *initializers)

@@ -13,7 +13,8 @@ from references import reference_rotary
 from posenc_jax import (
     apply_rotary,
     interleaved_to_split,
-    rotary_frequencies,
+    rope,
+    rope_frequencies,
     rotary_interleaved_to_split,
     rotary_split_to_interleaved,
 )
@@ -27,7 +28,13 @@ def _maybe_jit(fn, jit):
 
 _APPLY = {
     (jit, layout, rotary_dim, scale): _maybe_jit(
-        functools.partial(apply_rotary, layout=layout, rotary_dim=rotary_dim, scale=scale), jit
+        functools.partial(
+            apply_rotary,
+            layout=layout,
+            rotary_dim=rotary_dim,
+            scaling=None if scale == 1.0 else rope.Linear(scale),
+        ),
+        jit,
     )
     for jit in (False, True)
     for layout in ("interleaved", "split")
@@ -55,7 +62,7 @@ def test_float_positions_and_explicit_frequencies(jit):
     x = RNG.standard_normal((4, 2, 6)).astype(np.float32)  # [length, heads, head_dim], no batch
     positions = np.array([0.5, 1.25, -3.75, 1000.5], np.float32)
     w = np.array([1.0, 0.3, 0.01])
-    fn = _maybe_jit(functools.partial(apply_rotary, frequencies=w), jit)
+    fn = _maybe_jit(functools.partial(apply_rotary, layout="interleaved", frequencies=w), jit)
     got = np.asarray(fn(jnp.asarray(x), jnp.asarray(positions)))
     theta = positions.astype(np.float64)[:, None, None] * w  # [length, 1, n]
     a, b = x[..., 0::2].astype(np.float64), x[..., 1::2].astype(np.float64)
@@ -65,18 +72,25 @@ def test_float_positions_and_explicit_frequencies(jit):
 
 def test_position_interpolation_divides_positions():
     x = jnp.asarray(RNG.standard_normal((1, 3, 1, 8)), jnp.float32)
-    scaled = apply_rotary(x, jnp.array([0, 3, 8]), scale=4.0)
-    divided = apply_rotary(x, jnp.array([0.0, 0.75, 2.0]))
+    scaled = apply_rotary(x, jnp.array([0, 3, 8]), scaling=rope.Linear(4.0), layout="interleaved")
+    divided = apply_rotary(x, jnp.array([0.0, 0.75, 2.0]), layout="interleaved")
     np.testing.assert_allclose(np.asarray(scaled), np.asarray(divided), atol=1e-6)
-    np.testing.assert_allclose(rotary_frequencies(8, scale=4.0), 10_000.0 ** (-np.arange(4) / 4) / 4.0)
+    np.testing.assert_allclose(
+        rope_frequencies(8, scaling=rope.Linear(4.0)), 10_000.0 ** (-np.arange(4) / 4) / 4.0
+    )
 
 
 # ------------------------------------------------------------------------------------- proven properties
 
 _PAIR = jax.jit(
     lambda q, k, m, n, shift: (
-        jnp.sum(apply_rotary(q, m[None]) * apply_rotary(k, n[None])),
-        jnp.sum(apply_rotary(q, (m + shift)[None]) * apply_rotary(k, (n + shift)[None])),
+        jnp.sum(
+            apply_rotary(q, m[None], layout="interleaved") * apply_rotary(k, n[None], layout="interleaved")
+        ),
+        jnp.sum(
+            apply_rotary(q, (m + shift)[None], layout="interleaved")
+            * apply_rotary(k, (n + shift)[None], layout="interleaved")
+        ),
     )
 )
 
@@ -124,7 +138,7 @@ def test_layouts_agree_after_permutation(rotary_dim):
         r = a.shape[-1] if rotary_dim is None else rotary_dim
         return jnp.concatenate([interleaved_to_split(a[..., :r]), a[..., r:]], axis=-1)
 
-    via_interleaved = to_split(apply_rotary(x, positions, rotary_dim=rotary_dim))
+    via_interleaved = to_split(apply_rotary(x, positions, rotary_dim=rotary_dim, layout="interleaved"))
     via_split = apply_rotary(to_split(x), positions, layout="split", rotary_dim=rotary_dim)
     np.testing.assert_allclose(np.asarray(via_interleaved), np.asarray(via_split), atol=1e-6)
     # The layouts are different rotations: without the permutation they disagree.
@@ -147,8 +161,8 @@ def test_bfloat16_inputs_keep_float32_angles(jit):
 def test_vmap_matches_batched():
     x = jnp.asarray(RNG.standard_normal((3, 5, 2, 8)), jnp.float32)
     positions = jnp.asarray(RNG.integers(0, 10_000, size=(3, 5)), jnp.int32)
-    batched = apply_rotary(x, positions)
-    mapped = jax.vmap(apply_rotary)(x, positions)
+    batched = apply_rotary(x, positions, layout="interleaved")
+    mapped = jax.vmap(functools.partial(apply_rotary, layout="interleaved"))(x, positions)
     np.testing.assert_allclose(np.asarray(mapped), np.asarray(batched), atol=1e-7)
 
 
@@ -185,13 +199,13 @@ def test_converted_weights_give_the_same_attention_scores(rotary_dim, jit):
 
 def test_converter_per_head_axis_and_types():
     kernel = np.arange(2 * 3 * 4).reshape(2, 3, 4)  # [d_model, heads, head_dim]
-    out = rotary_interleaved_to_split(kernel, 4)
+    out = rotary_interleaved_to_split(kernel, head_dim=4)
     assert isinstance(out, np.ndarray)
     np.testing.assert_array_equal(out, kernel[..., [0, 2, 1, 3]])
-    out = rotary_interleaved_to_split(jnp.asarray(kernel).reshape(2, 12).T, 4, axis=0)
+    out = rotary_interleaved_to_split(jnp.asarray(kernel).reshape(2, 12).T, head_dim=4, axis=0)
     assert isinstance(out, jax.Array)
     np.testing.assert_array_equal(np.asarray(out), kernel.reshape(2, 3, 4)[..., [0, 2, 1, 3]].reshape(2, 12).T)
-    np.testing.assert_array_equal(rotary_split_to_interleaved(np.arange(6), 6), [0, 3, 1, 4, 2, 5])
+    np.testing.assert_array_equal(rotary_split_to_interleaved(np.arange(6), head_dim=6), [0, 3, 1, 4, 2, 5])
 
 
 # -------------------------------------------------------------------------------------------- bad input
@@ -246,8 +260,18 @@ X = jnp.zeros((2, 5, 3, 8))
             TypeError,
             r"apply_rotary\(x=<int32\[2,5,3,8\]>\): x must be a floating array",
         ),
-        (dict(scale=0.0), ValueError, r"apply_rotary\(scale=0.0\): scale must be a finite real number > 0"),
-        (dict(scale=float("inf")), ValueError, r"apply_rotary\(scale=inf\)"),
+        (
+            dict(layout=None),
+            TypeError,
+            r"apply_rotary\(layout=None\): layout is required for rotary embeddings \(it has no default\); pass "
+            r"layout=\"split\" for Llama / Hugging Face / Gemma / GPT-NeoX / MaxText checkpoints, \"interleaved\" "
+            r"for GPT-J / RoFormer / the paper's pairing",
+        ),
+        (
+            dict(scaling=rope.Linear(2.0), frequencies=[1.0, 0.1, 0.01, 0.001]),
+            ValueError,
+            r"apply_rotary\(scaling=Linear\(factor=2.0\)\): scaling applies to the geometric frequencies",
+        ),
         (dict(base=1.0), ValueError, r"apply_rotary\(base=1.0\): base must be a finite real number > 1"),
         (
             dict(frequencies=[1.0, 0.1]),
@@ -257,7 +281,7 @@ X = jnp.zeros((2, 5, 3, 8))
     ],
 )
 def test_bad_input(kwargs, error, match):
-    args = dict(x=X, positions=jnp.arange(5))
+    args = dict(x=X, positions=jnp.arange(5), layout="interleaved")
     args.update(kwargs)
     with pytest.raises(error, match=match):
         apply_rotary(args.pop("x"), args.pop("positions"), **args)
@@ -268,7 +292,7 @@ def test_bad_input_host_positions_out_of_int32():
         ValueError,
         match=r"apply_rotary\(positions=<int64\[5\] containing 2147483648>\): integer positions must lie in",
     ):
-        apply_rotary(X, np.array([0, 1, 2, 3, 2**31], np.int64))
+        apply_rotary(X, np.array([0, 1, 2, 3, 2**31], np.int64), layout="interleaved")
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from posenc_jax import YaRN, apply_rotary, grid_positions, paper_frequencies, rope_frequencies
+from posenc_jax import apply_rotary, grid_positions, paper_frequencies, rope_frequencies
+from posenc_jax.rope import YaRN
 
 RNG = np.random.default_rng(3)
 
@@ -96,7 +97,8 @@ def test_one_axis_reproduces_1d_bit_for_bit(layout, rotary_dim):
     np.testing.assert_array_equal(np.asarray(n_d), np.asarray(one_d))
     floating = jnp.asarray(np.array([0.5, 3.25, -1.75, 100.5, 7.0], np.float32))
     np.testing.assert_array_equal(
-        np.asarray(apply_rotary(x, floating[:, None], sections=(6,))), np.asarray(apply_rotary(x, floating))
+        np.asarray(apply_rotary(x, floating[:, None], sections=(6,), layout="interleaved")),
+        np.asarray(apply_rotary(x, floating, layout="interleaved")),
     )
 
 
@@ -105,8 +107,8 @@ def test_equal_coordinates_are_1d_positions_and_scalings_apply():
     x = jnp.asarray(RNG.standard_normal((5, 2, 16)).astype(np.float32))
     p = np.array([0, 3, 99, 4096, 70_000], np.int32)
     scaling = YaRN(4.0, 1024)
-    got = apply_rotary(x, np.stack([p, p, p], -1), sections=(2, 3, 3), scaling=scaling)
-    want = apply_rotary(x, p, scaling=scaling)
+    got = apply_rotary(x, np.stack([p, p, p], -1), sections=(2, 3, 3), scaling=scaling, layout="interleaved")
+    want = apply_rotary(x, p, scaling=scaling, layout="interleaved")
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6, rtol=0)
     want64 = ref_rotate_nd(x, np.stack([p, p, p], -1), rope_frequencies(16, scaling=scaling), (2, 3, 3))
     np.testing.assert_allclose(np.asarray(got), want64 * 1.1386294361119891, atol=1e-6, rtol=0)
@@ -116,7 +118,7 @@ def test_axial_frequencies_give_each_axis_a_full_spectrum():
     x = jnp.asarray(RNG.standard_normal((3, 1, 16)).astype(np.float32))
     coords = np.array([[0, 0], [2, 5], [9, 1]], np.int32)
     w = np.concatenate([paper_frequencies(8, 100.0)] * 2)
-    got = apply_rotary(x, coords, sections=2, frequencies=w)
+    got = apply_rotary(x, coords, sections=2, frequencies=w, layout="interleaved")
     np.testing.assert_allclose(np.asarray(got), ref_rotate_nd(x, coords, w, (4, 4)), atol=1e-6, rtol=0)
 
 
@@ -153,19 +155,19 @@ def test_grid_positions():
 )
 def test_bad_sections(kwargs, error, match):
     with pytest.raises(error, match=match):
-        apply_rotary(jnp.ones((3, 1, 16)), np.zeros((3, 2), np.int32), **kwargs)
+        apply_rotary(jnp.ones((3, 1, 16)), np.zeros((3, 2), np.int32), layout="interleaved", **kwargs)
 
 
 def test_bad_nd_positions_shape():
     with pytest.raises(
         ValueError, match=r"apply_rotary\(positions=<int32\[3\]>\): N-D positions must end in an axis of 2"
     ):
-        apply_rotary(jnp.ones((3, 1, 16)), np.zeros(3, np.int32), sections=2)
+        apply_rotary(jnp.ones((3, 1, 16)), np.zeros(3, np.int32), sections=2, layout="interleaved")
     with pytest.raises(
         ValueError,
         match=r"apply_rotary\(positions=<int32\[4,2\]>\): positions must broadcast to x's leading axes \(3,\)",
     ):
-        apply_rotary(jnp.ones((3, 1, 16)), np.zeros((4, 2), np.int32), sections=2)
+        apply_rotary(jnp.ones((3, 1, 16)), np.zeros((4, 2), np.int32), sections=2, layout="interleaved")
 
 
 @pytest.mark.parametrize(

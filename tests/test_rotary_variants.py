@@ -38,12 +38,15 @@ def test_proportion_is_gemmas_rope_proportion(proportion):
     got = pe.apply_rotary(X, POSITIONS, layout="split", proportion=proportion)
     np.testing.assert_allclose(np.asarray(got, np.float64), want, atol=3e-6)
     scheme = schemes.Rotary(16, layout="split", proportion=proportion)
-    np.testing.assert_array_equal(np.asarray(scheme(X, POSITIONS)), np.asarray(got))
+    np.testing.assert_array_equal(np.asarray(scheme(X, X, POSITIONS, POSITIONS)[0]), np.asarray(got))
     np.testing.assert_array_equal(
-        np.asarray(pn.Rotary(16, layout="split", proportion=proportion)(X, POSITIONS)), np.asarray(got)
+        np.asarray(pn.Rotary(16, layout="split", proportion=proportion)(X, X, POSITIONS, POSITIONS)[0]),
+        np.asarray(got),
     )
     np.testing.assert_array_equal(
-        np.asarray(pl.Rotary(16, layout="split", proportion=proportion).apply({}, X, POSITIONS)),
+        np.asarray(
+            pl.Rotary(16, layout="split", proportion=proportion).apply({}, X, X, POSITIONS, POSITIONS)[0]
+        ),
         np.asarray(got),
     )
 
@@ -92,7 +95,7 @@ def test_interleaved_sections_are_qwen3_vls_mrope():
 
 
 def test_interleaved_sections_with_a_traced_length_scaling():
-    scaling = pe.DynamicNTK(2.0, original_max_position=8)
+    scaling = pe.rope.DynamicNTK(2.0, original_max_position=8)
     coordinates = np.repeat(POSITIONS[..., None], 3, axis=-1)
     got = jax.jit(
         lambda x, c: pe.apply_rotary(

@@ -9,17 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from posenc_jax import (
-    NTK,
-    DynamicNTK,
-    Linear,
-    Llama3,
-    LongRoPE,
-    YaRN,
-    apply_rotary,
-    rope_attention_factor,
-    rope_frequencies,
-)
+from posenc_jax import apply_rotary, rope_attention_factor, rope_frequencies
+from posenc_jax.rope import NTK, DynamicNTK, Linear, Llama3, LongRoPE, YaRN
 
 # ---- independent float64 references (from the papers' definitions) ---------------------------------------
 
@@ -221,7 +212,7 @@ _SCALINGS = [
 
 @functools.lru_cache
 def _rotary_fn(scaling):
-    return jax.jit(functools.partial(apply_rotary, scaling=scaling, length=2**20 + 1))
+    return jax.jit(functools.partial(apply_rotary, layout="interleaved", scaling=scaling, length=2**20 + 1))
 
 
 @pytest.mark.parametrize("scaling", _SCALINGS, ids=lambda s: type(s).__name__)
@@ -242,7 +233,7 @@ _TRACES = []
 def _decode_step(x, positions, length, window_scaling_id):
     del window_scaling_id
     _TRACES.append(1)
-    return apply_rotary(x, positions, scaling=DynamicNTK(4.0, 4096), length=length)
+    return apply_rotary(x, positions, scaling=DynamicNTK(4.0, 4096), length=length, layout="interleaved")
 
 
 def test_dynamic_ntk_traced_length_one_compilation_and_accuracy():
@@ -263,26 +254,24 @@ def test_length_defaults_to_max_position_plus_one_in_the_graph():
     positions = jnp.asarray(np.array([0, 5, 9000, 4, 3, 2], np.int32))
     scalings = (DynamicNTK(2.0, 1000), LongRoPE(np.ones(8), np.linspace(2, 9, 8), 1000, factor=4.0))
     for scaling in scalings:
-        got = np.asarray(jax.jit(functools.partial(apply_rotary, scaling=scaling))(x, positions))
+        got = np.asarray(
+            jax.jit(functools.partial(apply_rotary, layout="interleaved", scaling=scaling))(x, positions)
+        )
         want = ref_rotate(_X[:1], positions, rope_frequencies(16, scaling=scaling, length=9001))
         np.testing.assert_allclose(got, want * rope_attention_factor(scaling), atol=1e-6, rtol=0)
     # within the window LongRoPE uses the short factors
     scaling = scalings[1]
     short = jnp.asarray(np.arange(6, dtype=np.int32))
-    got = np.asarray(apply_rotary(x, short, scaling=scaling, length=jnp.int32(6)))
+    got = np.asarray(apply_rotary(x, short, scaling=scaling, length=jnp.int32(6), layout="interleaved"))
     want = ref_rotate(_X[:1], np.arange(6), rope_frequencies(16, scaling=scaling, length=6))
     np.testing.assert_allclose(got, want * rope_attention_factor(scaling), atol=1e-6, rtol=0)
 
 
-def test_scale_is_linear_scaling():
-    a = apply_rotary(jnp.asarray(_X), jnp.asarray(_LONG), scale=4.0)
-    b = apply_rotary(jnp.asarray(_X), jnp.asarray(_LONG), scaling=Linear(4.0))
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
 def test_attention_factor_leaves_pass_through_features_alone():
     scaling = YaRN(16.0, 4096)
-    got = np.asarray(apply_rotary(jnp.asarray(_X), jnp.asarray(_LONG), scaling=scaling, rotary_dim=8))
+    got = np.asarray(
+        apply_rotary(jnp.asarray(_X), jnp.asarray(_LONG), scaling=scaling, rotary_dim=8, layout="interleaved")
+    )
     np.testing.assert_array_equal(got[..., 8:], _X[..., 8:])
     w = rope_frequencies(16, scaling=scaling, rotary_dim=8)
     want = ref_rotate(_X[..., :8], _LONG, w, rope_attention_factor(scaling))
@@ -354,37 +343,55 @@ def test_attention_factor_leaves_pass_through_features_alone():
             r"rope_frequencies\(scaling=Linear\(factor=1e-310\)\): the scaled frequencies must be finite and > 0 for base=10000.0",
         ),
         (
-            lambda: apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scaling=NTK(1e300)),
+            lambda: apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scaling=NTK(1e300), layout="interleaved"),
             ValueError,
             r"apply_rotary\(scaling=NTK\(factor=1e\+300\)\): the scaled frequencies must be finite and > 0 for base=10000.0",
         ),
         (lambda: rope_attention_factor(2.0), TypeError, r"rope_attention_factor\(scaling=2.0\)"),
         (
-            lambda: apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scaling=Linear(2.0), scale=2.0),
+            lambda: apply_rotary(
+                jnp.ones((2, 1, 8)),
+                jnp.arange(2),
+                scaling=Linear(2.0),
+                frequencies=[1.0, 0.1, 0.01, 0.001],
+                layout="interleaved",
+            ),
             ValueError,
             r"apply_rotary\(scaling=Linear\(factor=2.0\)\): .* cannot be combined",
         ),
         (
             lambda: apply_rotary(
-                jnp.ones((2, 1, 8)), jnp.arange(2), scaling=YaRN(2.0, 8), frequencies=[1.0] * 4
+                jnp.ones((2, 1, 8)),
+                jnp.arange(2),
+                scaling=YaRN(2.0, 8),
+                frequencies=[1.0] * 4,
+                layout="interleaved",
             ),
             ValueError,
             r"apply_rotary\(scaling=YaRN",
         ),
         (
-            lambda: apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scaling=DynamicNTK(2.0, 8), length=2.5),
+            lambda: apply_rotary(
+                jnp.ones((2, 1, 8)), jnp.arange(2), scaling=DynamicNTK(2.0, 8), length=2.5, layout="interleaved"
+            ),
             TypeError,
             r"apply_rotary\(length=2.5\): length must be a Python int, an integer scalar array, or None",
         ),
         (
             lambda: apply_rotary(
-                jnp.ones((2, 1, 8)), jnp.arange(2), scaling=DynamicNTK(2.0, 8), length=jnp.ones(2, jnp.int32)
+                jnp.ones((2, 1, 8)),
+                jnp.arange(2),
+                scaling=DynamicNTK(2.0, 8),
+                length=jnp.ones(2, jnp.int32),
+                layout="interleaved",
             ),
             TypeError,
             r"apply_rotary\(length=",
         ),
         (
-            lambda: apply_rotary(jnp.ones((2, 1, 8)), jnp.arange(2), scaling=DynamicNTK(2.0, 8), length=-3),
+            lambda: apply_rotary(
+                jnp.ones((2, 1, 8)), jnp.arange(2), scaling=DynamicNTK(2.0, 8), length=-3, layout="interleaved"
+            ),
             ValueError,
             r"apply_rotary\(length=-3\): length must be a positive Python int",
         ),
@@ -404,14 +411,16 @@ def test_traced_length_with_float_positions_gradients_and_sections():
     theta = np.asarray(p, np.float64)[:, None] * w
 
     def total(p, length):
-        return apply_rotary(x, p, scaling=scaling, length=length).sum()
+        return apply_rotary(x, p, scaling=scaling, length=length, layout="interleaved").sum()
 
     got = jax.jit(jax.grad(total))(p, jnp.int32(6000))
     np.testing.assert_allclose(np.asarray(got), (-2 * w * np.sin(theta)).sum(1), rtol=1e-5, atol=1e-5)
     coords = jnp.stack([p, p + 7.0], -1)
-    got = jax.jit(lambda c: apply_rotary(x, c, scaling=scaling, sections=(2, 2), length=jnp.int32(6000)))(
-        coords
-    )
+    got = jax.jit(
+        lambda c: apply_rotary(
+            x, c, scaling=scaling, sections=(2, 2), length=jnp.int32(6000), layout="interleaved"
+        )
+    )(coords)
     theta = np.concatenate([theta[:, :2], (np.asarray(p, np.float64)[:, None] + 7.0) * w[2:]], -1)
     np.testing.assert_allclose(np.asarray(got)[:, 0, 0::2], np.cos(theta) - np.sin(theta), atol=1e-6, rtol=0)
     np.testing.assert_allclose(np.asarray(got)[:, 0, 1::2], np.cos(theta) + np.sin(theta), atol=1e-6, rtol=0)
@@ -426,13 +435,15 @@ def test_concrete_array_lengths_are_checked_like_python_ints_and_traced_ones_giv
     as_array = jnp.int32(length) if length < 2**31 else jnp.uint32(length)
     if length <= 0:  # a Python int says so at once; so does a concrete array of the same value
         with pytest.raises(ValueError, match=rf"apply_rotary\(length={length}\): length must be a positive"):
-            apply_rotary(x, positions, scaling=scaling, length=length)
+            apply_rotary(x, positions, scaling=scaling, length=length, layout="interleaved")
     with pytest.raises(
         ValueError, match=rf"apply_rotary\(length=<u?int32\[\] containing {length}>\): length must"
     ):
-        apply_rotary(x, positions, scaling=scaling, length=as_array)
+        apply_rotary(x, positions, scaling=scaling, length=as_array, layout="interleaved")
     # traced, it cannot raise: NaN everywhere, never the unscaled frequencies (the old reading of 0 and -5)
-    got = jax.jit(lambda n: apply_rotary(x, positions, scaling=scaling, length=n))(as_array)
+    got = jax.jit(lambda n: apply_rotary(x, positions, scaling=scaling, length=n, layout="interleaved"))(
+        as_array
+    )
     assert np.isnan(np.asarray(got)).all()
 
 
@@ -440,8 +451,8 @@ def test_a_traced_length_below_the_positions_selects_the_frequencies_of_that_len
     # Documented: the length is not checked against the positions; every position turns with its frequencies.
     scaling = DynamicNTK(2.0, 4)
     positions = np.arange(0, 12, 2, dtype=np.int32)  # up to 10, past the length 6 given
-    got = jax.jit(lambda n: apply_rotary(jnp.asarray(_X[:1]), positions, scaling=scaling, length=n))(
-        jnp.int32(6)
-    )
+    got = jax.jit(
+        lambda n: apply_rotary(jnp.asarray(_X[:1]), positions, scaling=scaling, length=n, layout="interleaved")
+    )(jnp.int32(6))
     want = ref_rotate(_X[:1], positions, ref_dynamic(16, 10_000.0, 2.0, 4, 6))
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-6, rtol=0)

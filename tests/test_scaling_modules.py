@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from posenc_jax import DynamicNTK, Linear, LongRoPE, YaRN, rope_attention_factor, rope_frequencies, schemes
 from posenc_jax import linen as pl
 from posenc_jax import nnx as pn
+from posenc_jax import rope_attention_factor, rope_frequencies, schemes
+from posenc_jax.rope import DynamicNTK, Linear, LongRoPE, YaRN
 
 RNG = np.random.default_rng(5)
 Q = RNG.uniform(-1, 1, (2, 3, 2, 8)).astype(np.float32)
@@ -27,9 +28,9 @@ def ref_rotate(x, positions, w, factor):
 
 
 def _rotate_all_apis(scaling):
-    value = schemes.Rotary(8, scaling=scaling)
-    nnx_module = pn.Rotary(8, scaling=scaling)
-    linen_module = pl.Rotary(8, scaling=scaling)
+    value = schemes.Rotary(8, scaling=scaling, layout="interleaved")
+    nnx_module = pn.Rotary(8, scaling=scaling, layout="interleaved")
+    linen_module = pl.Rotary(8, scaling=scaling, layout="interleaved")
     args = (jnp.asarray(Q), jnp.asarray(K), jnp.asarray(Q_POS), jnp.asarray(K_POS))
     got_value = jax.jit(value.rotate)(*args)
     got_nnx = nnx.jit(lambda m, *a: m.rotate(*a))(nnx_module, *args)
@@ -66,9 +67,9 @@ def test_length_dependent_scaling_uses_one_length_for_q_and_k(scaling):
     [
         (dict(scaling="yarn"), TypeError, r"Rotary\(scaling='yarn'\): scaling must be None or one of"),
         (
-            dict(scaling=Linear(2.0), scale=2.0),
-            ValueError,
-            r"Rotary\(scaling=Linear\(factor=2.0\)\): .* scale=",
+            dict(layout=None),
+            TypeError,
+            r"Rotary\(layout=None\): layout is required .* layout=\"split\" for Llama / Hugging Face / Gemma",
         ),
         (dict(scaling=YaRN(2.0, 8), frequencies=(1.0,) * 4), ValueError, r"Rotary\(scaling=YaRN"),
         (dict(scaling=LongRoPE((1.0,), (2.0,), 8)), ValueError, r"LongRoPE has 1 factors per set"),
@@ -79,4 +80,4 @@ def test_length_dependent_scaling_uses_one_length_for_q_and_k(scaling):
 def test_bad_scaling_arguments(api, kwargs, error, match):
     make = {"value": schemes.Rotary, "nnx": pn.Rotary, "linen": pl.Rotary}[api]
     with pytest.raises(error, match=match):
-        make(8, **kwargs)
+        make(8, **{"layout": "split", **kwargs})

@@ -72,10 +72,11 @@ def test_with_x64_enabled():
         t = sinusoidal_table(10, 16, offset=jnp.asarray([2**31 - 5], jnp.int64))
         assert np.abs(np.asarray(t) - reference_sinusoidal(2**31 - 5 + np.arange(10)[None], 16)).max() < 1e-6
         # a traced DynamicNTK length (max(positions) + 1 in the graph) from int64 positions
-        from posenc_jax import DynamicNTK, apply_rotary, rope_frequencies
+        from posenc_jax import apply_rotary, rope_frequencies
+        from posenc_jax.rope import DynamicNTK
         scaling = DynamicNTK(4.0, 16)
         p = np.array([2**20, 5], np.int64)
-        got = jax.jit(lambda x, p: apply_rotary(x, p, scaling=scaling))(jnp.ones((2, 1, 8), jnp.float32), p)
+        got = jax.jit(lambda x, p: apply_rotary(x, p, scaling=scaling, layout="interleaved"))(jnp.ones((2, 1, 8), jnp.float32), p)
         theta = p[:, None] * rope_frequencies(8, scaling=scaling, length=2**20 + 1)
         assert got.dtype == jnp.float32, got.dtype
         assert np.abs(np.asarray(got)[:, 0, 0::2] - (np.cos(theta) - np.sin(theta))).max() < 1e-6

@@ -60,9 +60,13 @@ Q = np.ones((1, 2, 2, 8), F32)  # [batch, length, heads, head_dim]
 V = np.concatenate([Q[:, :1], 2 * Q[:, 1:]], axis=1)
 TABLE = np.arange(7 * 4, dtype=F32).reshape(7, 4)
 T5_TABLE = np.arange(32 * 2, dtype=F32).reshape(32, 2)  # bucket b, head h -> 2b + h
-XL = dict(kernel=np.ones((16, 2, 8), F32) / 16, u=np.zeros((2, 8), F32), v=np.zeros((2, 8), F32))
-DYNAMIC = pe.DynamicNTK(2.0, original_max_position=4)
-LONG = pe.LongRoPE((1.0, 2.0), (4.0, 8.0), original_max_position=4)
+XL = dict(
+    kernel=np.ones((16, 2, 8), F32) / 16,
+    content_bias=np.zeros((2, 8), F32),
+    position_bias=np.zeros((2, 8), F32),
+)
+DYNAMIC = pe.rope.DynamicNTK(2.0, original_max_position=4)
+LONG = pe.rope.LongRoPE((1.0, 2.0), (4.0, 8.0), original_max_position=4)
 
 
 def learned_nnx(policy):
@@ -72,7 +76,7 @@ def learned_nnx(policy):
 
 
 def t5_nnx():
-    module = pn.T5Bias(2, bidirectional=True, rngs=nnx.Rngs(0))
+    module = pn.T5Bias(2, is_causal=False, rngs=nnx.Rngs(0))
     module.embedding[...] = jnp.asarray(T5_TABLE)
     return module
 
@@ -100,7 +104,7 @@ def as_float64(fn, far):
 def kv_cache_attend(positions):
     cache = pe.KVCache.init(batch=2, capacity=4, num_kv_heads=2, head_dim=8)
     cache = cache.append(Q[:, :1].repeat(2, 0), Q[:, :1].repeat(2, 0), positions=positions[:, None])
-    return cache.attend(Q[:, :1].repeat(2, 0), scheme=schemes.Rotary(8)), cache.positions
+    return cache.attend(Q[:, :1].repeat(2, 0), scheme=schemes.Rotary(8, layout="interleaved")), cache.positions
 
 
 def check_kv_cache(out):
@@ -113,45 +117,45 @@ def check_kv_cache(out):
 ENTRIES = [
     ("sinusoidal", lambda p: pe.sinusoidal(p, 8), i64(1, BIG), nan_row(1), "raise"),
     ("sinusoidal_table", lambda o: pe.sinusoidal_table(3, 8, offset=o), i64(1, BIG), nan_row(1), "raise"),
-    ("apply_rotary", lambda p: pe.apply_rotary(X, p), i64(1, BIG), nan_row(1), "raise"),
+    ("apply_rotary", lambda p: pe.apply_rotary(X, p, layout="interleaved"), i64(1, BIG), nan_row(1), "raise"),
     (
         "apply_rotary_dynamic_ntk_length",
-        lambda n: pe.apply_rotary(X, jnp.arange(2), scaling=DYNAMIC, length=n),
+        lambda n: pe.apply_rotary(X, jnp.arange(2), scaling=DYNAMIC, length=n, layout="interleaved"),
         np.int64(BIG),
         all_nan,
         "raise",
     ),
     (
         "apply_rotary_dynamic_ntk_positions",
-        lambda p: pe.apply_rotary(X, p, scaling=DYNAMIC),
+        lambda p: pe.apply_rotary(X, p, scaling=DYNAMIC, layout="interleaved"),
         i64(1, BIG),
         all_nan,
         "raise",
     ),
     (
         "apply_rotary_longrope_length",
-        lambda n: pe.apply_rotary(X[:, :, :4], jnp.arange(2), scaling=LONG, length=n),
+        lambda n: pe.apply_rotary(X[:, :, :4], jnp.arange(2), scaling=LONG, length=n, layout="interleaved"),
         np.int64(BIG),
         all_nan,
         "raise",
     ),
     (
         "alibi_bias",
-        lambda k: pe.alibi_bias(2, i64(0), k, causal=False),
+        lambda k: pe.alibi_bias(i64(0), k, num_heads=2, is_causal=False),
         i64(1, BIG),
         equals(-pe.alibi_slopes(2)[None, :, None, None] * np.array([1.0, BIG])),
         "raise",
     ),
     (
         "t5_buckets",
-        lambda k: pe.t5_buckets(i64(0), k, bidirectional=True),
+        lambda k: pe.t5_buckets(i64(0), k, is_causal=False),
         i64(1, BIG, -BIG),
         equals([[[17, 31, 15]]]),
         "raise",
     ),
     (
         "t5_bias",
-        lambda k: pe.t5_bias(T5_TABLE, i64(0), k, bidirectional=True)[0, 0, 0],
+        lambda k: pe.t5_bias(i64(0), k, table=T5_TABLE, is_causal=False)[0, 0, 0],
         i64(1, BIG, -BIG),
         equals(T5_DISTANT),
         "raise",
@@ -180,8 +184,8 @@ ENTRIES = [
         "raise",
     ),
     (
-        "schemes.LearnedLookup",
-        lambda p: schemes.LearnedLookup(7, 4).encode(TABLE, p),
+        "schemes.Learned",
+        lambda p: schemes.Learned(7, 4, table=TABLE).encode(p),
         i64(1, BIG),
         nan_row(1),
         "raise",
@@ -189,14 +193,14 @@ ENTRIES = [
     ("schemes.Sinusoidal", lambda p: schemes.Sinusoidal(8).encode(p), i64(1, BIG), nan_row(1), "raise"),
     (
         "schemes.Rotary",
-        lambda p: schemes.Rotary(8).rotate(Q, Q, p, p)[0][0],
+        lambda p: schemes.Rotary(8, layout="interleaved").rotate(Q, Q, p, p)[0][0],
         i64(1, BIG),
         nan_row(1),
         "raise",
     ),
     (
         "schemes.Rotary_dynamic_ntk",
-        lambda p: schemes.Rotary(8, scaling=DYNAMIC).rotate(Q, Q, p, p)[0],
+        lambda p: schemes.Rotary(8, scaling=DYNAMIC, layout="interleaved").rotate(Q, Q, p, p)[0],
         i64(1, BIG),
         all_nan,
         "raise",
@@ -209,24 +213,28 @@ ENTRIES = [
         "raise",
     ),
     (
-        "schemes.T5BucketBias",
-        lambda k: schemes.T5BucketBias(2, bidirectional=True).attention_bias(T5_TABLE, i64(0), k)[0, 0, 0],
+        "schemes.T5Bias",
+        lambda k: schemes.T5Bias(2, is_causal=False, table=T5_TABLE).attention_bias(i64(0), k)[0, 0, 0],
         i64(1, BIG, -BIG),
         equals(T5_DISTANT),
         "raise",
     ),
     (
-        "schemes.TransformerXLLogits",
-        lambda p: schemes.TransformerXLLogits(2, 8).attention_logits_bias(
-            (XL["kernel"], XL["u"], XL["v"]), Q, Q, p, i64(0, 1)
-        )[0, 0],
+        "schemes.TransformerXLRelative",
+        lambda p: schemes.TransformerXLRelative(2, 8, **XL).attention_logits_bias(Q, Q, p, i64(0, 1))[0, 0],
         i64(1, BIG),
         nan_row(1),
         "raise",
     ),
     ("nnx.Learned", lambda p: learned_nnx("nan")(Q[0, :, 0, :4], p), i64(1, BIG), nan_row(1), "raise"),
     ("nnx.Sinusoidal", lambda p: pn.Sinusoidal(8).encode(p), i64(1, BIG), nan_row(1), "raise"),
-    ("nnx.Rotary", lambda p: pn.Rotary(8)(Q, p)[0], i64(1, BIG), nan_row(1), "raise"),
+    (
+        "nnx.Rotary",
+        lambda p: pn.Rotary(8, layout="interleaved")(Q, Q, p, p)[0][0],
+        i64(1, BIG),
+        nan_row(1),
+        "raise",
+    ),
     (
         "nnx.ALiBi",
         lambda k: pn.ALiBi(2).attention_bias(i64(0), k),
@@ -264,7 +272,13 @@ ENTRIES = [
         nan_row(1),
         "raise",
     ),
-    ("linen.Rotary", lambda p: linen_apply(pl.Rotary(8), {}, Q, p)[0], i64(1, BIG), nan_row(1), "raise"),
+    (
+        "linen.Rotary",
+        lambda p: linen_apply(pl.Rotary(8, layout="interleaved"), {}, Q, Q, p, p)[0][0],
+        i64(1, BIG),
+        nan_row(1),
+        "raise",
+    ),
     (
         "linen.ALiBi",
         lambda k: linen_apply(pl.ALiBi(2), {}, i64(0), k),
@@ -274,7 +288,7 @@ ENTRIES = [
     ),
     (
         "linen.T5Bias",
-        lambda k: linen_apply(pl.T5Bias(2, bidirectional=True), T5_VARIABLES, i64(0), k)[0, 0, 0],
+        lambda k: linen_apply(pl.T5Bias(2, is_causal=False), T5_VARIABLES, i64(0), k)[0, 0, 0],
         i64(1, BIG, -BIG),
         equals(T5_DISTANT),
         "raise",
@@ -283,7 +297,7 @@ ENTRIES = [
         "linen.TransformerXLRelative",
         lambda p: linen_apply(
             pl.TransformerXLRelative(2, 8),
-            {"params": {"kernel": XL["kernel"], "content_bias": XL["u"], "position_bias": XL["v"]}},
+            {"params": XL},
             Q,
             Q,
             p,
@@ -296,7 +310,9 @@ ENTRIES = [
     ),
     (
         "attention_rotary",
-        lambda p: pe.attention(Q, Q, Q, scheme=schemes.Rotary(8), q_positions=p, k_positions=i64(0, 1))[0],
+        lambda p: pe.attention(
+            Q, Q, Q, scheme=schemes.Rotary(8, layout="interleaved"), q_positions=p, k_positions=i64(0, 1)
+        )[0],
         i64(1, BIG),
         nan_row(1),
         "raise",
@@ -398,5 +414,5 @@ def test_host_sizes_and_lengths_beyond_int32_are_python_ints_or_errors():
 
 def test_uint32_with_int64_positions_are_exact():
     q = jnp.asarray(np.array([2**32 - 1], np.uint32))
-    got = jax.jit(lambda q, k: pe.t5_buckets(q, k, bidirectional=True))(q, jnp.asarray(i64(2**32 - 2, 0)))
+    got = jax.jit(lambda q, k: pe.t5_buckets(q, k, is_causal=False))(q, jnp.asarray(i64(2**32 - 2, 0)))
     np.testing.assert_array_equal(np.asarray(got), [[[1, 15]]])  # a distance of -1, then a far one

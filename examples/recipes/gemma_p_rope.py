@@ -31,7 +31,8 @@ def gemma_rope(
 
 def main() -> None:
     x = np.ones((1, 4, 1, 8), np.float32)
-    rotated = np.asarray(gemma_rope(8, rope_proportion=0.5)(x, np.arange(4)))
+    rotated, _ = gemma_rope(8, rope_proportion=0.5).rotate(x, x, np.arange(4), np.arange(4))
+    rotated = np.asarray(rotated)
     print("features 2, 3, 6, 7 (the slow pairs) stay 1:", np.allclose(rotated[..., [2, 3, 6, 7]], 1.0))
 
 

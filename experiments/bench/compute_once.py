@@ -10,9 +10,8 @@ mechanism costs on this backend; above 1, that it saves.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -21,26 +20,9 @@ import numpy as np
 
 from experiments.bench.timing import compare
 from posenc_jax import apply_rotary, sinusoidal, sinusoidal_table
-from posenc_jax._src import angles
+from posenc_jax.internal import computing_once
 
-__all__ = ["run", "compute_once_enabled"]
-
-
-@contextlib.contextmanager
-def compute_once_enabled(enabled: bool) -> Iterator[None]:
-    """Traces made inside use ``computed_once`` (``True``) or skip it (``False``).
-
-    JAX caches traces, so every cache is cleared on entry and on exit: functions traced inside keep the
-    choice in their compiled programs, and nothing traced inside leaks out.
-    """
-    previous = angles._COMPUTE_ONCE
-    jax.clear_caches()
-    angles._COMPUTE_ONCE = enabled
-    try:
-        yield
-    finally:
-        angles._COMPUTE_ONCE = previous
-        jax.clear_caches()
+__all__ = ["run"]
 
 
 def _candidates(batch: int, length: int, dim: int, rotary_shape: tuple[int, ...]) -> dict[str, tuple]:
@@ -65,7 +47,7 @@ def _candidates(batch: int, length: int, dim: int, rotary_shape: tuple[int, ...]
         )
     q = jnp.asarray(rng.standard_normal(rotary_shape), jnp.float32)
     candidates["apply_rotary_float32"] = (
-        lambda q, p: apply_rotary(q, p),
+        lambda q, p: apply_rotary(q, p, layout="interleaved"),
         (q, jnp.arange(rotary_shape[1], dtype=jnp.int32)),
     )
     return candidates
@@ -91,7 +73,7 @@ def run(quick: bool = False, accelerator: bool = False) -> dict[str, Any]:
     compiled: dict[str, tuple[Callable, tuple]] = {}
     compile_seconds: dict[str, float] = {}
     for enabled, label in ((True, "on"), (False, "off")):
-        with compute_once_enabled(enabled):
+        with computing_once(enabled):
             for name, (fn, args) in _candidates(batch, length, dim, rotary_shape).items():
                 start = time.perf_counter()
                 compiled[f"{name}/{label}"] = (jax.jit(fn).lower(*args).compile(), args)

@@ -72,12 +72,12 @@ def _relative_shift(q, k, positions, kernel, u, v):
 
 
 def _ours(q, k, positions, kernel, u, v):
-    return transformer_xl_logits(q, k, positions, positions, kernel=kernel, u=u, v=v)
+    return transformer_xl_logits(q, k, positions, positions, kernel=kernel, content_bias=u, position_bias=v)
 
 
 def _ours_consecutive(q, k, positions, kernel, u, v):
     del positions  # None below means 0 … length-1
-    return transformer_xl_logits(q, k, None, None, kernel=kernel, u=u, v=v)
+    return transformer_xl_logits(q, k, None, None, kernel=kernel, content_bias=u, position_bias=v)
 
 
 def _section(

@@ -28,15 +28,15 @@ import numpy as np
 from experiments.bench.timing import compare
 from experiments.naive import max_abs_error, naive_rotate_half
 from posenc_jax import apply_rotary, paper_frequencies
-from posenc_jax._src.layouts import _merge_pairs, _unmerge_pairs
+from posenc_jax.internal import merge_pairs, unmerge_pairs
 from tests.references import reference_angles, reference_rotary
 
 
 def _rotate_with_table(x, positions, sin_table, cos_table, layout):
     sin = sin_table[positions][..., None, :].astype(x.dtype)
     cos = cos_table[positions][..., None, :].astype(x.dtype)
-    first, second = _unmerge_pairs(x, layout)
-    return _merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
+    first, second = unmerge_pairs(x, layout)
+    return merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
 
 
 def _tables(max_length: int, head_dim: int) -> tuple[jax.Array, jax.Array]:

@@ -24,8 +24,7 @@ import numpy as np
 from experiments.bench.rotary import _cpu_seconds
 from experiments.bench.timing import compare
 from posenc_jax import apply_rotary, grid_positions, paper_frequencies
-from posenc_jax._src.grids import _check_sections
-from posenc_jax._src.layouts import _merge_pairs, _unmerge_pairs
+from posenc_jax.internal import merge_pairs, rotary_sections, unmerge_pairs
 from tests.references import reference_angles
 
 
@@ -44,14 +43,14 @@ def _rotate_with_axis_tables(x, coords, tables, layout="interleaved"):
     sin = jnp.concatenate([s[coords[..., a]] for a, (s, _) in enumerate(tables)], axis=-1)
     cos = jnp.concatenate([c[coords[..., a]] for a, (_, c) in enumerate(tables)], axis=-1)
     sin, cos = sin[..., None, :].astype(x.dtype), cos[..., None, :].astype(x.dtype)
-    first, second = _unmerge_pairs(x, layout)
-    return _merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
+    first, second = unmerge_pairs(x, layout)
+    return merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
 
 
 def _case(batch: int, grid: tuple[int, ...], heads: int, head_dim: int, repeats: int) -> dict[str, Any]:
     coords_np = grid_positions(*grid, class_tokens=1)
     tokens = coords_np.shape[0]
-    sections = _check_sections(len(grid), head_dim // 2, "bench")
+    sections = rotary_sections(len(grid), head_dim // 2, "bench")
     rng = np.random.default_rng(0)
     shape = (batch, tokens, heads, head_dim)
     q = jnp.asarray(rng.standard_normal(shape), jnp.float32)
@@ -60,7 +59,10 @@ def _case(batch: int, grid: tuple[int, ...], heads: int, head_dim: int, repeats:
     tables = _axis_tables(grid, sections, head_dim)
 
     ours = jax.jit(
-        lambda q, k, c: (apply_rotary(q, c, sections=sections), apply_rotary(k, c, sections=sections))
+        lambda q, k, c: (
+            apply_rotary(q, c, layout="interleaved", sections=sections),
+            apply_rotary(k, c, layout="interleaved", sections=sections),
+        )
     )
     baseline = jax.jit(
         lambda q, k, c, t: (_rotate_with_axis_tables(q, c, t), _rotate_with_axis_tables(k, c, t))

@@ -124,7 +124,7 @@ def run(quick: bool = False, accelerator: bool = False, positions: int | None = 
         lambda o: sinusoidal_table(length, table_dim, offset=o), (offsets,), 1, reference, target
     )
     cases[f"apply_rotary_{rotary_rows}x{rotary_length}x2x64_random_positions"] = _compare(
-        apply_rotary, (queries, rotary_positions), 1, reference, target
+        lambda q, p: apply_rotary(q, p, layout="interleaved"), (queries, rotary_positions), 1, reference, target
     )
     return {
         "reference_backend": reference.platform,

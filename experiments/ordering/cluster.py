@@ -63,7 +63,8 @@ def require_submitit():
     except ImportError as error:
         raise ImportError(
             "--submit needs submitit (Meta's launcher for SLURM and local processes), which is not installed; "
-            "install the experiments' extra: pip install -e '.[experiments]' (or pip install submitit)"
+            "install the test extra, which has every package the experiments need: pip install -e '.[test]' "
+            "(or pip install submitit)"
         ) from error
     return submitit
 

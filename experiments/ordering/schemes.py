@@ -91,11 +91,11 @@ class SchemeSpec:
             init = _TRUNCATED_UNIT_NORMAL if reference else _UNIT_NORMAL
             return schemes_linen.Learned(max_positions, model.width, embedding_init=init)
         if self.base == "rotary":
-            return schemes_linen.Rotary(model.head_dim)
+            return schemes_linen.Rotary(model.head_dim, layout="interleaved")
         if self.base == "alibi":
-            return schemes_linen.ALiBi(model.num_heads, causal=mode == "decoder")
+            return schemes_linen.ALiBi(model.num_heads, is_causal=mode == "decoder")
         if self.base == "t5":
-            return schemes_linen.T5Bias(model.num_heads, bidirectional=mode == "encoder")
+            return schemes_linen.T5Bias(model.num_heads, is_causal=mode == "decoder")
         if self.base == "relative":
             if reference:
                 return schemes_linen.TransformerXLRelative(

@@ -16,8 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax import paper_frequencies, sinusoidal
-from posenc_jax._src import checks as _checks
-from posenc_jax._src.frequencies import _PAIRS
+from posenc_jax.internal import check_even_dim
 from tests.references import reference_angles
 
 __all__ = [
@@ -75,7 +74,7 @@ def worked_table(
     >>> worked_table(4, [0])["rows"][1]["function"]
     'cos'
     """
-    dim = _checks.even("worked_table", "dim", dim, _PAIRS)
+    dim = check_even_dim("worked_table", "dim", dim)
     positions = list(positions)
     if not positions:
         raise ValueError("worked_table(positions=[]): at least one position is needed")
@@ -204,7 +203,7 @@ def offset_maps(
     True
     """
     caller = "offset_maps"
-    dim = _checks.even(caller, "dim", dim, _PAIRS)
+    dim = check_even_dim(caller, "dim", dim)
     offsets = [_check_positive_int(k, caller, "offsets") for k in offsets]
     if not offsets:
         raise ValueError(f"{caller}(offsets=[]): at least one offset is needed")
@@ -331,7 +330,7 @@ def similarity(
     4.0
     """
     caller = "similarity"
-    dim = _checks.even(caller, "dim", dim, _PAIRS)
+    dim = check_even_dim(caller, "dim", dim)
     length = _check_positive_int(length, caller, "length", minimum=2)
     far_offset = _check_positive_int(far_offset, caller, "far_offset", minimum=0)
     positions = np.arange(length)
@@ -385,7 +384,7 @@ def nearest_neighbour_distances(dim: int, max_length: int, *, encode: Encode = s
     >>> nearest_neighbour_distances(2, 3).round(3)  # 2 sin(δ / 2)
     array([0.959, 1.683])
     """
-    dim = _checks.even("nearest_neighbour_distances", "dim", dim, _PAIRS)
+    dim = check_even_dim("nearest_neighbour_distances", "dim", dim)
     max_length = _check_positive_int(max_length, "nearest_neighbour_distances", "max_length", minimum=2)
     table = _encode64(encode, np.arange(max_length), dim)
     return np.sqrt(((table[1:] - table[0]) ** 2).sum(axis=1))
@@ -444,7 +443,7 @@ def uniqueness(
             f"{caller}(min_log2_length={min_log2_length}, max_log2_length={max_log2_length}): "
             "need 1 <= min_log2_length <= max_log2_length <= 24"
         )
-    dims = [_checks.even(caller, "dims", dim, _PAIRS) for dim in dims]
+    dims = [check_even_dim(caller, "dims", dim) for dim in dims]
     if not dims:
         raise ValueError(f"{caller}(dims=[]): at least one width is needed")
     max_length = 2**max_log2_length

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from experiments.bench import device
-from experiments.bench.compute_once import compute_once_enabled
 from experiments.bench.same_numbers import ulp_distance
 from posenc_jax import sinusoidal
-from posenc_jax._src import angles
+from posenc_jax.internal import compute_once_is_enabled, computing_once
 
 
 @pytest.mark.parametrize(
@@ -47,10 +46,10 @@ def test_ulp_distance_rejects_mismatched_dtypes():
 def test_compute_once_switch_changes_the_traced_program_and_restores_the_default():
     f = jax.jit(lambda x: x + sinusoidal(jnp.arange(8), 16))
     x = jnp.ones((2, 8, 16))
-    with compute_once_enabled(False):
+    with computing_once(False):
         off = jax.jit(lambda x: x + sinusoidal(jnp.arange(8), 16)).lower(x).as_text()
-        assert not angles._COMPUTE_ONCE
-    assert angles._COMPUTE_ONCE
+        assert not compute_once_is_enabled()
+    assert compute_once_is_enabled()
     on = f.lower(x).as_text()
     assert "divide" in on and "divide" not in off  # the unfoldable division is the mechanism
     np.testing.assert_array_equal(f(x), x + sinusoidal(jnp.arange(8), 16))

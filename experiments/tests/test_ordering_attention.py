@@ -58,7 +58,7 @@ def test_attend_and_its_gradient_match_the_float64_reference(bias_heads):
     np.testing.assert_allclose(grads[3], want_bias, atol=2e-5)
 
 
-@pytest.mark.parametrize(("scheme", "causal"), [(Sinusoidal(16), False), (ALiBi(2, causal=True), True)])
+@pytest.mark.parametrize(("scheme", "causal"), [(Sinusoidal(16), False), (ALiBi(2, is_causal=True), True)])
 def test_training_step_gives_the_baseline_step_loss_and_gradient(scheme, causal):
     config = ModelConfig(num_layers=2, width=16, num_heads=2, mlp_ratio=2)
     rng = np.random.default_rng(1)

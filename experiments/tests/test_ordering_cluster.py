@@ -46,20 +46,22 @@ def test_dry_run_prints_the_array_the_merge_and_the_gpu_hours(tmp_path, capsys):
     out = capsys.readouterr().out
     config = cli.config_from_args(cli.parse_args(args))
     groups = config.groups()
-    assert len(groups) == 165
-    shard3 = [g.name for g in groups[3::16]]
-    assert f"  task 3 (--shard 3/16): {len(shard3) * 1_000_000:,} steps, " in out
-    assert out.split("  task 3 (--shard 3/16): ")[1].split("\n")[0].endswith(": " + ", ".join(shard3))
-    # GPU-hours: every group's 10^6 steps at the stated 10 ms, times 2 GPUs per task.
-    task_hours = 165 * 1_000_000 * 0.01 / 3600
-    assert f"{2 * task_hours:,.1f} GPU-hours in all ({task_hours:,.1f} task-hours × 2" in out
+    shards = [runner.shard_groups(groups, (i, 16)) for i in range(16)]
+    # Hours of each task: its groups' steps at the stated 10 ms.
+    hours = [sum(config.steps_for(g.task, g.mode) for g in shard) * 0.01 / 3600 for shard in shards]
+    assert f"Preset 'paper' ({len(groups)} groups) into {workdir} as a SLURM job array of 16 task(s)" in out
+    for index in (0, 3, 15):
+        steps = sum(config.steps_for(g.task, g.mode) for g in shards[index])
+        names = ", ".join(g.name for g in shards[index])
+        assert f"  task {index} (--shard {index}/16): {steps:,} steps, {hours[index]:,.1f} h: {names}\n" in out
+    # GPU-hours: every task's hours times its 2 GPUs.
+    assert f"{2 * sum(hours):,.1f} GPU-hours in all ({sum(hours):,.1f} task-hours × 2" in out
     assert "a stated 10 ms per training step (--step-seconds" in out
-    longest = 11 * 1_000_000 * 0.01 / 3600
-    assert f"longest task {longest:.1f} h: 0 requeue(s) at a 48.0 h limit" in out
-    # 16 tasks (5 of 11 groups, then 11 of 10), 8 at a time, each started as soon as a slot frees.
+    assert f"longest task {max(hours):.1f} h: 0 requeue(s) at a 48.0 h limit" in out
+    # 8 tasks at a time, each started in order as soon as a slot frees.
     slots = [0.0] * 8
-    for groups_of_task in [11] * 5 + [10] * 11:
-        slots[slots.index(min(slots))] += groups_of_task * 1_000_000 * 0.01 / 3600
+    for task_hours in hours:
+        slots[slots.index(min(slots))] += task_hours
     assert f"{max(slots):.1f} h of wall time once running" in out
     array, merge = out.split("sbatch script of the array:")[1].split("sbatch script of the merge job:")
     for line in (
@@ -113,7 +115,7 @@ def test_missing_submitit_names_the_extra(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([*TINY_ARGS, "--submit", "dry-run", "--workdir", str(tmp_path / "w")])
     assert exit_info.value.code == 2
-    assert "pip install -e '.[experiments]'" in capsys.readouterr().err
+    assert "pip install -e '.[test]'" in capsys.readouterr().err
 
 
 def _stand_in_slurm(bin_dir: Path) -> None:

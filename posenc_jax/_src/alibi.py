@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax._src import checks as _checks
-from posenc_jax._src.angles import _SplitPositions
+from posenc_jax._src import checks
+from posenc_jax._src.angles import SplitPositions
 
 __all__ = ["alibi_bias", "alibi_slopes"]
 
@@ -54,11 +54,11 @@ def alibi_slopes(num_heads: int) -> np.ndarray:
     >>> alibi_slopes(4)
     array([0.25      , 0.0625    , 0.015625  , 0.00390625])
     """
-    num_heads = _checks.integer("alibi_slopes", "num_heads", num_heads)
+    num_heads = checks.integer("alibi_slopes", "num_heads", num_heads)
     return np.asarray(_slopes(num_heads), dtype=np.float64)
 
 
-def _common_integer_dtype(call: str, q: object, k: object) -> np.dtype:
+def common_integer_dtype(call: str, q: object, k: object) -> np.dtype:
     """The integer dtype in which ``k - q`` is formed exactly: the wider of two signed (or two unsigned)
     dtypes; unsigned 32-bit with signed ones widens to int64 under ``jax_enable_x64``.
 
@@ -73,7 +73,7 @@ def _common_integer_dtype(call: str, q: object, k: object) -> np.dtype:
     unsigned = q_dtype if q_dtype.kind == "u" else k_dtype
     if unsigned.itemsize <= 4 and jax.config.read("jax_enable_x64"):
         return np.dtype(np.int64)
-    raise _checks.type_error(
+    raise checks.type_error(
         call,
         "k_positions" if k_dtype.kind == "u" else "q_positions",
         k if k_dtype.kind == "u" else q,
@@ -83,20 +83,20 @@ def _common_integer_dtype(call: str, q: object, k: object) -> np.dtype:
     )
 
 
-def _check_signedness(call: str, q: object, k: object) -> None:
+def check_signedness(call: str, q: object, k: object) -> None:
     """Raises (at trace time, naming the arrays as given) where integer ``q`` and ``k`` have no common dtype."""
     integer = [
-        not isinstance(p, _SplitPositions) and jnp.issubdtype(cast(Any, p).dtype, jnp.integer) for p in (q, k)
+        not isinstance(p, SplitPositions) and jnp.issubdtype(cast(Any, p).dtype, jnp.integer) for p in (q, k)
     ]
     if all(integer):
-        _common_integer_dtype(call, q, k)
+        common_integer_dtype(call, q, k)
 
 
-def _exact_difference(q: jax.Array, k: jax.Array, dtype: np.dtype) -> tuple[jax.Array, jax.Array]:
+def exact_difference(q: jax.Array, k: jax.Array, dtype: np.dtype) -> tuple[jax.Array, jax.Array]:
     """``k - q`` of integer arrays, exactly, as ``(k >= q, |k - q|)`` with the magnitude unsigned.
 
     Both are first converted to ``dtype`` (which holds every value of each, see
-    :func:`_common_integer_dtype`), then mapped to an order-preserving unsigned view (signed values with the
+    :func:`common_integer_dtype`), then mapped to an order-preserving unsigned view (signed values with the
     sign bit flipped), where the larger minus the smaller never wraps: the magnitude of any difference fits
     the unsigned type of that width. The subtraction ``k - q`` itself would wrap in the signed type.
     """
@@ -111,18 +111,18 @@ def _exact_difference(q: jax.Array, k: jax.Array, dtype: np.dtype) -> tuple[jax.
     return forward, jnp.where(forward, k - q, q - k)
 
 
-def _float_difference(q, k, call: str = "alibi_bias") -> jax.Array:
+def float_difference(q, k, call: str = "alibi_bias") -> jax.Array:
     """``k - q`` in float32, rounded once from the exact value (integer, split or floating positions); a
     mixed-signedness error names ``call``."""
-    if isinstance(q, _SplitPositions) or isinstance(k, _SplitPositions):
+    if isinstance(q, SplitPositions) or isinstance(k, SplitPositions):
         # Host float64 positions: whole parts subtract exactly as integers, fractions in float32.
         qw, qf = _parts(q)
         kw, kf = _parts(k)
-        forward, magnitude = _exact_difference(qw, kw, np.dtype(np.int32))
+        forward, magnitude = exact_difference(qw, kw, np.dtype(np.int32))
         whole = magnitude.astype(jnp.float32)
         return jnp.where(forward, whole, -whole) + (kf - qf)
     if jnp.issubdtype(q.dtype, jnp.integer) and jnp.issubdtype(k.dtype, jnp.integer):
-        forward, magnitude = _exact_difference(q, k, _common_integer_dtype(call, q, k))
+        forward, magnitude = exact_difference(q, k, common_integer_dtype(call, q, k))
         distance = magnitude.astype(jnp.float32)
         return jnp.where(forward, distance, -distance)
     # Floating positions: subtracted in the wider of their dtypes (float64 under x64), then rounded once.
@@ -131,14 +131,14 @@ def _float_difference(q, k, call: str = "alibi_bias") -> jax.Array:
     return (k.astype(dtype) - q.astype(dtype)).astype(jnp.float32)
 
 
-def _check_alibi_positions(call: str, value: object, name: str) -> jax.Array | _SplitPositions:
-    positions = _checks.positions(call, value, name)
+def check_positions_1d_or_2d(call: str, value: object, name: str) -> jax.Array | SplitPositions:
+    positions = checks.positions(call, value, name)
     if positions.ndim not in (1, 2):
-        raise _checks.value_error(call, name, positions, f"{name} must have shape [length] or [batch, length]")
+        raise checks.value_error(call, name, positions, f"{name} must have shape [length] or [batch, length]")
     return positions
 
 
-def _batched(positions: jax.Array | _SplitPositions) -> jax.Array | _SplitPositions:
+def batched(positions: jax.Array | SplitPositions) -> jax.Array | SplitPositions:
     """``[length]`` -> ``[1, length]``; ``[batch, length]`` unchanged."""
     if positions.ndim == 2:
         return positions
@@ -146,17 +146,17 @@ def _batched(positions: jax.Array | _SplitPositions) -> jax.Array | _SplitPositi
 
 
 def alibi_bias(
-    num_heads: int,
-    query_positions: jax.Array,
-    key_positions: jax.Array,
+    q_positions: jax.Array,
+    k_positions: jax.Array,
     *,
-    causal: bool,
+    num_heads: int,
+    is_causal: bool,
 ) -> jax.Array:
     """The ALiBi attention-logit bias ``-m_h * distance(i, j)`` for every head, query ``i`` and key ``j``.
 
-    * ``causal=True``: ``-m_h * (i - j)`` where ``j <= i`` and ``0`` above the diagonal (``j > i``). Those
+    * ``is_causal=True``: ``-m_h * (i - j)`` where ``j <= i`` and ``0`` above the diagonal (``j > i``). Those
       entries are left at zero, not ``-inf``: hiding future keys is the attention mask's job.
-    * ``causal=False`` (bidirectional): ``-m_h * |i - j|``.
+    * ``is_causal=False`` (bidirectional): ``-m_h * |i - j|``.
 
     ``i`` and ``j`` are the given positions, so offsets (decoding with a cache) and packed sequences work.
     Some implementations add ``m_h * j`` instead of ``-m_h * (i - j)`` in the causal case. The two differ
@@ -164,10 +164,10 @@ def alibi_bias(
     weights but a different bias.
 
     Args:
+      q_positions: integer or float32 positions ``[q_len]`` or ``[batch, q_len]``.
+      k_positions: integer or float32 positions ``[k_len]`` or ``[batch, k_len]``.
       num_heads: number of heads (positive int).
-      query_positions: integer or float32 positions ``[q_len]`` or ``[batch, q_len]``.
-      key_positions: integer or float32 positions ``[k_len]`` or ``[batch, k_len]``.
-      causal: whether keys after the query get zero bias (causal) or are penalised by ``|i - j|``.
+      is_causal: whether keys after the query get zero bias (causal) or are penalised by ``|i - j|``.
 
     Returns:
       float32 array ``[batch or 1, num_heads, q_len, k_len]`` (batch 1 when both positions are 1-D).
@@ -176,48 +176,48 @@ def alibi_bias(
       once to float32 before the multiply by the slope.
 
     Raises:
-      TypeError: bad ``num_heads`` type, non-bool ``causal``, boolean / complex / 16-bit floating positions,
+      TypeError: bad ``num_heads`` type, non-bool ``is_causal``, boolean / complex / 16-bit floating positions,
         signed and unsigned integer positions that no dtype holds together.
       ValueError: ``num_heads <= 0``, positions of rank other than 1 or 2, or batch sizes that do not
         broadcast.
 
-    >>> alibi_bias(2, jnp.arange(3), jnp.arange(3), causal=True)[0, 0]
+    >>> alibi_bias(jnp.arange(3), jnp.arange(3), num_heads=2, is_causal=True)[0, 0]
     Array([[ 0.    ,  0.    ,  0.    ],
            [-0.0625,  0.    ,  0.    ],
            [-0.125 , -0.0625,  0.    ]], dtype=float32)
     """
     call = "alibi_bias"
-    num_heads = _checks.integer(call, "num_heads", num_heads)
-    causal = _checks.boolean(call, "causal", causal)
-    q = _check_alibi_positions(call, query_positions, "query_positions")
-    k = _check_alibi_positions(call, key_positions, "key_positions")
-    _check_signedness(call, q, k)
-    q2, k2 = _batched(q), _batched(k)
+    num_heads = checks.integer(call, "num_heads", num_heads)
+    is_causal = checks.boolean(call, "is_causal", is_causal)
+    q = check_positions_1d_or_2d(call, q_positions, "q_positions")
+    k = check_positions_1d_or_2d(call, k_positions, "k_positions")
+    check_signedness(call, q, k)
+    q2, k2 = batched(q), batched(k)
     if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
-        raise _checks.value_error(
+        raise checks.value_error(
             call,
-            "key_positions",
-            key_positions,
-            f"the batch sizes of query_positions (shape {tuple(q.shape)}) and key_positions must be equal or "
+            "k_positions",
+            k_positions,
+            f"the batch sizes of q_positions (shape {tuple(q.shape)}) and k_positions must be equal or "
             "one of them 1",
         )
-    return _bias(q2, k2, num_heads=num_heads, causal=causal)
+    return _bias(q2, k2, num_heads=num_heads, is_causal=is_causal)
 
 
-@functools.partial(jax.jit, static_argnames=("num_heads", "causal"))
-def _bias(q2, k2, *, num_heads: int, causal: bool) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("num_heads", "is_causal"))
+def _bias(q2, k2, *, num_heads: int, is_causal: bool) -> jax.Array:
     rows = jax.tree_util.tree_map(lambda a: a[:, :, None], q2)
     columns = jax.tree_util.tree_map(lambda a: a[:, None, :], k2)
-    offset = _float_difference(rows, columns)  # j - i, float32 rounded once from the exact difference
+    offset = float_difference(rows, columns)  # j - i, float32 rounded once from the exact difference
     # -distance, built so that the diagonal is +0.0 (never -0.0): causal keeps j <= i, zero above.
-    negative_distance = jnp.where(offset > 0, jnp.zeros_like(offset) if causal else -offset, offset)
+    negative_distance = jnp.where(offset > 0, jnp.zeros_like(offset) if is_causal else -offset, offset)
     slopes = jnp.asarray(alibi_slopes(num_heads), dtype=jnp.float32)
     return slopes[None, :, None, None] * negative_distance[:, None, :, :]
 
 
 def _parts(positions) -> tuple[jax.Array, jax.Array]:
     """Whole (int32) and fractional (float32) parts of validated positions."""
-    if isinstance(positions, _SplitPositions):
+    if isinstance(positions, SplitPositions):
         return positions.whole, positions.fraction
     if jnp.issubdtype(positions.dtype, jnp.integer):
         return positions.astype(jnp.int32), jnp.zeros(positions.shape, jnp.float32)

@@ -40,10 +40,10 @@ __all__: list[str] = []
 # π to 64 significant digits: enough for 2**64-scaled phases of any float64 frequency with room to spare.
 _PI = Fraction("3.141592653589793238462643383279502884197169399375105820974944592307816406286")
 _TWO_POW_64 = 1 << 64
-_INT32_MIN = -(2**31)
-_INT32_LIMIT = 2**31
+INT32_MIN = -(2**31)
+INT32_LIMIT = 2**31
 # round(p) must be an int32 (round half to even): |floating position| must be below this.
-_FLOAT_LIMIT = 2.0**31 - 0.5
+FLOAT_LIMIT = 2.0**31 - 0.5
 
 # Taylor coefficients of sin and cos on [-π/4, π/4]; the first omitted terms are below 2e-9 and 3e-8 there.
 _S3, _S5, _S7, _S9 = -1.0 / 6, 1.0 / 120, -1.0 / 5040, 1.0 / 362880
@@ -61,7 +61,7 @@ def _phase_constants_cached(frequencies_bytes: bytes) -> tuple[np.ndarray, np.nd
     return high, low, turns_f32, frequencies.astype(np.float32)
 
 
-def _phase_constants(
+def phase_constants(
     frequencies: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fixed-point phase constants for concrete float64 ``frequencies`` (computed once, cached).
@@ -74,7 +74,7 @@ def _phase_constants(
     return _phase_constants_cached(frequencies.tobytes())
 
 
-# Concrete float64 frequencies, or the (possibly traced) phase constants of :func:`_phase_constants`.
+# Concrete float64 frequencies, or the (possibly traced) phase constants of :func:`phase_constants`.
 _Frequencies = np.ndarray | tuple[jax.Array, ...]
 
 
@@ -83,7 +83,7 @@ def _constants(frequencies) -> tuple:
     (traced constants, e.g. frequencies that depend on a traced sequence length)."""
     if isinstance(frequencies, tuple):
         return frequencies
-    return _phase_constants(frequencies)
+    return phase_constants(frequencies)
 
 
 def _mulhi_u32(a: jax.Array, b: np.ndarray) -> jax.Array:
@@ -98,20 +98,20 @@ def _mulhi_u32(a: jax.Array, b: np.ndarray) -> jax.Array:
     return a1 * b1 + (high_low >> 16) + (low_high >> 16) + (middle >> 16)
 
 
-def _quarter_turns(quarters: np.ndarray | None) -> jax.Array | int:
+def quarter_turns(quarters: np.ndarray | None) -> jax.Array | int:
     """Exact fixed-point phase offsets of ``quarters * π/2`` (``sin(θ + π/2) = cos θ``), or 0 for None."""
     if quarters is None:
         return 0
     return jnp.asarray((np.asarray(quarters, dtype=np.uint32) % 4) << 30, dtype=jnp.uint32)
 
 
-def _turns(positions: jax.Array, frequencies: _Frequencies) -> jax.Array:
+def phase_turns(positions: jax.Array, frequencies: _Frequencies) -> jax.Array:
     """The phases ``frac(pos * w_i / 2π)`` as uint32 fixed-point turns (``2**32`` = one full turn).
 
     Args:
       positions: int32 array ``[...]`` (any int32 value is exact).
       frequencies: concrete float64 ``[n]``, or the tuple of (possibly traced) arrays that
-        :func:`_phase_constants` returns for them.
+        :func:`phase_constants` returns for them.
 
     Returns:
       uint32 array ``[..., n]``. Adding two such phases (wrapping) adds the angles exactly.
@@ -124,7 +124,7 @@ def _turns(positions: jax.Array, frequencies: _Frequencies) -> jax.Array:
     return unsigned * jnp.asarray(high, jnp.uint32) + _mulhi_u32(unsigned, low) - negative_correction
 
 
-def _sincos_of_turns(phase: jax.Array) -> tuple[jax.Array, jax.Array]:
+def sincos_of_turns(phase: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Sine and cosine (float32) of uint32 fixed-point phases, with one shared exact reduction."""
     quadrant = (phase + jnp.uint32(1 << 29)) >> 30
     remainder = lax.bitcast_convert_type(phase - (quadrant << 30), jnp.int32)  # in [-2**29, 2**29)
@@ -140,13 +140,13 @@ def _sincos_of_turns(phase: jax.Array) -> tuple[jax.Array, jax.Array]:
     return sin, cos
 
 
-# Private switch for the benchmark that measures what `_computed_once` costs or saves on a backend
-# (experiments/bench/compute_once.py); nothing else sets it. It is read at trace time, so functions traced
-# while it is off keep that choice: flip it only around fresh traces (``jax.clear_caches()``).
-_COMPUTE_ONCE = True
+# The switch for the benchmark that measures what `computed_once` costs or saves on a backend; set it only
+# through `posenc_jax.internal.computing_once`. It is read at trace time, so functions traced while it is off
+# keep that choice: flip it only around fresh traces (``jax.clear_caches()``).
+COMPUTE_ONCE = True
 
 
-def _computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
+def computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     """Makes XLA compute each array once instead of fusing it into, and recomputing it in, its consumers.
 
     The kernel is built from multiplies and adds, which XLA's fusion counts as cheap and duplicates freely:
@@ -159,7 +159,7 @@ def _computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     use each element once still fuse. Cost: a few operations per element of ``arrays``; elementwise, so
     sharded arrays need no communication.
     """
-    if not _COMPUTE_ONCE:
+    if not COMPUTE_ONCE:
         return tuple(arrays)
     result = []
     for a in arrays:
@@ -168,20 +168,20 @@ def _computed_once(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(result)
 
 
-def _outside_int32(values: jax.Array) -> jax.Array | None:
+def outside_int32(values: jax.Array) -> jax.Array | None:
     """A mask of integer ``values`` outside ``[-2**31, 2**31)``, compared in their own dtype (None when the
     dtype cannot hold such values). Converting them to int32 first would wrap ``2**32 + 3`` to ``3``."""
     dtype = np.dtype(values.dtype)
     if dtype.kind == "u" and dtype.itemsize >= 4:
-        return values >= np.array(_INT32_LIMIT, dtype)
+        return values >= np.array(INT32_LIMIT, dtype)
     if dtype.itemsize > 4:
-        return (values < _INT32_MIN) | (values >= _INT32_LIMIT)
+        return (values < INT32_MIN) | (values >= INT32_LIMIT)
     return None
 
 
 def _integer_turns(positions: jax.Array, frequencies: _Frequencies) -> tuple[jax.Array, jax.Array | None]:
     """Phases of integer positions plus a mask of those outside the int32 range (None when impossible)."""
-    return _turns(positions.astype(jnp.int32), frequencies), _outside_int32(positions)
+    return phase_turns(positions.astype(jnp.int32), frequencies), outside_int32(positions)
 
 
 def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: _Frequencies) -> jax.Array:
@@ -190,13 +190,13 @@ def _split_turns(whole: jax.Array, fraction: jax.Array, frequencies: _Frequencie
     fractional_turns = fraction[..., None] * jnp.asarray(turns32)
     fractional_turns = fractional_turns - jnp.round(fractional_turns)  # only matters for w_i > π
     fixed = jnp.round(fractional_turns * jnp.float32(2.0**32)).astype(jnp.int32)
-    return _turns(whole, frequencies) + lax.bitcast_convert_type(fixed, jnp.uint32)
+    return phase_turns(whole, frequencies) + lax.bitcast_convert_type(fixed, jnp.uint32)
 
 
 def _floating_turns(positions: jax.Array, frequencies: _Frequencies) -> tuple[jax.Array, jax.Array]:
     """Phases of floating positions (exact split into integer and fraction) plus a mask of invalid ones."""
     # round(p) must be an int32; a float32 limit rounds to 2**31, which is right for float32 positions.
-    invalid = ~(jnp.abs(positions) < _FLOAT_LIMIT)  # also catches NaN
+    invalid = ~(jnp.abs(positions) < FLOAT_LIMIT)  # also catches NaN
     safe = jnp.where(invalid, jnp.zeros_like(positions), positions)
     whole = jnp.round(safe)
     fraction = (safe - whole).astype(jnp.float32)  # exact: |fraction| <= 1/2
@@ -205,7 +205,7 @@ def _floating_turns(positions: jax.Array, frequencies: _Frequencies) -> tuple[ja
 
 @jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
-class _SplitPositions:
+class SplitPositions:
     """Host float64 positions without x64, split exactly as ``whole + fraction`` before any rounding.
 
     ``whole`` is ``round(p)`` as int32 and ``fraction = p - whole`` (exact in float64, ``|fraction| <= 1/2``)
@@ -242,8 +242,8 @@ def _nan_rows(values: jax.Array, invalid: jax.Array | None) -> jax.Array:
     return jnp.where(invalid[..., None], jnp.float32(jnp.nan), values)
 
 
-def _sincos(
-    positions: jax.Array | _SplitPositions,
+def sincos(
+    positions: jax.Array | SplitPositions,
     frequencies: _Frequencies,
     quarters: np.ndarray | None = None,
 ) -> tuple[jax.Array, jax.Array]:
@@ -254,7 +254,7 @@ def _sincos(
         validated by ``checks.positions``. Traced values that cannot be encoded (non-finite
         floats, ``|pos| >= 2**31``, floats that do not round to an int32) give NaN rows.
       frequencies: concrete float64 ``[n]`` angular frequencies, or the tuple of (possibly traced) arrays
-        that :func:`_phase_constants` returns for them.
+        that :func:`phase_constants` returns for them.
       quarters: optional concrete integers ``[n]``: exact phase offsets in quarter turns (``q_i = 1`` turns
         a sine into a cosine). None means no offset: plain ``sin(pos * w_i)``, ``cos(pos * w_i)``.
 
@@ -263,14 +263,14 @@ def _sincos(
     """
     if not isinstance(frequencies, tuple):
         frequencies = np.asarray(frequencies, dtype=np.float64)
-    if isinstance(positions, _SplitPositions):
-        return _sincos_of_turns(
-            _split_turns(positions.whole, positions.fraction, frequencies) + _quarter_turns(quarters)
+    if isinstance(positions, SplitPositions):
+        return sincos_of_turns(
+            _split_turns(positions.whole, positions.fraction, frequencies) + quarter_turns(quarters)
         )
     positions = jnp.asarray(positions)
     if jnp.issubdtype(positions.dtype, jnp.integer):
         phase, invalid = _integer_turns(positions, frequencies)
-        sin, cos = _sincos_of_turns(phase + _quarter_turns(quarters))
+        sin, cos = sincos_of_turns(phase + quarter_turns(quarters))
         return _nan_rows(sin, invalid), _nan_rows(cos, invalid)
     return _floating_sincos(positions, frequencies, quarters)
 
@@ -285,7 +285,7 @@ def _floating_sincos(
     @jax.custom_jvp
     def kernel(p, *constants):
         phase, invalid = _floating_turns(p, constants if traced else frequencies)
-        sin, cos = _sincos_of_turns(phase + _quarter_turns(quarters))
+        sin, cos = sincos_of_turns(phase + quarter_turns(quarters))
         return _nan_rows(sin, invalid), _nan_rows(cos, invalid)
 
     @kernel.defjvp

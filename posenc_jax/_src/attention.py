@@ -10,7 +10,8 @@ attention over the whole sequence.
 >>> import jax.numpy as jnp
 >>> from posenc_jax.schemes import Rotary
 >>> q = k = v = jnp.ones((1, 4, 2, 8))  # [batch, length, heads, head_dim]
->>> attention(q, k, v, scheme=Rotary(8), q_positions=jnp.arange(4), k_positions=jnp.arange(4)).shape
+>>> scheme = Rotary(8, layout="split")
+>>> attention(q, k, v, scheme=scheme, q_positions=jnp.arange(4), k_positions=jnp.arange(4)).shape
 (1, 4, 2, 8)
 """
 
@@ -24,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export
 
-from posenc_jax._src import checks as _checks
-from posenc_jax._src.angles import _FLOAT_LIMIT, _INT32_MIN, _outside_int32
+from posenc_jax._src import checks
+from posenc_jax._src.angles import FLOAT_LIMIT, INT32_MIN, outside_int32
 from posenc_jax._src.schemes import PositionalScheme
 
 __all__ = ["KVCache", "attention"]
@@ -47,28 +48,28 @@ def _exceeds(size: Any, limit: Any) -> bool:
 def _check_array(value: Any, name: str, caller: str) -> None:
     dtype = getattr(value, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise _checks.type_error(caller, name, value, f"{name} must be a floating jax or numpy array")
+        raise checks.type_error(caller, name, value, f"{name} must be a floating jax or numpy array")
     if len(_shape(value)) != 4:
-        raise _checks.value_error(
+        raise checks.value_error(
             caller, name, value, f"{name} must have shape [batch, length, heads, head_dim]"
         )
 
 
 def _check_scheme(scheme: object, caller: str) -> None:
     if not isinstance(scheme, PositionalScheme):
-        raise _checks.type_error(
+        raise checks.type_error(
             caller,
             "scheme",
             scheme,
             "scheme must implement posenc_jax.PositionalScheme (embed, rotate, attention_bias, "
             "attention_logits_bias)",
-            "e.g. posenc_jax.schemes.Rotary(head_dim) or a module of posenc_jax.nnx",
+            'e.g. posenc_jax.schemes.Rotary(head_dim, layout="split") or a module of posenc_jax.nnx',
         )
 
 
 def _check_mask(mask: Any, caller: str) -> None:
     if mask is not None and (getattr(mask, "dtype", None) != jnp.bool_ or len(_shape(mask)) != 4):
-        raise _checks.type_error(
+        raise checks.type_error(
             caller,
             "mask",
             mask,
@@ -84,10 +85,10 @@ def _check_bias_heads(term: jax.Array | None, heads: int, scheme: object, caller
     shape = tuple(term.shape)
     if len(shape) != 4 or shape[1] != heads:
         count = shape[1] if len(shape) == 4 else f"a bias of shape {shape}"
-        raise _checks.value_error(
+        raise checks.value_error(
             caller,
             "scheme",
-            _checks.Shown(f"<{type(scheme).__name__} with {count} heads>"),
+            checks.Shown(f"<{type(scheme).__name__} with {count} heads>"),
             f"the scheme's attention bias has {count} heads, but q has {heads} heads",
             f"build the scheme with num_heads={heads}",
         )
@@ -192,7 +193,7 @@ def _attention(
     batch, q_len, heads, head_dim = _shape(q)
     k_batch, k_len, kv_heads, k_head_dim = _shape(k)
     if k_batch != batch or k_head_dim != head_dim or heads % kv_heads:
-        raise _checks.value_error(
+        raise checks.value_error(
             caller,
             "k",
             k,
@@ -200,13 +201,13 @@ def _attention(
             f"q's {heads} heads",
         )
     if _shape(v) != _shape(k):
-        raise _checks.value_error(caller, "v", v, f"v must have k's shape {_shape(k)}")
+        raise checks.value_error(caller, "v", v, f"v must have k's shape {_shape(k)}")
     _check_scheme(scheme, caller)
-    _checks.positions_shape(caller, q_positions, (batch, q_len), "q_positions", of="q")
-    _checks.positions_shape(caller, k_positions, (batch, k_len), "k_positions", of="k")
+    checks.positions_shape(caller, q_positions, (batch, q_len), "q_positions", of="q")
+    checks.positions_shape(caller, k_positions, (batch, k_len), "k_positions", of="k")
     _check_mask(mask, caller)
-    if _checks.boolean(caller, "is_causal", is_causal) and q_len != k_len:
-        raise _checks.value_error(
+    if checks.boolean(caller, "is_causal", is_causal) and q_len != k_len:
+        raise checks.value_error(
             caller,
             "is_causal",
             is_causal,
@@ -245,8 +246,8 @@ def _check_window(local_window_size: object, caller: str) -> tuple[int, int] | N
     allowed = "local_window_size must be None, a non-negative int w, or a pair (left, right) of them"
     sizes = local_window_size if isinstance(local_window_size, tuple | list) else (local_window_size,) * 2
     if len(sizes) != 2:
-        raise _checks.value_error(caller, "local_window_size", local_window_size, allowed)
-    left, right = (_checks.integer(caller, "local_window_size", size, 0) for size in sizes)
+        raise checks.value_error(caller, "local_window_size", local_window_size, allowed)
+    left, right = (checks.integer(caller, "local_window_size", size, 0) for size in sizes)
     return left, right
 
 
@@ -333,10 +334,10 @@ class KVCache:
         sizes = {"batch": batch, "capacity": capacity, "num_kv_heads": num_kv_heads, "head_dim": head_dim}
         for name, size in sizes.items():
             if not export.is_symbolic_dim(size):  # a symbolic batch of jax.export is a size too
-                _checks.integer(caller, name, size)
-        dtype = _checks.floating_dtype(caller, dtype)
+                checks.integer(caller, name, size)
+        dtype = checks.floating_dtype(caller, dtype)
         if np.dtype(position_dtype) not in (np.dtype(np.int32), np.dtype(np.float32)):
-            raise _checks.type_error(
+            raise checks.type_error(
                 caller, "position_dtype", position_dtype, "position_dtype must be int32 or float32"
             )
         return cls(
@@ -378,31 +379,31 @@ class KVCache:
         batch, capacity = self.keys.shape[:2]
         new = _shape(k)[1]
         if _shape(k)[0] != batch or _shape(k)[2:] != self.keys.shape[2:]:
-            raise _checks.value_error(
+            raise checks.value_error(
                 caller, "k", k, f"k must have shape [{batch}, new, {self.keys.shape[2]}, {self.keys.shape[3]}]"
             )
         if _shape(v) != _shape(k):
-            raise _checks.value_error(caller, "v", v, f"v must have k's shape {_shape(k)}")
+            raise checks.value_error(caller, "v", v, f"v must have k's shape {_shape(k)}")
         if _exceeds(new, capacity):
-            raise _checks.value_error(
+            raise checks.value_error(
                 caller, "k", k, f"{new} new entries exceed the capacity {capacity}", "use a larger capacity"
             )
-        _checks.positions_shape(caller, positions, (batch, new), "positions", of="k")
+        checks.positions_shape(caller, positions, (batch, new), "positions", of="k")
         dtype = getattr(positions, "dtype", None)  # before any conversion
         dtype = np.asarray(positions).dtype if dtype is None else dtype
         if jnp.issubdtype(dtype, jnp.floating) and jnp.issubdtype(self.positions.dtype, jnp.integer):
-            raise _checks.type_error(
+            raise checks.type_error(
                 caller,
                 "positions",
                 positions,
                 "this cache stores integer positions",
                 "create it with position_dtype=jnp.float32 for fractional positions",
             )
-        checked = _checks.positions(caller, positions)
+        checked = checks.positions(caller, positions)
         if not isinstance(checked, jax.Array):  # host float64 positions: stored as float32 only if exact
             host = np.asarray(positions)
             if not np.array_equal(host.astype(np.float32), host):
-                raise _checks.value_error(
+                raise checks.value_error(
                     caller,
                     "positions",
                     positions,
@@ -416,13 +417,13 @@ class KVCache:
         length = self.length + new
         # Traced 64-bit (x64) or unsigned positions outside the int32 range cannot be stored (int32 would
         # wrap 2**32 + 7 to 7) nor raise: their rows are marked overflowed, so attend() returns NaN for them.
-        outside = _outside_int32(positions) if jnp.issubdtype(positions.dtype, jnp.integer) else None
+        outside = outside_int32(positions) if jnp.issubdtype(positions.dtype, jnp.integer) else None
         if outside is None and np.dtype(positions.dtype).itemsize > 4:  # float64 under x64
-            outside = ~(jnp.abs(positions) < _FLOAT_LIMIT)
+            outside = ~(jnp.abs(positions) < FLOAT_LIMIT)
         if outside is not None:
             length = jnp.where(jnp.any(outside, axis=1), jnp.maximum(length, capacity + 1), length)
             # stored saturated, never wrapped (the row is unusable either way)
-            low = 0 if np.dtype(positions.dtype).kind == "u" else _INT32_MIN
+            low = 0 if np.dtype(positions.dtype).kind == "u" else INT32_MIN
             high = 2**31 - 1
             positions = jnp.clip(positions, np.array(low, positions.dtype), np.array(high, positions.dtype))
         return KVCache(
@@ -438,7 +439,7 @@ class KVCache:
         *,
         scheme: PositionalScheme,
         q_positions: jax.Array | None = None,
-        causal: bool = True,
+        is_causal: bool = True,
         mask: jax.Array | None = None,
         local_window_size: int | tuple[int, int] | None = None,
         scale: float | None = None,
@@ -447,7 +448,7 @@ class KVCache:
         """Attention of the ``q_len`` most recently appended entries' queries over the cached prefix.
 
         Call it after :meth:`append` of the same step's keys and values: query ``t`` belongs to the entry in
-        slot ``length - q_len + t`` of its row and (``causal``) attends to the slots up to its own, by order
+        slot ``length - q_len + t`` of its row and (``is_causal``) attends to the slots up to its own, by order
         of insertion, whatever the positions' values.
 
         Args:
@@ -455,7 +456,7 @@ class KVCache:
           scheme: a :class:`posenc_jax.PositionalScheme`, as in :func:`attention`.
           q_positions: ``[q_len]`` or ``[batch, q_len]``; ``None`` (default) takes the positions stored with
             the queries' own entries.
-          causal: each query sees only the entries appended up to its own (default), else every entry.
+          is_causal: each query sees only the entries appended up to its own (default), else every entry.
           mask: optional boolean ``[batch or 1, heads or 1, q_len, capacity]`` further restricting the keys.
           local_window_size: sliding window, as in :func:`attention` but by order of insertion: the query
             of slot ``s`` sees slots ``s - left … s + right`` (``(window - 1, 0)`` for a causal local layer).
@@ -473,8 +474,8 @@ class KVCache:
         _check_array(q, "q", caller)
         q_len = _shape(q)[1]
         if _exceeds(q_len, self.capacity):
-            raise _checks.value_error(caller, "q", q, f"q_len={q_len} exceeds the capacity {self.capacity}")
-        _checks.boolean(caller, "causal", causal)
+            raise checks.value_error(caller, "q", q, f"q_len={q_len} exceeds the capacity {self.capacity}")
+        checks.boolean(caller, "is_causal", is_causal)
         _check_mask(mask, caller)
         window = _check_window(local_window_size, caller)
         own_slots = self.length[:, None] - q_len + jnp.arange(q_len, dtype=jnp.int32)  # [batch, q_len]
@@ -482,7 +483,7 @@ class KVCache:
             q_positions = jnp.take_along_axis(self.positions, jnp.clip(own_slots, 0, self.capacity - 1), axis=1)
         slots = jnp.arange(self.capacity, dtype=jnp.int32)
         allowed = slots[None, None, :] < self.length[:, None, None]  # [batch, 1, capacity]
-        if causal:
+        if is_causal:
             allowed = allowed & (slots[None, None, :] <= own_slots[:, :, None])  # [batch, q_len, capacity]
         if window is not None:
             allowed = allowed & _window_mask(window, own_slots[:, :, None], slots[None, None, :])

@@ -39,14 +39,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from posenc_jax._src.angles import _SplitPositions
+from posenc_jax._src.angles import SplitPositions
 
 __all__: list[str] = []
 
-_INT32_MIN = -(2**31)
-_INT32_LIMIT = 2**31
+INT32_MIN = -(2**31)
+INT32_LIMIT = 2**31
 # Floating positions are split as round(p) + fraction; round(p) must be an int32 (round half to even).
-_FLOAT_LIMIT = 2.0**31 - 0.5
+FLOAT_LIMIT = 2.0**31 - 0.5
 
 
 class Shown(str):
@@ -61,7 +61,7 @@ def shown(value: object) -> str:
         return f"<traced {_array_text(value)}>"
     if isinstance(value, np.generic):
         return repr(value.item())
-    if isinstance(value, np.ndarray | jax.Array | _SplitPositions):
+    if isinstance(value, np.ndarray | jax.Array | SplitPositions):
         return f"<{_array_text(value)}>"
     if isinstance(value, np.dtype):
         return str(value)
@@ -227,14 +227,14 @@ def positions(
 
     Returns:
       A jax array (int32 / float32, or 64-bit under x64), or, for host float64 positions without x64, a
-      split pair understood by the angle kernel (``angles._SplitPositions``, typed ``Any``).
+      split pair understood by the angle kernel (``angles.SplitPositions``, typed ``Any``).
 
     Raises:
       TypeError: boolean, complex, non-numeric or 16-bit floating positions (bfloat16 cannot represent 257,
         and upcasting cannot undo that rounding), floating ones with ``integer_only``.
       ValueError: host integers outside ``[-2**31, 2**31)``, host floats non-finite or too large.
     """
-    if isinstance(value, _SplitPositions):
+    if isinstance(value, SplitPositions):
         if integer_only:
             raise type_error(call, argument, value.whole, f"{argument} must be integers")
         return value
@@ -263,16 +263,16 @@ def positions(
     if host is None:
         return value
     if dtype.kind in "iu":
-        if host.size and (host.min() < _INT32_MIN or host.max() >= _INT32_LIMIT):
-            bad = host.max() if host.max() >= _INT32_LIMIT else host.min()
+        if host.size and (host.min() < INT32_MIN or host.max() >= INT32_LIMIT):
+            bad = host.max() if host.max() >= INT32_LIMIT else host.min()
             raise value_error(
                 call,
                 argument,
                 Shown(f"<{_array_text(host)} containing {int(bad)}>"),
-                f"integer {argument} must lie in [-2**31, 2**31) = [{_INT32_MIN}, {_INT32_LIMIT - 1}]",
+                f"integer {argument} must lie in [-2**31, 2**31) = [{INT32_MIN}, {INT32_LIMIT - 1}]",
             )
         return jnp.asarray(host.astype(np.int32))
-    ok = np.isfinite(host) & (np.abs(host) < _FLOAT_LIMIT)
+    ok = np.isfinite(host) & (np.abs(host) < FLOAT_LIMIT)
     if not np.all(ok):
         bad = host[~ok].flat[0]
         raise value_error(
@@ -283,7 +283,7 @@ def positions(
         )
     if split and dtype.itemsize == 8 and not jax.config.read("jax_enable_x64"):
         whole = np.round(host)
-        return _SplitPositions(
+        return SplitPositions(
             jnp.asarray(whole.astype(np.int32)), jnp.asarray((host - whole).astype(np.float32))
         )
     return jnp.asarray(host)

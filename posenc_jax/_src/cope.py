@@ -29,10 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax._src import checks as _checks
+from posenc_jax._src import checks
+from posenc_jax._src.delegation import is_array
 from posenc_jax._src.distances import offsets, pair_positions
 from posenc_jax._src.schemes import SchemeDefaults
-from posenc_jax._src.value_delegation import is_array
 
 __all__ = ["CoPE", "CoPEParameters", "cope_logits"]
 
@@ -43,15 +43,15 @@ def check_qk(call: str, q: Any, k: Any, head_dim: int | None = None) -> tuple[in
     for name, value in (("q", q), ("k", k)):
         dtype = getattr(value, "dtype", None)
         if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-            raise _checks.type_error(call, name, value, f"{name} must be a floating array")
+            raise checks.type_error(call, name, value, f"{name} must be a floating array")
         if np.ndim(value) != 4 or (head_dim is not None and np.shape(value)[-1] != head_dim):
             width = "head_dim" if head_dim is None else str(head_dim)
-            raise _checks.value_error(
+            raise checks.value_error(
                 call, name, value, f"{name} must have shape [batch, length, heads, {width}]"
             )
     (batch, _, heads, dim), (k_batch, _, kv_heads, k_dim) = np.shape(q), np.shape(k)
     if k_dim != dim or heads % kv_heads or k_batch != batch:
-        raise _checks.value_error(
+        raise checks.value_error(
             call, "k", k, f"k must have shape [{batch}, k_len, kv_heads, {dim}] with kv_heads dividing {heads}"
         )
     return heads, kv_heads, dim
@@ -99,19 +99,19 @@ def cope_logits(
     heads, kv_heads, head_dim = check_qk(call, q, k)
     dtype = getattr(embeddings, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise _checks.type_error(call, "embeddings", embeddings, "embeddings must be a floating array")
+        raise checks.type_error(call, "embeddings", embeddings, "embeddings must be a floating array")
     if np.ndim(embeddings) != 2 or np.shape(embeddings)[1] != head_dim:
-        raise _checks.value_error(
+        raise checks.value_error(
             call, "embeddings", embeddings, f"embeddings must have shape [npos, head_dim={head_dim}]"
         )
     if mask is not None and (getattr(mask, "dtype", None) != jnp.bool_ or np.ndim(mask) != 4):
-        raise _checks.type_error(
+        raise checks.type_error(
             call,
             "mask",
             mask,
             "mask must be a boolean rank-4 array broadcastable to [batch, heads, q_len, k_len]",
         )
-    scale = 1.0 / math.sqrt(head_dim) if scale is None else _checks.real_above(call, "scale", scale, 0.0)
+    scale = 1.0 / math.sqrt(head_dim) if scale is None else checks.real_above(call, "scale", scale, 0.0)
     q2, k2 = pair_positions(call, q_positions, k_positions)
     return _cope(q, k, q2, k2, jnp.asarray(embeddings), mask, scale=float(scale))
 
@@ -178,9 +178,9 @@ class CoPE(SchemeDefaults):
             dtype = getattr(self.embeddings, "dtype", None)
             if dtype is None or not jnp.issubdtype(dtype, jnp.floating) or np.ndim(self.embeddings) != 2:
                 allowed = "embeddings must be a floating array [npos, head_dim]"
-                raise _checks.type_error(caller, "embeddings", self.embeddings, allowed)
+                raise checks.type_error(caller, "embeddings", self.embeddings, allowed)
         if self.scale is not None:
-            object.__setattr__(self, "scale", _checks.real_above(caller, "scale", self.scale, 0.0))
+            object.__setattr__(self, "scale", checks.real_above(caller, "scale", self.scale, 0.0))
 
     def attention_logits_bias(
         self,
@@ -227,11 +227,11 @@ class CoPEParameters:
 
     def __post_init__(self):
         caller = "CoPE"
-        object.__setattr__(self, "npos", _checks.integer(caller, "npos", self.npos))
-        object.__setattr__(self, "head_dim", _checks.integer(caller, "head_dim", self.head_dim))
+        object.__setattr__(self, "npos", checks.integer(caller, "npos", self.npos))
+        object.__setattr__(self, "head_dim", checks.integer(caller, "head_dim", self.head_dim))
         if self.scale is not None:
-            object.__setattr__(self, "scale", _checks.real_above(caller, "scale", self.scale, 0.0))
-        _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
+            object.__setattr__(self, "scale", checks.real_above(caller, "scale", self.scale, 0.0))
+        checks.floating_dtype(caller, self.param_dtype, "param_dtype")
 
     @property
     def embedding_shape(self) -> tuple[int, int]:

@@ -12,15 +12,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from posenc_jax._src.alibi import _float_difference
-from posenc_jax._src.relative import _pair
+from posenc_jax._src.alibi import float_difference
+from posenc_jax._src.relative import batched_pair
 
 __all__: list[str] = []
 
 
 def pair_positions(call: str, q_positions: object, k_positions: object):
     """Validated positions as ``[batch or 1, length]`` whose batch sizes broadcast (errors name ``call``)."""
-    return _pair(q_positions, k_positions, call, integer_only=False)
+    return batched_pair(q_positions, k_positions, call, integer_only=False)
 
 
 def offsets(q2, k2, call: str) -> jax.Array:
@@ -28,7 +28,7 @@ def offsets(q2, k2, call: str) -> jax.Array:
     rounded once from the exact difference."""
     rows = jax.tree_util.tree_map(lambda a: a[:, :, None], q2)
     columns = jax.tree_util.tree_map(lambda a: a[:, None, :], k2)
-    return _float_difference(columns, rows, call)  # rows - columns
+    return float_difference(columns, rows, call)  # rows - columns
 
 
 def absolute_distances(q2, k2, call: str) -> jax.Array:

@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax._src import checks as _checks
-from posenc_jax._src.angles import _computed_once
+from posenc_jax._src import checks
+from posenc_jax._src.angles import computed_once
+from posenc_jax._src.delegation import is_array
 from posenc_jax._src.distances import offsets, pair_positions
 from posenc_jax._src.schemes import SchemeDefaults
-from posenc_jax._src.value_delegation import is_array
 
 __all__ = ["FIRE", "FIREParameters", "fire_bias"]
 
@@ -40,12 +40,12 @@ def check_mlp(call: str, mlp: object, num_heads: int | None = None) -> tuple[int
     """``mlp`` must be ``(w1 [width], b1 [width], w2 [width, heads], b2 [heads])``; returns (width, heads)."""
     allowed = "mlp must be a tuple (w1 [width], b1 [width], w2 [width, num_heads], b2 [num_heads]) of arrays"
     if not isinstance(mlp, tuple | list) or len(mlp) != 4:
-        raise _checks.type_error(call, "mlp", mlp, allowed)
+        raise checks.type_error(call, "mlp", mlp, allowed)
     shapes = [tuple(np.shape(p)) for p in mlp]
     for part in mlp:
         dtype = getattr(part, "dtype", None)
         if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-            raise _checks.type_error(call, "mlp", part, allowed)
+            raise checks.type_error(call, "mlp", part, allowed)
     ok = (
         len(shapes[0]) == 1
         and shapes[1] == shapes[0]
@@ -55,10 +55,10 @@ def check_mlp(call: str, mlp: object, num_heads: int | None = None) -> tuple[int
         and (num_heads is None or shapes[3] == (num_heads,))
     )
     if not ok:
-        raise _checks.value_error(
+        raise checks.value_error(
             call,
             "mlp",
-            _checks.Shown(f"<shapes {shapes}>"),
+            checks.Shown(f"<shapes {shapes}>"),
             allowed.replace("num_heads", str(num_heads or "heads")),
         )
     return shapes[0][0], shapes[3][0]
@@ -67,9 +67,9 @@ def check_mlp(call: str, mlp: object, num_heads: int | None = None) -> tuple[int
 def _check_scalar(call: str, name: str, value: Any) -> None:
     dtype = getattr(value, "dtype", None)
     if isinstance(value, bool) or (dtype is None and not isinstance(value, int | float)):
-        raise _checks.type_error(call, name, value, f"{name} must be a real scalar (a float or a scalar array)")
+        raise checks.type_error(call, name, value, f"{name} must be a real scalar (a float or a scalar array)")
     if dtype is not None and (not jnp.issubdtype(dtype, jnp.floating) or np.shape(value) != ()):
-        raise _checks.type_error(call, name, value, f"{name} must be a floating scalar array")
+        raise checks.type_error(call, name, value, f"{name} must be a floating scalar array")
 
 
 def fire_bias(
@@ -112,7 +112,7 @@ def fire_bias(
     check_mlp(call, mlp)
     _check_scalar(call, "c", c)
     _check_scalar(call, "threshold", threshold)
-    eps = _checks.real_above(call, "eps", eps, 0.0)
+    eps = checks.real_above(call, "eps", eps, 0.0)
     q2, k2 = pair_positions(call, q_positions, k_positions)
     return _fire(q2, k2, tuple(jnp.asarray(p) for p in mlp), jnp.asarray(c), jnp.asarray(threshold), eps=eps)
 
@@ -132,7 +132,7 @@ def _fire(q2, k2, mlp, c, threshold, *, eps: float) -> jax.Array:
     distance = jnp.log(c * jnp.abs(offsets(q2, k2, "fire_bias")) + 1.0)  # [batch, q_len, k_len]
     normalizer = jnp.log(c * jnp.maximum(query_positions_f32(q2), threshold) + 1.0) + eps  # [batch, q_len]
     # The normalized distance once at [batch, q_len, k_len], not once per hidden unit of the MLP's fusion.
-    (u,) = _computed_once(distance / normalizer[:, :, None])
+    (u,) = computed_once(distance / normalizer[:, :, None])
     hidden = jax.nn.relu(u[..., None] * w1 + b1)  # [batch, q_len, k_len, width]
     out = jnp.einsum("bqkw,wh->bhqk", hidden, w2) + b2[None, :, None, None]
     return out
@@ -176,7 +176,7 @@ class FIRE(SchemeDefaults):
             value = getattr(self, name)
             if is_array(value) or isinstance(value, int | float):
                 _check_scalar(caller, name, value)
-        object.__setattr__(self, "eps", _checks.real_above(caller, "eps", self.eps, 0.0))
+        object.__setattr__(self, "eps", checks.real_above(caller, "eps", self.eps, 0.0))
 
     def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
         """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
@@ -217,12 +217,12 @@ class FIREParameters:
 
     def __post_init__(self):
         caller = "FIRE"
-        object.__setattr__(self, "num_heads", _checks.integer(caller, "num_heads", self.num_heads))
-        object.__setattr__(self, "width", _checks.integer(caller, "width", self.width))
-        object.__setattr__(self, "c", _checks.real_above(caller, "c", self.c, 0.0))
-        object.__setattr__(self, "threshold", _checks.real_above(caller, "threshold", self.threshold, 0.0))
-        object.__setattr__(self, "eps", _checks.real_above(caller, "eps", self.eps, 0.0))
-        _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
+        object.__setattr__(self, "num_heads", checks.integer(caller, "num_heads", self.num_heads))
+        object.__setattr__(self, "width", checks.integer(caller, "width", self.width))
+        object.__setattr__(self, "c", checks.real_above(caller, "c", self.c, 0.0))
+        object.__setattr__(self, "threshold", checks.real_above(caller, "threshold", self.threshold, 0.0))
+        object.__setattr__(self, "eps", checks.real_above(caller, "eps", self.eps, 0.0))
+        checks.floating_dtype(caller, self.param_dtype, "param_dtype")
 
     def _uniform(self, key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:
         bound = 1.0 / np.sqrt(fan_in)

@@ -2,7 +2,7 @@
 
 An encoding of width ``dim`` has ``n = dim / 2`` (sin, cos) pairs. ``i = 0 … n-1`` numbers the pair, not the
 dimension: pair ``i`` holds ``sin(pos * w_i)`` and ``cos(pos * w_i)``, on dimensions ``2i`` and ``2i + 1`` in
-the interleaved layout (see :mod:`posenc_jax.layouts`).
+the interleaved layout (see :func:`posenc_jax.interleaved_to_split`).
 
 Spacings:
 
@@ -22,15 +22,22 @@ high-precision constants from these exact values at trace time.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
-from posenc_jax._src import checks as _checks
+from posenc_jax._src import checks
 
-__all__ = ["paper_frequencies", "tensor2tensor_frequencies"]
+__all__ = ["Frequencies", "paper_frequencies", "tensor2tensor_frequencies"]
+
+#: The type of every ``frequencies=`` argument: concrete angular frequencies ``[n]`` (a numpy array or a
+#: sequence of Python floats), known at trace time.
+Frequencies = np.ndarray | Sequence[float]
 
 
-_PAIRS = "every frequency fills a (sin, cos) pair of features; for an odd width, build one more and drop it"
+SINUSOID_PAIRS = (
+    "every frequency fills a (sin, cos) pair of features; for an odd width, build one more and drop it"
+)
 
 
 def paper_frequencies(dim: int, base: float = 10_000.0) -> np.ndarray:
@@ -46,7 +53,7 @@ def paper_frequencies(dim: int, base: float = 10_000.0) -> np.ndarray:
     >>> paper_frequencies(4)
     array([1.  , 0.01])
     """
-    return _resolve_frequencies(dim, base=base, caller="paper_frequencies")
+    return resolve_frequencies(dim, base=base, caller="paper_frequencies")
 
 
 def tensor2tensor_frequencies(dim: int, min_timescale: float = 1.0, max_timescale: float = 1.0e4) -> np.ndarray:
@@ -67,11 +74,11 @@ def tensor2tensor_frequencies(dim: int, min_timescale: float = 1.0, max_timescal
     array([1.e+00, 1.e-04])
     """
     call = "tensor2tensor_frequencies"
-    dim = _checks.even(call, "dim", dim, _PAIRS)
-    low = _checks.real_above(call, "min_timescale", min_timescale, 0.0)
-    high = _checks.real_above(call, "max_timescale", max_timescale, 0.0)
+    dim = checks.even(call, "dim", dim, SINUSOID_PAIRS)
+    low = checks.real_above(call, "min_timescale", min_timescale, 0.0)
+    high = checks.real_above(call, "max_timescale", max_timescale, 0.0)
     if high < low:
-        raise _checks.value_error(
+        raise checks.value_error(
             call, "max_timescale", max_timescale, f"max_timescale must be >= min_timescale={min_timescale!r}"
         )
     n = dim // 2
@@ -79,8 +86,8 @@ def tensor2tensor_frequencies(dim: int, min_timescale: float = 1.0, max_timescal
     return low * np.exp(np.arange(n, dtype=np.float64) * -increment)
 
 
-def _resolve_frequencies(
-    dim: int, *, base: float = 10_000.0, frequencies: object = None, caller: str
+def resolve_frequencies(
+    dim: int, *, base: float = 10_000.0, frequencies: Frequencies | None = None, caller: str
 ) -> np.ndarray:
     """Validates ``dim`` and returns the frequencies to use: explicit ones, else the paper's for ``base``.
 
@@ -97,12 +104,12 @@ def _resolve_frequencies(
       TypeError: if ``frequencies`` is traced (it must be known at trace time) or not real.
       ValueError: on a bad ``dim``, ``base``, or a ``frequencies`` of the wrong shape or non-finite values.
     """
-    dim = _checks.even(caller, "dim", dim, _PAIRS)
+    dim = checks.even(caller, "dim", dim, SINUSOID_PAIRS)
     if frequencies is None:
-        base = _checks.real_above(caller, "base", base, 1.0)
+        base = checks.real_above(caller, "base", base, 1.0)
         i = np.arange(dim // 2, dtype=np.float64)
         return base ** (-2.0 * i / dim)
-    _checks.concrete(
+    checks.concrete(
         caller,
         "frequencies",
         frequencies,
@@ -111,14 +118,14 @@ def _resolve_frequencies(
     )
     array = np.asarray(frequencies)
     if array.dtype.kind not in "iuf":
-        raise _checks.type_error(caller, "frequencies", array, "frequencies must be real numbers")
+        raise checks.type_error(caller, "frequencies", array, "frequencies must be real numbers")
     if array.shape != (dim // 2,):
-        raise _checks.value_error(
+        raise checks.value_error(
             caller,
             "frequencies",
             array,
             f"frequencies must have shape ({dim // 2},) for dim={dim}, one per (sin, cos) pair",
         )
     if not np.all(np.isfinite(array)):
-        raise _checks.value_error(caller, "frequencies", array, "frequencies must be finite")
+        raise checks.value_error(caller, "frequencies", array, "frequencies must be finite")
     return array.astype(np.float64)

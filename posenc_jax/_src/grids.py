@@ -16,12 +16,12 @@ import numbers
 
 import numpy as np
 
-from posenc_jax._src import checks as _checks
+from posenc_jax._src import checks
 
 __all__ = ["grid_positions"]
 
 
-def _check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...]:
+def check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...]:
     """Pair counts per axis for ``pairs`` rotated pairs.
 
     Args:
@@ -37,14 +37,14 @@ def _check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...
       TypeError: ``sections`` neither an int nor a sequence of ints.
       ValueError: a non-positive count, an unequal split, or counts that do not sum to ``pairs``.
 
-    >>> _check_sections(2, 8, "f"), _check_sections([2, 3, 3], 8, "f")
+    >>> check_sections(2, 8, "f"), check_sections([2, 3, 3], 8, "f")
     ((4, 4), (2, 3, 3))
     """
     if isinstance(sections, numbers.Integral) and not isinstance(sections, bool):
-        axes = _checks.integer(caller, "sections", sections)
+        axes = checks.integer(caller, "sections", sections)
         if pairs % axes:
             example = ", ".join(str(pairs // axes + (a < pairs % axes)) for a in range(axes))
-            raise _checks.value_error(
+            raise checks.value_error(
                 caller,
                 "sections",
                 axes,
@@ -62,7 +62,7 @@ def _check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...
         or not counts
         or any(isinstance(c, bool) or not isinstance(c, numbers.Integral) for c in counts)
     ):
-        raise _checks.type_error(
+        raise checks.type_error(
             caller,
             "sections",
             sections,
@@ -70,7 +70,7 @@ def _check_sections(sections: object, pairs: int, caller: str) -> tuple[int, ...
         )
     counts = tuple(int(c) for c in counts)
     if min(counts) <= 0 or sum(counts) != pairs:
-        raise _checks.value_error(
+        raise checks.value_error(
             caller,
             "sections",
             counts,
@@ -105,17 +105,17 @@ def grid_positions(*grid: int, class_tokens: int = 0) -> np.ndarray:
     """
     caller = "grid_positions"
     if not grid:
-        raise _checks.value_error(
+        raise checks.value_error(
             caller, "grid", grid, "pass one size per axis", "e.g. grid_positions(height, width)"
         )
     for name, value in [(f"grid[{a}]", size) for a, size in enumerate(grid)] + [("class_tokens", class_tokens)]:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise _checks.type_error(caller, name, value, f"{name} must be a Python int")
+            raise checks.type_error(caller, name, value, f"{name} must be a Python int")
     if min(grid) <= 0:
-        raise _checks.value_error(caller, "grid", grid, "every size must be a positive integer")
-    class_tokens = _checks.integer(caller, "class_tokens", class_tokens, minimum=0)
+        raise checks.value_error(caller, "grid", grid, "every size must be a positive integer")
+    class_tokens = checks.integer(caller, "class_tokens", class_tokens, minimum=0)
     if class_tokens + max(grid) > 2**31:
-        raise _checks.value_error(
+        raise checks.value_error(
             caller, "grid", grid, f"coordinates (with class_tokens={class_tokens}) must fit in int32"
         )
     axes = [np.arange(int(size), dtype=np.int64) + int(class_tokens) for size in grid]

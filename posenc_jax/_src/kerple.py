@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax._src import checks as _checks
-from posenc_jax._src.angles import _computed_once
+from posenc_jax._src import checks
+from posenc_jax._src.angles import computed_once
+from posenc_jax._src.delegation import is_array, is_concrete
 from posenc_jax._src.distances import absolute_distances, pair_positions
 from posenc_jax._src.schemes import SchemeDefaults
-from posenc_jax._src.value_delegation import is_array, is_concrete
 
 __all__ = ["KERNELS", "Kerple", "KerpleParameters", "kerple_bias"]
 
@@ -40,10 +40,10 @@ def check_head_parameters(call: str, num_heads: int | None, **parameters: Any) -
         dtype = getattr(value, "dtype", None)
         shape = tuple(np.shape(value))
         if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-            raise _checks.type_error(call, name, value, f"{name} must be a floating array [num_heads]")
+            raise checks.type_error(call, name, value, f"{name} must be a floating array [num_heads]")
         if len(shape) != 1 or (num_heads is not None and shape[0] != num_heads):
             heads = "num_heads" if num_heads is None else str(num_heads)
-            raise _checks.value_error(
+            raise checks.value_error(
                 call, name, value, f"{name} must have shape [{heads}] (one value per head)"
             )
         num_heads = shape[0]
@@ -87,7 +87,7 @@ def kerple_bias(
     Array([[-3., -2., -1.]], dtype=float32)
     """
     call = "kerple_bias"
-    _checks.one_of(call, "kernel", kernel, KERNELS)
+    checks.one_of(call, "kernel", kernel, KERNELS)
     check_head_parameters(call, None, r1=r1, r2=r2)
     q2, k2 = pair_positions(call, q_positions, k_positions)
     return _kerple(q2, k2, jnp.asarray(r1), jnp.asarray(r2), kernel=kernel)
@@ -97,7 +97,7 @@ def kerple_bias(
 def _kerple(q2, k2, r1, r2, *, kernel: str) -> jax.Array:
     # Computed once at [batch, q_len, k_len], not once per head inside the consumer's fusion.
     distance = absolute_distances(q2, k2, "kerple_bias")[:, None]  # [batch, 1, q_len, k_len]
-    (distance,) = _computed_once(distance)
+    (distance,) = computed_once(distance)
     negative_r1 = -r1.astype(jnp.float32)[None, :, None, None]  # negated per head, not per element
     r2 = r2.astype(jnp.float32)[None, :, None, None]
     if kernel == "log":
@@ -113,7 +113,7 @@ def _check_positive(call: str, name: str, value: Any, upper: float | None = None
         host = np.asarray(value, np.float64)
         if not np.all(host > 0) or (upper is not None and not np.all(host <= upper)):
             allowed = f"{name} must be positive" + ("" if upper is None else f" and <= {upper:g}")
-            raise _checks.value_error(call, name, value, allowed, "the modules keep it so by construction")
+            raise checks.value_error(call, name, value, allowed, "the modules keep it so by construction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +145,7 @@ class Kerple(SchemeDefaults):
 
     def __post_init__(self):
         caller = "Kerple"
-        _checks.one_of(caller, "kernel", self.kernel, KERNELS)
+        checks.one_of(caller, "kernel", self.kernel, KERNELS)
         if is_array(self.r1) and is_array(self.r2):
             check_head_parameters(caller, None, r1=self.r1, r2=self.r2)
             _check_positive(caller, "r1", self.r1)
@@ -193,9 +193,9 @@ class KerpleParameters:
 
     def __post_init__(self):
         caller = "Kerple"
-        object.__setattr__(self, "num_heads", _checks.integer(caller, "num_heads", self.num_heads))
-        _checks.one_of(caller, "kernel", self.kernel, KERNELS)
-        _checks.floating_dtype(caller, self.param_dtype, "param_dtype")
+        object.__setattr__(self, "num_heads", checks.integer(caller, "num_heads", self.num_heads))
+        checks.one_of(caller, "kernel", self.kernel, KERNELS)
+        checks.floating_dtype(caller, self.param_dtype, "param_dtype")
 
     def _raw(self, key: jax.Array, bounds: tuple[float, float], kind: str) -> jax.Array:
         value = jax.random.uniform(key, (self.num_heads,), jnp.float32, *bounds)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax._src import checks as _checks
+from posenc_jax._src import checks
 
 __all__ = ["Layout", "interleaved_to_split", "split_to_interleaved"]
 
@@ -28,41 +28,61 @@ Layout = Literal["interleaved", "split"]
 _LAYOUTS: tuple[str, ...] = ("interleaved", "split")
 
 
-def _check_layout(call: str, layout: object) -> Layout:
+def check_layout(call: str, layout: object) -> Layout:
     """``layout`` if it is one of the layouts' names, else ``ValueError`` naming ``call``."""
-    return _checks.one_of(call, "layout", layout, _LAYOUTS)  # type: ignore[return-value]
+    return checks.one_of(call, "layout", layout, _LAYOUTS)  # type: ignore[return-value]
+
+
+#: Which checkpoints pair their rotary features which way; every rotary call and value must say (no default).
+ROTARY_LAYOUTS_BY_CHECKPOINT = (
+    '"split" for Llama / Hugging Face / Gemma / GPT-NeoX / MaxText checkpoints, "interleaved" for GPT-J / '
+    "RoFormer / the paper's pairing"
+)
+
+
+def check_rotary_layout(call: str, layout: object) -> Layout:
+    """``layout`` of a rotary call: required (``None``, the missing value, is a ``TypeError``), then checked."""
+    if layout is None:
+        raise checks.type_error(
+            call,
+            "layout",
+            layout,
+            "layout is required for rotary embeddings (it has no default)",
+            f"pass layout={ROTARY_LAYOUTS_BY_CHECKPOINT}",
+        )
+    return check_layout(call, layout)
 
 
 def _feature_axis(call: str, x: jax.Array, axis: object) -> tuple[int, int]:
     """The checked feature axis of ``x`` (an int of its rank) and its size, which must be even."""
-    index = _checks.axis(call, axis, x.ndim)
+    index = checks.axis(call, axis, x.ndim)
     size = x.shape[index]
     if size % 2:
-        raise _checks.value_error(
+        raise checks.value_error(
             call, "x", x, f"the size of axis {axis} of x must be even (pairs of features), got {size}"
         )
     return index, size
 
 
-def _split_permutation(dim: int) -> np.ndarray:
+def split_permutation(dim: int) -> np.ndarray:
     """Indices ``perm`` with ``split = interleaved[..., perm]`` for a feature axis of size ``dim``.
 
-    >>> _split_permutation(6)
+    >>> split_permutation(6)
     array([0, 2, 4, 1, 3, 5])
     """
     return np.concatenate([np.arange(0, dim, 2), np.arange(1, dim, 2)])
 
 
-def _interleaved_permutation(dim: int) -> np.ndarray:
-    """Indices ``perm`` with ``interleaved = split[..., perm]``; the inverse of :func:`_split_permutation`.
+def interleaved_permutation(dim: int) -> np.ndarray:
+    """Indices ``perm`` with ``interleaved = split[..., perm]``; the inverse of :func:`split_permutation`.
 
-    >>> _interleaved_permutation(6)
+    >>> interleaved_permutation(6)
     array([0, 3, 1, 4, 2, 5])
     """
-    return np.argsort(_split_permutation(dim))
+    return np.argsort(split_permutation(dim))
 
 
-def interleaved_to_split(x: jax.Array, axis: int = -1) -> jax.Array:
+def interleaved_to_split(x: jax.Array, *, axis: int = -1) -> jax.Array:
     """Reorders ``axis`` from ``[s0, c0, s1, c1, ...]`` to ``[s0, s1, ..., c0, c1, ...]``.
 
     Args:
@@ -81,10 +101,10 @@ def interleaved_to_split(x: jax.Array, axis: int = -1) -> jax.Array:
     """
     x = jnp.asarray(x)
     index, dim = _feature_axis("interleaved_to_split", x, axis)
-    return jnp.take(x, _split_permutation(dim), axis=index)
+    return jnp.take(x, split_permutation(dim), axis=index)
 
 
-def split_to_interleaved(x: jax.Array, axis: int = -1) -> jax.Array:
+def split_to_interleaved(x: jax.Array, *, axis: int = -1) -> jax.Array:
     """Reorders ``axis`` from ``[s0, s1, ..., c0, c1, ...]`` to ``[s0, c0, s1, c1, ...]``.
 
     Args:
@@ -103,10 +123,10 @@ def split_to_interleaved(x: jax.Array, axis: int = -1) -> jax.Array:
     """
     x = jnp.asarray(x)
     index, dim = _feature_axis("split_to_interleaved", x, axis)
-    return jnp.take(x, _interleaved_permutation(dim), axis=index)
+    return jnp.take(x, interleaved_permutation(dim), axis=index)
 
 
-def _merge_pairs(first: jax.Array, second: jax.Array, layout: Layout) -> jax.Array:
+def merge_pairs(first: jax.Array, second: jax.Array, layout: Layout) -> jax.Array:
     """Places two ``[..., n]`` arrays as the members of ``n`` pairs of a ``[..., 2n]`` array.
 
     ``first`` goes to the even dimensions (interleaved) or the first half (split).
@@ -117,8 +137,8 @@ def _merge_pairs(first: jax.Array, second: jax.Array, layout: Layout) -> jax.Arr
     return jnp.concatenate([first, second], axis=-1)
 
 
-def _unmerge_pairs(x: jax.Array, layout: Layout) -> tuple[jax.Array, jax.Array]:
-    """The inverse of :func:`_merge_pairs`: ``[..., 2n]`` -> two ``[..., n]`` arrays."""
+def unmerge_pairs(x: jax.Array, layout: Layout) -> tuple[jax.Array, jax.Array]:
+    """The inverse of :func:`merge_pairs`: ``[..., 2n]`` -> two ``[..., n]`` arrays."""
     if layout == "interleaved":
         pairs = x.reshape(*x.shape[:-1], x.shape[-1] // 2, 2)
         return pairs[..., 0], pairs[..., 1]

@@ -2,7 +2,7 @@
 
 A plain JAX gather never fails: ``table[i]`` clamps an out-of-range ``i`` to the last row, negative indices
 wrap around. For position tables each of these hides a bug (a sequence longer than the table silently reuses
-the last position). :func:`lookup` never maps a bad position to a valid row unless asked to:
+the last position). :func:`learned_lookup` never maps a bad position to a valid row unless asked to:
 
 * Concrete positions (host arrays, or jax arrays that are not traced) are checked on the host in their own
   precision under every policy but ``"clip"`` / ``"wrap"``, and raise ``ValueError`` at once.
@@ -30,20 +30,20 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-from posenc_jax._src import checks as _checks
+from posenc_jax._src import checks
 
-__all__ = ["OUT_OF_RANGE_POLICIES", "lookup"]
+__all__ = ["OUT_OF_RANGE_POLICIES", "learned_lookup", "lookup"]
 
-#: The out-of-range policies of :func:`lookup`, the default first.
+#: The out-of-range policies of :func:`learned_lookup`, the default first.
 OUT_OF_RANGE_POLICIES: tuple[str, ...] = ("nan", "error", "clip", "wrap")
 
 
 def _out_of_range_message(caller: str, max_length: int, low: int, high: int) -> str:
     return str(
-        _checks.value_error(
+        checks.value_error(
             caller,
             "positions",
-            _checks.Shown(f"<values from {low} to {high}>"),
+            checks.Shown(f"<values from {low} to {high}>"),
             f"positions must lie in [0, {max_length}) for max_length={max_length}",
             "use a larger max_length, or out_of_range='clip' / 'wrap' to map them into the table on purpose",
         )
@@ -57,23 +57,21 @@ def _check_at_run_time(positions: jax.Array, max_length: int, caller: str) -> No
     low = jnp.min(positions)  # in the positions' own dtype: an int64 2**32 + 3 is reported as such
     high = jnp.max(positions)
     message = functools.partial(_out_of_range_message, caller, max_length)
-    _checks.error_if(bad, lambda low, high: message(int(low), int(high)), low, high)
+    checks.error_if(bad, lambda low, high: message(int(low), int(high)), low, high)
 
 
-def lookup(
-    table: jax.Array,
-    positions: jax.Array,
-    *,
-    out_of_range: str = "nan",
-    caller: str = "lookup",
-) -> jax.Array:
+def learned_lookup(positions: jax.Array, *, table: jax.Array, out_of_range: str = "nan") -> jax.Array:
     """Gathers ``table[positions]`` with an explicit policy for positions outside ``[0, max_length)``.
 
+    A plain gather clamps or wraps a bad index silently; here concrete bad positions raise at once, and
+    traced ones follow ``out_of_range``: ``"nan"`` (default) gives NaN rows, ``"error"`` raises at run time
+    (a host callback: not cacheable, not exportable), ``"clip"`` and ``"wrap"`` map them into the table on
+    purpose.
+
     Args:
-      table: ``[max_length, dim]`` array.
       positions: integer array of any shape.
-      out_of_range: ``"nan"`` (default), ``"error"``, ``"clip"`` or ``"wrap"`` (see the module docstring).
-      caller: name used in error messages.
+      table: the learned table ``[max_length, dim]``.
+      out_of_range: ``"nan"`` (default), ``"error"``, ``"clip"`` or ``"wrap"``.
 
     Returns:
       ``positions.shape + (dim,)`` array of ``table``'s dtype.
@@ -84,19 +82,46 @@ def lookup(
         int32 range, or (policies ``"nan"`` and ``"error"``) concrete positions out of range. Traced
         out-of-range positions give NaN rows (``"nan"``) or raise at run time (``"error"``).
 
-    >>> lookup(jnp.eye(3), jnp.array([2, 0]))
+    >>> learned_lookup(jnp.array([2, 0]), table=jnp.eye(3))
     Array([[0., 0., 1.],
            [1., 0., 0.]], dtype=float32)
     """
-    out_of_range = _checks.one_of(caller, "out_of_range", out_of_range, OUT_OF_RANGE_POLICIES)
+    return lookup(table, positions, out_of_range=out_of_range, caller="learned_lookup")
+
+
+def lookup(
+    table: jax.Array,
+    positions: jax.Array,
+    *,
+    out_of_range: str,
+    caller: str,
+) -> jax.Array:
+    """:func:`learned_lookup` with errors naming the public call ``caller`` (a module's method).
+
+    Args:
+      table: ``[max_length, dim]`` array.
+      positions: integer array of any shape.
+      out_of_range: ``"nan"``, ``"error"``, ``"clip"`` or ``"wrap"`` (see the module docstring).
+      caller: name used in error messages.
+
+    Returns:
+      ``positions.shape + (dim,)`` array of ``table``'s dtype.
+
+    Raises:
+      TypeError: non-integer positions.
+      ValueError: an unknown policy, a table that is not 2-D or empty, host integer positions outside the
+        int32 range, or (policies ``"nan"`` and ``"error"``) concrete positions out of range. Traced
+        out-of-range positions give NaN rows (``"nan"``) or raise at run time (``"error"``).
+    """
+    out_of_range = checks.one_of(caller, "out_of_range", out_of_range, OUT_OF_RANGE_POLICIES)
     table_shape = tuple(getattr(table, "shape", np.shape(table)))
     if len(table_shape) != 2 or table_shape[0] == 0:
-        raise _checks.value_error(
+        raise checks.value_error(
             caller, "table", table, "table must have shape [max_length, dim], max_length > 0"
         )
     max_length = table_shape[0]
     # Host values are checked in their own precision (an int64 2**32 + 3 is an error, not row 3).
-    positions = cast(jax.Array, _checks.positions(caller, positions, integer_only=True))  # never split
+    positions = cast(jax.Array, checks.positions(caller, positions, integer_only=True))  # never split
     table = jnp.asarray(table)
     out_sharding = _gather_sharding(table, positions)
     sharding: dict[str, Any] = {} if out_sharding is None else {"out_sharding": out_sharding}

@@ -18,7 +18,6 @@ construction) and delegates to it. Use them as submodules of a Linen model, or d
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -27,9 +26,10 @@ import jax.numpy as jnp
 
 from posenc_jax._src import schemes, xpos
 from posenc_jax._src.cope import CoPEParameters
+from posenc_jax._src.delegation import Delegating, ParameterDelegating, ValueDelegating
 from posenc_jax._src.fire import FIRE_PARAMETERS, FIREParameters
+from posenc_jax._src.frequencies import Frequencies
 from posenc_jax._src.kerple import KerpleParameters
-from posenc_jax._src.value_delegation import ValueDelegating
 
 __all__ = [
     "ALiBi",
@@ -46,13 +46,13 @@ __all__ = [
 ]
 
 
-class _Scheme(schemes._Delegating, nn.Module):
+class _Scheme(Delegating, nn.Module):
     """A Linen module whose fields build a scheme value (class attribute ``scheme_type``) at construction."""
 
     scheme_type: ClassVar[type[Any]] = schemes.NoPosition
 
     def __post_init__(self):
-        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self.scheme_type)}
+        fields = {name: getattr(self, name) for name in schemes.configuration_fields(self.scheme_type)}
         object.__setattr__(self, "scheme", self.scheme_type(**fields))  # Linen modules are frozen
         super().__post_init__()
 
@@ -84,11 +84,11 @@ class Sinusoidal(_Scheme):
     dim: int
     base: float = 10_000.0
     layout: str = "interleaved"
-    frequencies: Any = None
+    frequencies: Frequencies | None = None
     dtype: Any = None
 
 
-class Learned(schemes._LearnedDelegating, _Scheme):
+class Learned(ParameterDelegating, _Scheme):
     """A trainable table of ``max_length`` position vectors, added to the token embeddings.
 
     The table is the parameter ``embedding`` ``[max_length, dim]`` of ``param_dtype`` (the field names of
@@ -106,7 +106,7 @@ class Learned(schemes._LearnedDelegating, _Scheme):
     (8, 4)
     """
 
-    scheme_type = schemes.LearnedLookup
+    scheme_type = schemes.Learned
     max_length: int
     dim: int
     embedding_init: Any = nn.initializers.normal(stddev=0.02)
@@ -119,8 +119,8 @@ class Learned(schemes._LearnedDelegating, _Scheme):
             "embedding", self.embedding_init, (self.scheme.max_length, self.scheme.dim), self.param_dtype
         )
 
-    def _table(self) -> jax.Array:
-        return jnp.asarray(self.embedding)
+    def _parameters(self) -> dict[str, jax.Array]:
+        return {"table": jnp.asarray(self.embedding)}
 
 
 class Rotary(_Scheme):
@@ -131,18 +131,20 @@ class Rotary(_Scheme):
     Attributes:
       the fields of :class:`posenc_jax.schemes.Rotary`: same names, same defaults, same checks.
 
+    ``layout`` is required, as for :class:`posenc_jax.nnx.Rotary`: ``"split"`` for Llama / Hugging Face /
+    Gemma / GPT-NeoX / MaxText checkpoints, ``"interleaved"`` for GPT-J / RoFormer / the paper's pairing.
+
     >>> q = k = jnp.ones((1, 3, 2, 8))
-    >>> [a.shape for a in Rotary(8).apply({}, q, k, method="rotate")]
+    >>> [a.shape for a in Rotary(8, layout="split").apply({}, q, k)]
     [(1, 3, 2, 8), (1, 3, 2, 8)]
     """
 
     scheme_type = schemes.Rotary
     head_dim: int
+    layout: str | None = None
     base: float = 10_000.0
-    layout: str = "interleaved"
-    scale: float = 1.0
     rotary_dim: int | None = None
-    frequencies: Any = None
+    frequencies: Frequencies | None = None
     scaling: Any = None
     proportion: float = 1.0
 
@@ -151,7 +153,7 @@ class ALiBi(_Scheme):
     """ALiBi: a per-head linear distance penalty on attention logits (:func:`alibi_bias`).
 
     No parameters. Fields as :class:`posenc_jax.nnx.ALiBi`; :class:`posenc_jax.schemes.ALiBi` explains the
-    default ``causal=False``.
+    default ``is_causal=False``.
 
     Attributes:
       the fields of :class:`posenc_jax.schemes.ALiBi`: same names, same defaults, same checks.
@@ -162,29 +164,29 @@ class ALiBi(_Scheme):
 
     scheme_type = schemes.ALiBi
     num_heads: int
-    causal: bool = False
+    is_causal: bool = False
 
 
-class T5Bias(schemes._T5Delegating, _Scheme):
+class T5Bias(ParameterDelegating, _Scheme):
     """T5's relative attention bias: a learned scalar per head and bucket of ``k_pos - q_pos``.
 
     The table is the parameter ``embedding`` ``[num_buckets, num_heads]``. Fields as
-    :class:`posenc_jax.nnx.T5Bias` (see :class:`posenc_jax.schemes.T5BucketBias`).
+    :class:`posenc_jax.nnx.T5Bias` (see :class:`posenc_jax.schemes.T5Bias`).
 
     Attributes:
-      the arguments of :class:`posenc_jax.nnx.T5Bias` but ``rngs``: ``num_heads``, ``bidirectional`` (no
+      the arguments of :class:`posenc_jax.nnx.T5Bias` but ``rngs``: ``num_heads``, ``is_causal`` (no
       default), ``num_buckets``, ``max_distance``, ``embedding_init``, ``dtype``, ``param_dtype``; same
       defaults.
 
-    >>> module = T5Bias(4, bidirectional=False)
+    >>> module = T5Bias(4, is_causal=True)
     >>> variables = module.init(jax.random.key(0), jnp.arange(3), jnp.arange(3))
     >>> module.apply(variables, jnp.arange(3), jnp.arange(3)).shape
     (1, 4, 3, 3)
     """
 
-    scheme_type = schemes.T5BucketBias
+    scheme_type = schemes.T5Bias
     num_heads: int
-    bidirectional: bool
+    is_causal: bool
     num_buckets: int = 32
     max_distance: int = 128
     embedding_init: Any = schemes.T5_EMBEDDING_INIT
@@ -194,15 +196,15 @@ class T5Bias(schemes._T5Delegating, _Scheme):
     def setup(self):
         self.embedding = self.param("embedding", self.embedding_init, self.scheme.table_shape, self.param_dtype)
 
-    def _table(self) -> jax.Array:
-        return jnp.asarray(self.embedding)
+    def _parameters(self) -> dict[str, jax.Array]:
+        return {"table": jnp.asarray(self.embedding)}
 
 
-class TransformerXLRelative(schemes._TransformerXLDelegating, _Scheme):
+class TransformerXLRelative(ParameterDelegating, _Scheme):
     """Transformer-XL's relative attention (Dai et al. 2019): a content-dependent term of the logits.
 
     Parameters ``kernel`` (``W_R``), ``content_bias`` (``u``) and ``position_bias`` (``v``); fields as
-    :class:`posenc_jax.nnx.TransformerXLRelative` (see :class:`posenc_jax.schemes.TransformerXLLogits`).
+    :class:`posenc_jax.nnx.TransformerXLRelative` (see :class:`posenc_jax.schemes.TransformerXLRelative`).
 
     Attributes:
       the arguments of :class:`posenc_jax.nnx.TransformerXLRelative` but ``rngs``: ``num_heads``,
@@ -216,7 +218,7 @@ class TransformerXLRelative(schemes._TransformerXLDelegating, _Scheme):
     (1, 2, 3, 3)
     """
 
-    scheme_type = schemes.TransformerXLLogits
+    scheme_type = schemes.TransformerXLRelative
     num_heads: int
     head_dim: int
     rel_dim: int | None = None
@@ -233,8 +235,12 @@ class TransformerXLRelative(schemes._TransformerXLDelegating, _Scheme):
         self.content_bias = self.param("content_bias", self.bias_init, shape, self.param_dtype)
         self.position_bias = self.param("position_bias", self.bias_init, shape, self.param_dtype)
 
-    def _params(self) -> tuple[jax.Array, jax.Array, jax.Array]:
-        return jnp.asarray(self.kernel), jnp.asarray(self.content_bias), jnp.asarray(self.position_bias)
+    def _parameters(self) -> dict[str, jax.Array]:
+        return {
+            "kernel": jnp.asarray(self.kernel),
+            "content_bias": jnp.asarray(self.content_bias),
+            "position_bias": jnp.asarray(self.position_bias),
+        }
 
 
 # ------------------------------------------------------------- the length-generalization literature
@@ -344,7 +350,7 @@ class XPos(_Scheme):
 
     scheme_type = xpos.XPos
     head_dim: int
-    layout: str
+    layout: str | None = None
     base: float = 10_000.0
     scale_base: float = 512.0
     gamma: float = 0.4

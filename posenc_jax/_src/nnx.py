@@ -17,7 +17,6 @@ classes for Linen, producing the same numbers. The scheme's fields read as attri
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
@@ -26,11 +25,12 @@ from flax import nnx
 
 from posenc_jax._src import schemes, xpos
 from posenc_jax._src.cope import CoPEParameters
+from posenc_jax._src.delegation import Delegating, ParameterDelegating, ValueDelegating
 from posenc_jax._src.fire import FIRE_PARAMETERS, FIREParameters
+from posenc_jax._src.frequencies import Frequencies
 from posenc_jax._src.kerple import KerpleParameters
 from posenc_jax._src.layouts import Layout
 from posenc_jax._src.scaling import Scaling
-from posenc_jax._src.value_delegation import ValueDelegating
 
 __all__ = [
     "ALiBi",
@@ -50,13 +50,13 @@ __all__ = [
 DEFAULT_EMBEDDING_INIT = nnx.initializers.normal(stddev=0.02)
 
 
-class _Scheme(schemes._Delegating, nnx.Module):
+class _Scheme(Delegating, nnx.Module):
     """An NNX module holding a scheme value (a static attribute: it is part of the graph definition)."""
 
     def __getattr__(self, name: str) -> Any:
-        # Only called for attributes the module lacks: the scheme's fields read as the module's own.
+        # Only called for attributes the module lacks: the scheme's configuration reads as the module's own.
         scheme = self.__dict__.get("scheme")
-        if scheme is not None and name in {field.name for field in dataclasses.fields(scheme)}:
+        if scheme is not None and name in schemes.configuration_fields(type(scheme)):
             return getattr(scheme, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
@@ -99,19 +99,19 @@ class Sinusoidal(_Scheme):
         *,
         base: float = 10_000.0,
         layout: Layout = "interleaved",
-        frequencies: Any = None,
+        frequencies: Frequencies | None = None,
         dtype: Any = None,
     ):
         self.scheme = schemes.Sinusoidal(dim, base=base, layout=layout, frequencies=frequencies, dtype=dtype)
 
 
-class Learned(schemes._LearnedDelegating, _Scheme):
+class Learned(ParameterDelegating, _Scheme):
     """A trainable table of ``max_length`` position vectors, added to the token embeddings.
 
     The table is ``nnx.Param`` ``embedding`` ``[max_length, dim]`` of ``param_dtype`` (the argument names of
     ``nnx.Embed``). Positions outside ``[0, max_length)`` never silently reuse a row: a static length above
     ``max_length`` raises ``ValueError`` at trace time, concrete positions raise at once, and traced ones
-    follow ``out_of_range`` (see :mod:`posenc_jax.learned`).
+    follow ``out_of_range`` (see :func:`posenc_jax.learned_lookup`).
 
     The default ``out_of_range="nan"`` gives NaN rows for bad traced positions: never silent (the loss turns
     NaN), and free: the program stays a plain gather that the persistent compilation cache and
@@ -146,14 +146,14 @@ class Learned(schemes._LearnedDelegating, _Scheme):
         out_of_range: str = "nan",
         rngs: nnx.Rngs,
     ):
-        self.scheme = schemes.LearnedLookup(
+        self.scheme = schemes.Learned(
             max_length, dim, dtype=dtype, param_dtype=param_dtype, out_of_range=out_of_range
         )
         shape = (self.scheme.max_length, self.scheme.dim)
         self.embedding = nnx.Param(embedding_init(rngs.params(), shape, param_dtype))
 
-    def _table(self) -> jax.Array:
-        return self.embedding[...]
+    def _parameters(self) -> dict[str, jax.Array]:
+        return {"table": self.embedding[...]}
 
 
 class Rotary(_Scheme):
@@ -165,11 +165,13 @@ class Rotary(_Scheme):
       the fields of :class:`posenc_jax.schemes.Rotary`: same names, same defaults, same checks.
 
     Raises:
-      ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``scale``,
-        ``frequencies`` or ``scaling``.
+      TypeError: a missing ``layout`` (``"split"`` for Llama / Hugging Face / Gemma / GPT-NeoX / MaxText
+        checkpoints, ``"interleaved"`` for GPT-J / RoFormer / the paper's pairing).
+      ValueError, TypeError: bad ``head_dim``, ``rotary_dim``, ``layout``, ``base``, ``frequencies`` or
+        ``scaling``.
 
     >>> q = k = jnp.ones((1, 3, 2, 8))
-    >>> [a.shape for a in Rotary(8).rotate(q, k)]
+    >>> [a.shape for a in Rotary(8, layout="split").rotate(q, k)]
     [(1, 3, 2, 8), (1, 3, 2, 8)]
     """
 
@@ -177,19 +179,17 @@ class Rotary(_Scheme):
         self,
         head_dim: int,
         *,
+        layout: Layout | None = None,
         base: float = 10_000.0,
-        layout: Layout = "interleaved",
-        scale: float = 1.0,
         rotary_dim: int | None = None,
-        frequencies: Any = None,
+        frequencies: Frequencies | None = None,
         scaling: Scaling | None = None,
         proportion: float = 1.0,
     ):
         self.scheme = schemes.Rotary(
             head_dim,
-            base=base,
             layout=layout,
-            scale=scale,
+            base=base,
             rotary_dim=rotary_dim,
             frequencies=frequencies,
             scaling=scaling,
@@ -200,33 +200,33 @@ class Rotary(_Scheme):
 class ALiBi(_Scheme):
     """ALiBi: a per-head linear distance penalty on attention logits (:func:`alibi_bias`).
 
-    No parameters; see :class:`posenc_jax.schemes.ALiBi`, which explains the default ``causal=False``: right
+    No parameters; see :class:`posenc_jax.schemes.ALiBi`, which explains the default ``is_causal=False``: right
     in encoders, and equal to the causal bias on every key a decoder's causal mask lets through.
 
     Args:
       the fields of :class:`posenc_jax.schemes.ALiBi`: same names, same defaults, same checks.
 
     Raises:
-      ValueError, TypeError: ``num_heads <= 0`` or not an int, non-bool ``causal``.
+      ValueError, TypeError: ``num_heads <= 0`` or not an int, non-bool ``is_causal``.
 
     >>> ALiBi(4).attention_bias(jnp.arange(3), jnp.arange(3)).shape
     (1, 4, 3, 3)
     """
 
-    def __init__(self, num_heads: int, *, causal: bool = False):
-        self.scheme = schemes.ALiBi(num_heads, causal=causal)
+    def __init__(self, num_heads: int, *, is_causal: bool = False):
+        self.scheme = schemes.ALiBi(num_heads, is_causal=is_causal)
 
 
-class T5Bias(schemes._T5Delegating, _Scheme):
+class T5Bias(ParameterDelegating, _Scheme):
     """T5's relative attention bias: a learned scalar per head and bucket of ``k_pos - q_pos``.
 
     The table is ``nnx.Param`` ``embedding`` ``[num_buckets, num_heads]``; :meth:`attention_bias` gathers it
     by :func:`posenc_jax.t5_buckets` (Raffel et al. 2020). T5 shares one table across its layers and adds
-    the bias to unscaled logits; a model decides both. See :class:`posenc_jax.schemes.T5BucketBias`.
+    the bias to unscaled logits; a model decides both. See :class:`posenc_jax.schemes.T5Bias`.
 
     Args:
       num_heads: attention heads (positive).
-      bidirectional: ``True`` for an encoder, ``False`` for a decoder (keyword, no default).
+      is_causal: ``False`` for an encoder, ``True`` for a decoder (keyword, no default).
       num_buckets: buckets per head (32 in T5).
       max_distance: distances from here on share the last bucket (128 in T5).
       embedding_init: initializer of the table (default: T5X's, uniform of variance 1 / fan_avg).
@@ -235,10 +235,10 @@ class T5Bias(schemes._T5Delegating, _Scheme):
       rngs: random streams (keyword-only); the table is drawn from ``rngs.params()``.
 
     Raises:
-      ValueError, TypeError: as :class:`posenc_jax.schemes.T5BucketBias`.
+      ValueError, TypeError: as :class:`posenc_jax.schemes.T5Bias`.
 
     >>> from flax import nnx
-    >>> T5Bias(4, bidirectional=True, rngs=nnx.Rngs(0)).attention_bias(jnp.arange(3), jnp.arange(3)).shape
+    >>> T5Bias(4, is_causal=False, rngs=nnx.Rngs(0)).attention_bias(jnp.arange(3), jnp.arange(3)).shape
     (1, 4, 3, 3)
     """
 
@@ -246,7 +246,7 @@ class T5Bias(schemes._T5Delegating, _Scheme):
         self,
         num_heads: int,
         *,
-        bidirectional: bool,
+        is_causal: bool,
         num_buckets: int = 32,
         max_distance: int = 128,
         embedding_init: nnx.Initializer = schemes.T5_EMBEDDING_INIT,
@@ -254,9 +254,9 @@ class T5Bias(schemes._T5Delegating, _Scheme):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.scheme = schemes.T5BucketBias(
+        self.scheme = schemes.T5Bias(
             num_heads,
-            bidirectional=bidirectional,
+            is_causal=is_causal,
             num_buckets=num_buckets,
             max_distance=max_distance,
             dtype=dtype,
@@ -264,11 +264,11 @@ class T5Bias(schemes._T5Delegating, _Scheme):
         )
         self.embedding = nnx.Param(embedding_init(rngs.params(), self.scheme.table_shape, param_dtype))
 
-    def _table(self) -> jax.Array:
-        return self.embedding[...]
+    def _parameters(self) -> dict[str, jax.Array]:
+        return {"table": self.embedding[...]}
 
 
-class TransformerXLRelative(schemes._TransformerXLDelegating, _Scheme):
+class TransformerXLRelative(ParameterDelegating, _Scheme):
     """Transformer-XL's relative attention (Dai et al. 2019): a content-dependent term of the logits.
 
     :meth:`attention_logits_bias` returns ``scale * ((q_i + v)·W_R R_{i-j} + u·k_j)``
@@ -276,7 +276,7 @@ class TransformerXLRelative(schemes._TransformerXLDelegating, _Scheme):
     ``kernel`` (``W_R``, ``[rel_dim, num_heads, head_dim]``), ``content_bias`` (``u``) and
     ``position_bias`` (``v``), both ``[num_heads, head_dim]``. Works with any positions (randomized ones
     included); ``None`` for both means ``0 … length-1`` and takes the cheaper relative-shift route. See
-    :class:`posenc_jax.schemes.TransformerXLLogits`.
+    :class:`posenc_jax.schemes.TransformerXLRelative`.
 
     Args:
       num_heads: query heads (positive).
@@ -291,7 +291,7 @@ class TransformerXLRelative(schemes._TransformerXLDelegating, _Scheme):
       rngs: random streams (keyword-only).
 
     Raises:
-      ValueError, TypeError: as :class:`posenc_jax.schemes.TransformerXLLogits`.
+      ValueError, TypeError: as :class:`posenc_jax.schemes.TransformerXLRelative`.
 
     >>> from flax import nnx
     >>> q = k = jnp.ones((1, 3, 2, 4))
@@ -313,15 +313,19 @@ class TransformerXLRelative(schemes._TransformerXLDelegating, _Scheme):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.scheme = schemes.TransformerXLLogits(
+        self.scheme = schemes.TransformerXLRelative(
             num_heads, head_dim, rel_dim=rel_dim, base=base, scale=scale, dtype=dtype, param_dtype=param_dtype
         )
         self.kernel = nnx.Param(kernel_init(rngs.params(), self.scheme.kernel_shape, param_dtype))
         self.content_bias = nnx.Param(bias_init(rngs.params(), self.scheme.bias_shape, param_dtype))
         self.position_bias = nnx.Param(bias_init(rngs.params(), self.scheme.bias_shape, param_dtype))
 
-    def _params(self) -> tuple[jax.Array, jax.Array, jax.Array]:
-        return self.kernel[...], self.content_bias[...], self.position_bias[...]
+    def _parameters(self) -> dict[str, jax.Array]:
+        return {
+            "kernel": self.kernel[...],
+            "content_bias": self.content_bias[...],
+            "position_bias": self.position_bias[...],
+        }
 
 
 # ------------------------------------------------------------- the length-generalization literature
@@ -461,7 +465,7 @@ class XPos(_Scheme):
         self,
         head_dim: int,
         *,
-        layout: Layout,
+        layout: Layout | None = None,
         base: float = 10_000.0,
         scale_base: float = 512.0,
         gamma: float = 0.4,

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax._src import checks as _checks
+from posenc_jax._src import checks
 
 __all__ = ["randomized_positions"]
 
@@ -35,22 +35,22 @@ def _check_key(call: str, key: object) -> jax.Array:
     allowed = "key must be a single PRNG key, from jax.random.key(seed) or jax.random.PRNGKey(seed)"
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
         if shape != ():
-            raise _checks.value_error(call, "key", key, allowed, "use batch_shape for several draws")
+            raise checks.value_error(call, "key", key, allowed, "use batch_shape for several draws")
         return key  # type: ignore[return-value]
     if dtype is not None and dtype == jnp.uint32 and shape == (2,):
         return key  # type: ignore[return-value]
-    raise _checks.type_error(call, "key", key, allowed)
+    raise checks.type_error(call, "key", key, allowed)
 
 
 def _check_batch_shape(call: str, batch_shape: object) -> tuple[int, ...]:
     allowed = "batch_shape must be a tuple of non-negative Python ints"
     if isinstance(batch_shape, str | numbers.Integral) or not isinstance(batch_shape, Sequence):
-        raise _checks.type_error(call, "batch_shape", batch_shape, allowed)
+        raise checks.type_error(call, "batch_shape", batch_shape, allowed)
     for size in batch_shape:
         if isinstance(size, bool | np.bool_) or not isinstance(size, numbers.Integral):
-            raise _checks.type_error(call, "batch_shape", tuple(batch_shape), allowed)
+            raise checks.type_error(call, "batch_shape", tuple(batch_shape), allowed)
         if int(size) < 0:
-            raise _checks.value_error(call, "batch_shape", tuple(batch_shape), allowed)
+            raise checks.value_error(call, "batch_shape", tuple(batch_shape), allowed)
     return tuple(int(size) for size in batch_shape)
 
 
@@ -86,10 +86,10 @@ def randomized_positions(
     (2, 4)
     """
     call = "randomized_positions"
-    length = _checks.integer(call, "length", length)
-    max_length = _checks.integer(call, "max_length", max_length)
+    length = checks.integer(call, "length", length)
+    max_length = checks.integer(call, "max_length", max_length)
     if max_length < length:
-        raise _checks.value_error(
+        raise checks.value_error(
             call,
             "max_length",
             max_length,
@@ -97,7 +97,7 @@ def randomized_positions(
             "[0, max_length)",
         )
     if max_length > _MAX_LENGTH:
-        raise _checks.value_error(
+        raise checks.value_error(
             call, "max_length", max_length, "max_length must be <= 2**31 - 1: positions are int32"
         )
     batch_shape = _check_batch_shape(call, batch_shape)

@@ -9,7 +9,8 @@ Both depend only on where a key sits relative to a query, and both take explicit
   :func:`t5_buckets` gives the bucket indices, :func:`t5_bias` the bias.
 * **Transformer-XL** (Dai et al. 2019): a *content-dependent* term. With ``R_{i-j}`` the sinusoidal
   encoding of the distance between query position ``i`` and key position ``j``, ``W_R`` a learned projection
-  and ``u``, ``v`` two learned per-head vectors, the paper's score is ``q·k + q·W_R R + u·k + v·W_R R``
+  and ``u``, ``v`` two learned per-head vectors (``content_bias``, ``position_bias``), the paper's score is
+  ``q·k + q·W_R R + u·k + v·W_R R``
   (its terms (a)–(d)). :func:`transformer_xl_logits` returns everything but ``q·k``, i.e. what a scheme adds
   to the logits of ordinary attention.
 """
@@ -25,16 +26,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax._src import checks as _checks
+from posenc_jax._src import checks
 from posenc_jax._src.alibi import (
-    _batched,
-    _check_alibi_positions,
-    _check_signedness,
-    _common_integer_dtype,
-    _exact_difference,
+    batched,
+    check_positions_1d_or_2d,
+    check_signedness,
+    common_integer_dtype,
+    exact_difference,
 )
-from posenc_jax._src.angles import _sincos, _SplitPositions
-from posenc_jax._src.frequencies import _resolve_frequencies
+from posenc_jax._src.angles import SplitPositions, sincos
+from posenc_jax._src.frequencies import resolve_frequencies
 
 __all__ = ["t5_buckets", "t5_bias", "transformer_xl_logits"]
 
@@ -44,25 +45,26 @@ _INT32_MAX = 2**31 - 1
 # ------------------------------------------------------------------------------------------------- T5
 
 
-def _check_t5_config(num_buckets: object, max_distance: object, bidirectional: object, call: str) -> None:
+def check_t5_config(num_buckets: object, max_distance: object, is_causal: object, call: str) -> None:
     """Validates the T5 bucket parameters (raising ``TypeError`` / ``ValueError`` naming ``call``)."""
-    if not isinstance(bidirectional, bool | np.bool_):
-        raise _checks.type_error(
+    if not isinstance(is_causal, bool | np.bool_):
+        raise checks.type_error(
             call,
-            "bidirectional",
-            bidirectional,
-            "bidirectional must be a Python bool",
-            "True for an encoder (keys on both sides get their own buckets), False for a decoder",
+            "is_causal",
+            is_causal,
+            "is_causal must be a Python bool",
+            "False for an encoder (keys on both sides get their own buckets), True for a decoder",
         )
-    num_buckets = _checks.integer(call, "num_buckets", num_buckets, 4 if bidirectional else 2)
+    bidirectional = not is_causal
+    num_buckets = checks.integer(call, "num_buckets", num_buckets, 4 if bidirectional else 2)
     if bidirectional and num_buckets % 2:
-        raise _checks.value_error(
-            call, "num_buckets", num_buckets, "num_buckets must be even when bidirectional (half per direction)"
+        raise checks.value_error(
+            call, "num_buckets", num_buckets, "num_buckets must be even when not is_causal (half per direction)"
         )
     max_exact = num_buckets // (4 if bidirectional else 2)
-    max_distance = _checks.integer(call, "max_distance", max_distance)
+    max_distance = checks.integer(call, "max_distance", max_distance)
     if max_distance <= max_exact:
-        raise _checks.value_error(
+        raise checks.value_error(
             call,
             "max_distance",
             max_distance,
@@ -106,8 +108,8 @@ def _magnitude_buckets(n: jax.Array, buckets: int, max_distance: int) -> jax.Arr
     return jnp.minimum(n, buckets // 2) + above.astype(jnp.int32)
 
 
-def _buckets_of_distances(distance: jax.Array, num_buckets: int, max_distance: int, bidirectional: bool):
-    if bidirectional:
+def _buckets_of_distances(distance: jax.Array, num_buckets: int, max_distance: int, is_causal: bool):
+    if not is_causal:
         half = num_buckets // 2
         direction = jnp.where(distance > 0, half, 0).astype(jnp.int32)
         return direction + _magnitude_buckets(jnp.abs(distance), half, max_distance)
@@ -120,24 +122,24 @@ def _saturating_distance(q: jax.Array, k: jax.Array, call: str) -> jax.Array:
     The difference is formed exactly in the positions' own width (int64 under ``jax_enable_x64``) before it
     is narrowed: casting the positions to int32 first would turn ``2**32 + 1`` into a distance of 1.
     """
-    forward, magnitude = _exact_difference(q, k, _common_integer_dtype(call, q, k))
+    forward, magnitude = exact_difference(q, k, common_integer_dtype(call, q, k))
     magnitude = jnp.minimum(magnitude, np.array(_INT32_MAX, magnitude.dtype)).astype(jnp.int32)
     return jnp.where(forward, magnitude, -magnitude)
 
 
-def _pair(
+def batched_pair(
     q_positions: object, k_positions: object, call: str, *, integer_only: bool
-) -> tuple[jax.Array | _SplitPositions, jax.Array | _SplitPositions]:
+) -> tuple[jax.Array | SplitPositions, jax.Array | SplitPositions]:
     """Validated positions as ``[batch or 1, length]`` whose batch sizes broadcast."""
     if integer_only:  # checked on the values given, before any conversion
-        _checks.positions(call, q_positions, "q_positions", integer_only=True)
-        _checks.positions(call, k_positions, "k_positions", integer_only=True)
-    q = _check_alibi_positions(call, q_positions, "q_positions")
-    k = _check_alibi_positions(call, k_positions, "k_positions")
-    _check_signedness(call, q, k)
-    q2, k2 = _batched(q), _batched(k)
+        checks.positions(call, q_positions, "q_positions", integer_only=True)
+        checks.positions(call, k_positions, "k_positions", integer_only=True)
+    q = check_positions_1d_or_2d(call, q_positions, "q_positions")
+    k = check_positions_1d_or_2d(call, k_positions, "k_positions")
+    check_signedness(call, q, k)
+    q2, k2 = batched(q), batched(k)
     if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
-        raise _checks.value_error(
+        raise checks.value_error(
             call,
             "k_positions",
             k_positions,
@@ -151,17 +153,17 @@ def t5_buckets(
     q_positions: jax.Array,
     k_positions: jax.Array,
     *,
+    is_causal: bool,
     num_buckets: int = 32,
     max_distance: int = 128,
-    bidirectional: bool,
 ) -> jax.Array:
     """T5's bucket index of the relative position ``k_pos - q_pos`` for every query and key.
 
     With ``d = k_pos - q_pos`` (positive: the key comes after the query):
 
-    * ``bidirectional=True`` (encoder): keys after the query use buckets ``num_buckets/2 …``, the others
+    * ``is_causal=False`` (encoder): keys after the query use buckets ``num_buckets/2 …``, the others
       ``0 …``; each half buckets ``|d|`` with ``B = num_buckets / 2`` buckets as below.
-    * ``bidirectional=False`` (decoder): ``n = max(-d, 0)`` (keys after the query share bucket 0 with
+    * ``is_causal=True`` (decoder): ``n = max(-d, 0)`` (keys after the query share bucket 0 with
       ``d = 0``; mask them separately) bucketed with ``B = num_buckets`` buckets.
 
     A distance ``n`` gets bucket ``n`` while ``n < B/2``, then
@@ -172,10 +174,10 @@ def t5_buckets(
     Args:
       q_positions: integer positions ``[q_len]`` or ``[batch, q_len]``.
       k_positions: integer positions ``[k_len]`` or ``[batch, k_len]``.
-      num_buckets: number of buckets (``>= 2``; even and ``>= 4`` when bidirectional).
+      is_causal: ``False``: the direction of a key gets its own buckets (encoders); ``True``: keys after the
+        query share bucket 0 (decoders). No default: either is silently wrong in the other setting.
+      num_buckets: number of buckets (``>= 2``; even and ``>= 4`` when not ``is_causal``).
       max_distance: distances from here on share the last bucket (above ``B/2``).
-      bidirectional: whether the direction of a key gets its own buckets (no default: encoders want True,
-        decoders False).
 
     Returns:
       int32 ``[batch or 1, q_len, k_len]`` in ``[0, num_buckets)``. The difference ``k_pos - q_pos`` is
@@ -185,49 +187,49 @@ def t5_buckets(
 
     Raises:
       TypeError: non-integer positions, non-int ``num_buckets`` / ``max_distance``, non-bool
-        ``bidirectional``.
+        ``is_causal``.
       ValueError: too few or an odd number of buckets, ``max_distance`` not above ``B/2``, positions of rank
         other than 1 or 2 or with batch sizes that do not broadcast.
 
-    >>> t5_buckets(jnp.zeros(1, jnp.int32), jnp.arange(-3, 4), num_buckets=8, max_distance=16,
-    ...            bidirectional=True).tolist()
+    >>> t5_buckets(jnp.zeros(1, jnp.int32), jnp.arange(-3, 4), is_causal=False, num_buckets=8,
+    ...            max_distance=16).tolist()
     [[[2, 2, 1, 0, 5, 6, 6]]]
     """
     caller = "t5_buckets"
-    _check_t5_config(num_buckets, max_distance, bidirectional, caller)
-    q2, k2 = _pair(q_positions, k_positions, caller, integer_only=True)
+    check_t5_config(num_buckets, max_distance, is_causal, caller)
+    q2, k2 = batched_pair(q_positions, k_positions, caller, integer_only=True)
     return _t5_buckets(
         q2,
         k2,
         num_buckets=int(num_buckets),
         max_distance=int(max_distance),
-        bidirectional=bool(bidirectional),
+        is_causal=bool(is_causal),
         call=caller,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("num_buckets", "max_distance", "bidirectional", "call"))
-def _t5_buckets(q2, k2, *, num_buckets: int, max_distance: int, bidirectional: bool, call: str) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("num_buckets", "max_distance", "is_causal", "call"))
+def _t5_buckets(q2, k2, *, num_buckets: int, max_distance: int, is_causal: bool, call: str) -> jax.Array:
     distance = _saturating_distance(q2[:, :, None], k2[:, None, :], call)
-    return _buckets_of_distances(distance, num_buckets, max_distance, bidirectional)
+    return _buckets_of_distances(distance, num_buckets, max_distance, is_causal)
 
 
 def t5_bias(
-    table: jax.Array,
     q_positions: jax.Array,
     k_positions: jax.Array,
     *,
+    table: jax.Array,
+    is_causal: bool,
     max_distance: int = 128,
-    bidirectional: bool,
 ) -> jax.Array:
     """The T5 relative attention bias: ``table[bucket(k_pos - q_pos), head]`` for every head, query, key.
 
     Args:
-      table: learned floating biases ``[num_buckets, num_heads]``.
       q_positions: integer positions ``[q_len]`` or ``[batch, q_len]``.
       k_positions: integer positions ``[k_len]`` or ``[batch, k_len]``.
+      table: learned floating biases ``[num_buckets, num_heads]``.
+      is_causal: as in :func:`t5_buckets`.
       max_distance: as in :func:`t5_buckets`.
-      bidirectional: as in :func:`t5_buckets`.
 
     Returns:
       ``[batch or 1, num_heads, q_len, k_len]`` of ``table``'s dtype, to add to the attention logits (T5
@@ -238,26 +240,26 @@ def t5_bias(
       ValueError: a ``table`` not of rank 2, and the errors of :func:`t5_buckets`.
 
     >>> table = jnp.array([[0.0, 1.0], [10.0, 11.0], [20.0, 21.0], [30.0, 31.0]])  # 4 buckets, 2 heads
-    >>> t5_bias(table, jnp.arange(3), jnp.arange(3), max_distance=4, bidirectional=True)[0, 0]
+    >>> t5_bias(jnp.arange(3), jnp.arange(3), table=table, is_causal=False, max_distance=4)[0, 0]
     Array([[ 0., 30., 30.],
            [10.,  0., 30.],
            [10., 10.,  0.]], dtype=float32)
     """
     caller = "t5_bias"
     shape = _check_array(table, "table", 2, "[num_buckets, num_heads]", caller)
-    _check_t5_config(shape[0], max_distance, bidirectional, caller)
-    q2, k2 = _pair(q_positions, k_positions, caller, integer_only=True)
-    return _t5_bias(table, q2, k2, max_distance=int(max_distance), bidirectional=bool(bidirectional))
+    check_t5_config(shape[0], max_distance, is_causal, caller)
+    q2, k2 = batched_pair(q_positions, k_positions, caller, integer_only=True)
+    return _t5_bias(table, q2, k2, max_distance=int(max_distance), is_causal=bool(is_causal))
 
 
-@functools.partial(jax.jit, static_argnames=("max_distance", "bidirectional"))
-def _t5_bias(table, q2, k2, *, max_distance: int, bidirectional: bool) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("max_distance", "is_causal"))
+def _t5_bias(table, q2, k2, *, max_distance: int, is_causal: bool) -> jax.Array:
     buckets = _t5_buckets(
         q2,
         k2,
         num_buckets=table.shape[0],
         max_distance=max_distance,
-        bidirectional=bidirectional,
+        is_causal=is_causal,
         call="t5_bias",
     )
     # [heads, batch, q, k]: one gather per head row, then the heads axis moves next to batch.
@@ -270,14 +272,14 @@ def _t5_bias(table, q2, k2, *, max_distance: int, bidirectional: bool) -> jax.Ar
 def _check_array(value: Any, name: str, rank: int, what: str, call: str) -> tuple[int, ...]:
     dtype = getattr(value, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise _checks.type_error(call, name, value, f"{name} must be a floating array {what}")
+        raise checks.type_error(call, name, value, f"{name} must be a floating array {what}")
     shape = tuple(value.shape)
     if len(shape) != rank:
-        raise _checks.value_error(call, name, value, f"{name} must have shape {what}")
+        raise checks.value_error(call, name, value, f"{name} must have shape {what}")
     return shape
 
 
-def _check_transformer_xl_shapes(q, k, kernel, u, v, caller: str) -> None:
+def _check_transformer_xl_shapes(q, k, kernel, content_bias, position_bias, caller: str) -> None:
     """Validates the shapes and dtypes of :func:`transformer_xl_logits`' arrays."""
     q_shape = _check_array(q, "q", 4, "[batch, q_len, heads, head_dim]", caller)
     k_shape = _check_array(k, "k", 4, "[batch, k_len, heads, head_dim]", caller)
@@ -288,7 +290,7 @@ def _check_transformer_xl_shapes(q, k, kernel, u, v, caller: str) -> None:
         or heads % kv_heads
         or (k_shape[0] != q_shape[0] and 1 not in (k_shape[0], q_shape[0]))
     ):
-        raise _checks.value_error(
+        raise checks.value_error(
             caller,
             "k",
             k,
@@ -297,17 +299,17 @@ def _check_transformer_xl_shapes(q, k, kernel, u, v, caller: str) -> None:
         )
     kernel_shape = _check_array(kernel, "kernel", 3, "[rel_dim, heads, head_dim]", caller)
     if kernel_shape[1:] != heads_dim or kernel_shape[0] % 2 or kernel_shape[0] == 0:
-        raise _checks.value_error(
+        raise checks.value_error(
             caller,
             "kernel",
             kernel,
             f"kernel must have shape [rel_dim, heads, head_dim] = [rel_dim, {heads_dim[0]}, {heads_dim[1]}] "
             "with rel_dim even and positive (the sinusoid width)",
         )
-    for name, value in (("u", u), ("v", v)):
+    for name, value in (("content_bias", content_bias), ("position_bias", position_bias)):
         shape = _check_array(value, name, 2, "[heads, head_dim]", caller)
         if shape != heads_dim:
-            raise _checks.value_error(
+            raise checks.value_error(
                 caller, name, value, f"{name} must have shape [heads, head_dim] = {heads_dim}"
             )
 
@@ -316,7 +318,7 @@ def _check_lengths(q_positions: Any, k_positions: Any, q: Any, k: Any, call: str
     for name, positions, x in (("q_positions", q_positions, q), ("k_positions", k_positions, k)):
         batch, length = x.shape[0], x.shape[1]
         if positions.shape[-1] != length or (positions.ndim == 2 and positions.shape[0] not in (1, batch)):
-            raise _checks.value_error(
+            raise checks.value_error(
                 call,
                 name,
                 positions,
@@ -325,14 +327,14 @@ def _check_lengths(q_positions: Any, k_positions: Any, q: Any, k: Any, call: str
             )
 
 
-def _check_scale(scale: object, call: str) -> None:
+def check_scale(scale: object, call: str) -> None:
     """``scale`` must be None or a finite real number."""
     if scale is None:
         return
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        raise _checks.type_error(call, "scale", scale, "scale must be a Python float or None")
+        raise checks.type_error(call, "scale", scale, "scale must be a Python float or None")
     if not math.isfinite(scale):
-        raise _checks.value_error(call, "scale", scale, "scale must be finite")
+        raise checks.value_error(call, "scale", scale, "scale must be finite")
 
 
 def transformer_xl_logits(
@@ -342,8 +344,8 @@ def transformer_xl_logits(
     k_positions: jax.Array | None,
     *,
     kernel: jax.Array,
-    u: jax.Array,
-    v: jax.Array,
+    content_bias: jax.Array,
+    position_bias: jax.Array,
     base: float = 10_000.0,
     scale: float | None = None,
 ) -> jax.Array:
@@ -382,13 +384,13 @@ def transformer_xl_logits(
       k_positions: ``[k_len]`` or ``[batch, k_len]`` positions of the keys, or None (see above).
       kernel: ``W_R`` ``[rel_dim, heads, head_dim]``; rows ``0 … rel_dim/2 - 1`` multiply the sines,
         the rest the cosines.
-      u: the content bias ``[heads, head_dim]`` (the paper's ``u``, ``r_w_bias`` in its code).
-      v: the position bias ``[heads, head_dim]`` (``v``, ``r_r_bias``).
+      content_bias: ``[heads, head_dim]``: the paper's ``u`` (``r_w_bias`` in its code).
+      position_bias: ``[heads, head_dim]``: the paper's ``v`` (``r_r_bias``).
       base: geometric base of the sinusoid's frequencies.
       scale: factor of the whole term; ``None`` means ``1 / sqrt(head_dim)``, the factor of ``q·k``.
 
     Returns:
-      ``[batch, heads, q_len, k_len]`` in the promoted dtype of ``q``, ``k``, ``kernel``, ``u`` and ``v``
+      ``[batch, heads, q_len, k_len]`` in the promoted dtype of ``q``, ``k``, ``kernel`` and the biases
       (the sinusoids are computed in float32 and rounded once to it).
 
     Raises:
@@ -399,28 +401,30 @@ def transformer_xl_logits(
 
     >>> q = k = jnp.ones((1, 3, 2, 4))
     >>> kernel, bias = jnp.ones((8, 2, 4)), jnp.zeros((2, 4))
-    >>> transformer_xl_logits(q, k, jnp.arange(3), jnp.arange(3), kernel=kernel, u=bias, v=bias).shape
+    >>> transformer_xl_logits(q, k, jnp.arange(3), jnp.arange(3), kernel=kernel, content_bias=bias,
+    ...                       position_bias=bias).shape
     (1, 2, 3, 3)
     """
     caller = "transformer_xl_logits"
-    _check_transformer_xl_shapes(q, k, kernel, u, v, caller)
-    w = _resolve_frequencies(kernel.shape[0], base=base, caller=caller)
-    _check_scale(scale, caller)
+    _check_transformer_xl_shapes(q, k, kernel, content_bias, position_bias, caller)
+    u, v = content_bias, position_bias
+    w = resolve_frequencies(kernel.shape[0], base=base, caller=caller)
+    check_scale(scale, caller)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     config = dict(frequencies=tuple(w.tolist()), scale=float(scale))
     if q_positions is None and k_positions is None:
         return _transformer_xl_consecutive(q, k, kernel, u, v, **config)
     if q_positions is None or k_positions is None:
         argument = "q_positions" if q_positions is None else "k_positions"
-        raise _checks.value_error(
+        raise checks.value_error(
             caller,
             argument,
             None,
             "pass both positions or neither",
             "neither means 0 … length-1 for queries and keys",
         )
-    q_pos = _check_alibi_positions(caller, q_positions, "q_positions")
-    k_pos = _check_alibi_positions(caller, k_positions, "k_positions")
+    q_pos = check_positions_1d_or_2d(caller, q_positions, "q_positions")
+    k_pos = check_positions_1d_or_2d(caller, k_positions, "k_positions")
     _check_lengths(q_pos, k_pos, q, k, caller)
     return _transformer_xl(q, k, q_pos, k_pos, kernel, u, v, **config)
 
@@ -448,8 +452,8 @@ def _transformer_xl(q, k, q_pos, k_pos, kernel, u, v, *, frequencies: tuple[floa
     dtype = q.dtype
     w = np.asarray(frequencies, dtype=np.float64)
     n = len(frequencies)
-    q_sin, q_cos = (t.astype(dtype)[..., None, :] for t in _sincos(q_pos, w))  # [(batch,) q, 1, n]
-    k_sin, k_cos = (t.astype(dtype) for t in _sincos(k_pos, w))  # [(batch,) k, n]
+    q_sin, q_cos = (t.astype(dtype)[..., None, :] for t in sincos(q_pos, w))  # [(batch,) q, 1, n]
+    k_sin, k_cos = (t.astype(dtype) for t in sincos(k_pos, w))  # [(batch,) k, n]
     # Coefficients of sin((i-j)w) and cos((i-j)w) in (q_i + v)·W_R R_{i-j}:  [batch, q, heads, n] each.
     query = q + v
     a = jnp.einsum("bqhd,nhd->bqhn", query, kernel[:n])
@@ -474,7 +478,7 @@ def _transformer_xl_consecutive(q, k, kernel, u, v, *, frequencies: tuple[float,
     q_len, k_len = q.shape[1], k.shape[1]
     # Distances i - j from q_len-1 down to -(k_len-1); column m holds distance q_len-1-m.
     distances = jnp.arange(q_len - 1, -k_len, -1, dtype=jnp.int32)
-    sin, cos = _sincos(distances, np.asarray(frequencies, dtype=np.float64))
+    sin, cos = sincos(distances, np.asarray(frequencies, dtype=np.float64))
     encoding = jnp.concatenate([sin, cos], axis=-1).astype(dtype)  # [m, rel_dim]
     projected = jnp.einsum("mr,rhd->mhd", encoding, kernel)
     scores = jnp.einsum("bqhd,mhd->bhqm", q + v, projected)  # [batch, heads, q, q+k-1]

@@ -4,13 +4,14 @@ RoPE rotates each (first, second) feature pair ``i`` of a query or key at positi
 ``p * w_i``. Because rotations compose, the dot product of a query rotated to position ``m`` and a key rotated
 to position ``n`` depends on positions only through ``m - n``.
 
-The angles come from :func:`posenc_jax.angles._sincos`, the same kernel that builds sinusoidal tables, so
+The angles come from the same exact kernel that builds sinusoidal tables, so
 rotary embeddings are accurate to float32 rounding at any position in the int32 range. Sine and cosine are
 computed once at the shape of ``positions`` (never per head or per feature of ``x``) and in float32; they
 are cast to ``x``'s dtype only for the final multiply-add.
 
-Layouts use the words of :mod:`posenc_jax.layouts`: ``"interleaved"`` rotates dimensions ``(2i, 2i + 1)``
-(GPT-J, the original LLaMA code); ``"split"`` rotates ``(i, i + d/2)`` (GPT-NeoX, Hugging Face, Gemma).
+Layouts use the words of :func:`posenc_jax.interleaved_to_split`: ``"interleaved"`` rotates dimensions
+``(2i, 2i + 1)`` (GPT-J, RoFormer, the paper's pairing); ``"split"`` rotates ``(i, i + d/2)`` (Llama, Hugging
+Face, Gemma, GPT-NeoX, MaxText). The rotary functions, values and modules have no default layout.
 :func:`rotary_interleaved_to_split` and :func:`rotary_split_to_interleaved` convert query/key projection
 weights between the two, so a checkpoint trained with one layout runs with the other.
 """
@@ -25,43 +26,42 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax._src import checks as _checks
-from posenc_jax._src.angles import _computed_once, _outside_int32, _sincos, _SplitPositions
-from posenc_jax._src.frequencies import _resolve_frequencies
-from posenc_jax._src.grids import _check_sections
+from posenc_jax._src import checks
+from posenc_jax._src.angles import SplitPositions, computed_once, outside_int32, sincos
+from posenc_jax._src.frequencies import Frequencies, resolve_frequencies
+from posenc_jax._src.grids import check_sections
 from posenc_jax._src.layouts import (
     Layout,
-    _check_layout,
-    _interleaved_permutation,
-    _merge_pairs,
-    _split_permutation,
-    _unmerge_pairs,
+    check_rotary_layout,
+    interleaved_permutation,
+    merge_pairs,
+    split_permutation,
+    unmerge_pairs,
 )
 from posenc_jax._src.scaling import (
     Scaling,
-    _check_scaling,
-    _depends_on_length,
-    _rope_frequencies,
-    _traced_phase_constants,
+    check_scaling,
+    checked_rope_frequencies,
+    depends_on_length,
     rope_attention_factor,
+    traced_phase_constants,
 )
 
 __all__ = [
     "apply_rotary",
-    "rotary_frequencies",
     "rotary_interleaved_to_split",
     "rotary_split_to_interleaved",
 ]
 
-_PAIRS = "rotary embeddings rotate pairs of features"
+ROTARY_PAIRS = "rotary embeddings rotate pairs of features"
 
 
-def _check_rotary_dim(call: str, rotary_dim: object, head_dim: int) -> int:
+def check_rotary_dim(call: str, rotary_dim: object, head_dim: int) -> int:
     if rotary_dim is None:
         return head_dim
-    rotary_dim = _checks.even(call, "rotary_dim", rotary_dim, _PAIRS)
+    rotary_dim = checks.even(call, "rotary_dim", rotary_dim, ROTARY_PAIRS)
     if rotary_dim > head_dim:
-        raise _checks.value_error(
+        raise checks.value_error(
             call,
             "rotary_dim",
             rotary_dim,
@@ -70,63 +70,13 @@ def _check_rotary_dim(call: str, rotary_dim: object, head_dim: int) -> int:
     return rotary_dim
 
 
-def _rotary_frequencies(
-    call: str, rotary_dim: object, base: object, frequencies: object, scale: object
-) -> np.ndarray:
-    """:func:`rotary_frequencies`, with errors naming the public function ``call``."""
-    scale = _checks.real_above(call, "scale", scale, 0.0)
-    w = _resolve_frequencies(rotary_dim, base=base, frequencies=frequencies, caller=call)  # type: ignore[arg-type]
-    with np.errstate(over="ignore"):
-        scaled = w / scale
-    if not np.all(np.isfinite(scaled)):
-        raise _checks.value_error(
-            call,
-            "scale",
-            scale,
-            f"frequencies / scale overflow float64 (largest frequency {np.max(np.abs(w)):g})",
-            "positions are divided by scale: use a scale of a sensible size, e.g. 1 to 1e6",
-        )
-    return scaled
-
-
-def rotary_frequencies(
-    rotary_dim: int,
-    *,
-    base: float = 10_000.0,
-    frequencies: object = None,
-    scale: float = 1.0,
-) -> np.ndarray:
-    """The static angular frequencies a rotary embedding uses: ``w_i / scale``.
-
-    Position interpolation (Chen et al. 2023) divides positions by ``scale``; folding the division into the
-    float64 frequencies keeps integer positions exact in the angle kernel.
-
-    Args:
-      rotary_dim: number of rotated features (positive, even).
-      base: the geometric base ``theta`` of ``w_i = base ** (-2i / rotary_dim)``.
-      frequencies: explicit ``[rotary_dim // 2]`` frequencies instead of the geometric ones.
-      scale: position interpolation factor (``> 0``; ``1`` means none).
-
-    Returns:
-      float64 numpy array ``[rotary_dim // 2]``.
-
-    Raises:
-      ValueError, TypeError: on a bad ``rotary_dim``, ``base``, ``frequencies`` or ``scale``.
-
-    >>> rotary_frequencies(4, scale=2.0)
-    array([0.5  , 0.005])
-    """
-    return _rotary_frequencies("rotary_frequencies", rotary_dim, base, frequencies, scale)
-
-
 def apply_rotary(
     x: jax.Array,
     positions: jax.Array,
     *,
+    layout: Layout | None = None,
     base: float = 10_000.0,
-    layout: Layout = "interleaved",
-    frequencies: object = None,
-    scale: float = 1.0,
+    frequencies: Frequencies | None = None,
     rotary_dim: int | None = None,
     scaling: Scaling | None = None,
     length: int | jax.Array | None = None,
@@ -139,8 +89,9 @@ def apply_rotary(
     For pair ``i`` with members ``(a, b)`` (dims ``(2i, 2i+1)`` interleaved, ``(i, i + r/2)`` split) at
     position ``p``: ``a' = a cos(p w_i) - b sin(p w_i)``, ``b' = b cos(p w_i) + a sin(p w_i)``.
 
-    With ``sections`` (N-D rotary, see :mod:`posenc_jax.grids`), ``positions`` carries one coordinate per
-    axis in a trailing axis, and pair ``i`` turns by ``p_a * w_i`` with ``a`` the axis that owns pair ``i``:
+    With ``sections`` (N-D rotary, see :func:`posenc_jax.grid_positions`), ``positions`` carries one
+    coordinate per axis in a trailing axis, and pair ``i`` turns by ``p_a * w_i`` with ``a`` the axis that
+    owns pair ``i``:
     with ``section_layout="contiguous"`` (Qwen2-VL's M-RoPE) axis ``a`` owns a block of ``sections[a]``
     consecutive pairs; with ``"interleaved"`` (Qwen3-VL's) the axes take turns, ``t, h, w, t, h, w, …``:
     pair ``i`` belongs to axis ``a >= 1`` when ``i % n_axes == a`` and ``i < n_axes * sections[a]``, and
@@ -155,7 +106,7 @@ def apply_rotary(
       rotary_dim / 2)`` pairs, leaving the slower pairs (in the layout's pairing) unrotated. The two
       combine: ``proportion`` applies within the ``rotary_dim`` features.
 
-    With a long-context ``scaling`` (see :mod:`posenc_jax.scaling`) the frequencies are
+    With a long-context ``scaling`` (see :mod:`posenc_jax.rope`) the frequencies are
     :func:`posenc_jax.rope_frequencies`, and the rotated features are multiplied by
     :func:`posenc_jax.rope_attention_factor` (queries and keys each, so logits by its square), as in the
     reference implementations; features beyond ``rotary_dim`` are never scaled.
@@ -166,20 +117,19 @@ def apply_rotary(
       positions: integer or float32 array broadcastable to ``x.shape[:-2]`` whose last axis is ``length``,
         e.g. ``[length]`` or ``[batch, length]``; with ``sections``, the same followed by an axis of
         ``n_axes`` coordinates, e.g. ``[length, n_axes]``.
+      layout: the pairing of the rotated features, required (no default): ``"split"`` (pair ``i`` is
+        features ``(i, i + r/2)``) for Llama / Hugging Face / Gemma / GPT-NeoX / MaxText checkpoints,
+        ``"interleaved"`` (features ``(2i, 2i+1)``) for GPT-J / RoFormer / the paper's pairing.
       base: ``theta`` of the geometric frequencies ``w_i = base ** (-2i / rotary_dim)``.
-      layout: ``"interleaved"`` or ``"split"`` pairing of the rotated features.
       frequencies: explicit ``[rotary_dim // 2]`` frequencies (concrete), replacing ``base``.
-      scale: position interpolation factor: positions are divided by ``scale`` (``> 0``); the same as
-        ``scaling=Linear(scale)``.
       rotary_dim: rotate only the first ``rotary_dim`` features (even, ``<= head_dim``); the others pass
         through unchanged. Defaults to ``head_dim``.
-      scaling: a RoPE scaling (:class:`~posenc_jax.Linear`, :class:`~posenc_jax.NTK`,
-        :class:`~posenc_jax.DynamicNTK`, :class:`~posenc_jax.YaRN`, :class:`~posenc_jax.Llama3`,
-        :class:`~posenc_jax.LongRoPE`) of the geometric frequencies, or None.
+      scaling: a RoPE scaling of the geometric frequencies (:mod:`posenc_jax.rope`: ``Linear`` for position
+        interpolation, ``NTK``, ``DynamicNTK``, ``YaRN``, ``Llama3``, ``LongRoPE``), or None.
       length: the current sequence length for length-dependent scalings (DynamicNTK, LongRoPE). A Python
         int gives exact float64 frequencies (one compilation per value); a jax integer scalar, or None
         (``max(positions) + 1``, computed in the graph), gives frequencies computed in the graph, one
-        compilation for every length (see :mod:`posenc_jax.scaling` for their accuracy). Ignored by the
+        compilation for every length (see :mod:`posenc_jax.rope` for their accuracy). Ignored by the
         other scalings. It must lie in ``[1, 2**31]``: a Python int or a concrete array outside raises
         (``jnp.int32(0)`` as ``0`` does); a traced one outside (``0``, ``-5``, an int64 ``2**32 + 5``)
         gives NaN in every rotated feature, never the frequencies of a wrapped or clamped length. A traced
@@ -196,25 +146,25 @@ def apply_rotary(
       ``positions`` and cast to ``x.dtype`` for the final multiply-add.
 
     Raises:
-      TypeError: non-floating ``x``; boolean, complex or 16-bit floating positions; a non-numeric ``scale``;
+      TypeError: a missing ``layout``; non-floating ``x``; boolean, complex or 16-bit floating positions;
         an unknown ``scaling``; bad ``sections`` or ``length`` types.
       ValueError: ``x`` of rank < 3, odd ``head_dim`` or ``rotary_dim``, ``rotary_dim > head_dim``, unknown
         ``layout``, ``positions`` whose shape does not match ``x``'s leading axes (and ``sections``), bad
-        ``base``, ``frequencies`` or ``scale``, ``scaling`` combined with ``scale`` or ``frequencies``.
+        ``base`` or ``frequencies``, ``scaling`` combined with ``frequencies``.
 
     >>> q = jnp.ones((2, 4, 1, 8))  # [batch, length, heads, head_dim]
-    >>> apply_rotary(q, jnp.arange(4)).shape
+    >>> apply_rotary(q, jnp.arange(4), layout="split").shape
     (2, 4, 1, 8)
     """
     call = "apply_rotary"
-    _check_layout(call, layout)
+    layout = check_rotary_layout(call, layout)
     if getattr(x, "dtype", None) is None:
         x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise _checks.type_error(call, "x", x, "x must be a floating array (queries or keys)")
+        raise checks.type_error(call, "x", x, "x must be a floating array (queries or keys)")
     x_shape = tuple(x.shape)
     if len(x_shape) < 3:
-        raise _checks.value_error(
+        raise checks.value_error(
             call,
             "x",
             x,
@@ -223,45 +173,46 @@ def apply_rotary(
         )
     head_dim = x_shape[-1]
     if head_dim <= 0 or head_dim % 2:
-        raise _checks.value_error(
-            call, "x", x, f"x's last axis (head_dim) must be positive and even, got {head_dim}", _PAIRS
+        raise checks.value_error(
+            call, "x", x, f"x's last axis (head_dim) must be positive and even, got {head_dim}", ROTARY_PAIRS
         )
-    rotary_dim = _check_rotary_dim(call, rotary_dim, head_dim)
-    scaling = _check_scaling(scaling, call)
-    w: np.ndarray | None = _rotary_frequencies(call, rotary_dim, base, frequencies, scale)
-    if scaling is not None and (frequencies is not None or scale != 1.0):
-        raise _checks.value_error(
+    rotary_dim = check_rotary_dim(call, rotary_dim, head_dim)
+    scaling = check_scaling(scaling, call)
+    if scaling is not None and frequencies is not None:
+        raise checks.value_error(
             call,
             "scaling",
             scaling,
-            "scaling applies to the geometric frequencies of base; it cannot be combined with frequencies= or "
-            "scale=",
-            "use scaling=Linear(scale) for position interpolation",
+            "scaling applies to the geometric frequencies of base; it cannot be combined with frequencies=",
+            "scale explicit frequencies yourself (e.g. divide them by the interpolation factor)",
         )
+    w: np.ndarray | None = resolve_frequencies(rotary_dim, base=base, frequencies=frequencies, caller=call)
     traced_length = None
     if scaling is not None:
-        base = _checks.real_above(call, "base", base, 1.0)
-        if _depends_on_length(scaling) and not isinstance(length, numbers.Integral):
+        base = checks.real_above(call, "base", base, 1.0)
+        if depends_on_length(scaling) and not isinstance(length, numbers.Integral):
             traced_length = _traced_length(length, call)
             w = None
         else:
-            w = _rope_frequencies(call, rotary_dim, base=base, scaling=scaling, rotary_dim=None, length=length)
-    _checks.one_of(call, "section_layout", section_layout, SECTION_LAYOUTS)
-    rotated_pairs = _rotated_pairs(call, proportion, rotary_dim // 2)
-    checked = _checks.positions(call, positions)
+            w = checked_rope_frequencies(
+                call, rotary_dim, base=base, scaling=scaling, rotary_dim=None, length=length
+            )
+    checks.one_of(call, "section_layout", section_layout, SECTION_LAYOUTS)
+    rotated_pairs = rotated_pair_count(call, proportion, rotary_dim // 2)
+    checked = checks.positions(call, positions)
     if sections is None:
-        _checks.positions_shape(call, checked, x_shape[:-2])
+        checks.positions_shape(call, checked, x_shape[:-2])
     else:
-        sections = _check_sections(sections, rotary_dim // 2, call)
+        sections = check_sections(sections, rotary_dim // 2, call)
         if checked.ndim < 2 or checked.shape[-1] != len(sections):
-            raise _checks.value_error(
+            raise checks.value_error(
                 call,
                 "positions",
                 checked,
                 f"N-D positions must end in an axis of {len(sections)} coordinates, one per section "
                 f"(sections={sections})",
             )
-        _checks.positions_shape(call, checked, x_shape[:-2], coordinates=True)
+        checks.positions_shape(call, checked, x_shape[:-2], coordinates=True)
         if section_layout == "interleaved":
             _check_interleaved_sections(call, sections)
     return _rotate(
@@ -287,13 +238,13 @@ SectionLayout = Literal["contiguous", "interleaved"]
 SECTION_LAYOUTS = ("contiguous", "interleaved")
 
 
-def _rotated_pairs(call: str, proportion: object, pairs: int) -> int:
+def rotated_pair_count(call: str, proportion: object, pairs: int) -> int:
     """``floor(proportion * pairs)``, as Gemma's ``int(rope_proportion * head_dim // 2)``."""
     allowed = "proportion must be a real number in [0, 1] (the fraction of the pairs that rotate)"
     if isinstance(proportion, bool) or not isinstance(proportion, numbers.Real):
-        raise _checks.type_error(call, "proportion", proportion, allowed)
+        raise checks.type_error(call, "proportion", proportion, allowed)
     if not 0.0 <= float(proportion) <= 1.0:
-        raise _checks.value_error(call, "proportion", proportion, allowed)
+        raise checks.value_error(call, "proportion", proportion, allowed)
     return int(float(proportion) * (2 * pairs) // 2)
 
 
@@ -302,7 +253,7 @@ def _check_interleaved_sections(call: str, sections: tuple[int, ...]) -> None:
     n, pairs = len(sections), sum(sections)
     for a, count in enumerate(sections[1:], start=1):
         if a + n * (count - 1) >= pairs:
-            raise _checks.value_error(
+            raise checks.value_error(
                 call,
                 "sections",
                 sections,
@@ -334,16 +285,16 @@ def _traced_length(length: object, call: str) -> jax.Array | None:
     dtype = getattr(length, "dtype", None)
     shape = getattr(length, "shape", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.integer) or shape != ():
-        raise _checks.type_error(
+        raise checks.type_error(
             call, "length", length, "length must be a Python int, an integer scalar array, or None"
         )
     if not isinstance(length, jax.core.Tracer):
         value = int(np.asarray(length))
         if not 1 <= value <= _LENGTH_LIMIT:
-            raise _checks.value_error(
+            raise checks.value_error(
                 call,
                 "length",
-                _checks.Shown(f"<{np.dtype(dtype)}[] containing {value}>"),
+                checks.Shown(f"<{np.dtype(dtype)}[] containing {value}>"),
                 "length must be a positive integer <= 2**31 (the length of int32 positions)",
             )
     return jnp.asarray(length)
@@ -366,14 +317,14 @@ def _index_last(positions, index: int):
     return jax.tree_util.tree_map(lambda a: a[..., index], positions)
 
 
-def _floor_max(positions) -> tuple[jax.Array, jax.Array]:
+def floor_max(positions) -> tuple[jax.Array, jax.Array]:
     """``floor(max(positions))`` as int32, also for exactly split host positions, and whether it lies in the
     int32 range (compared before the conversion: an int64 ``2**32 + 5`` is out of range, not 5)."""
-    if isinstance(positions, _SplitPositions):
+    if isinstance(positions, SplitPositions):
         return jnp.max(positions.whole - (positions.fraction < 0).astype(jnp.int32)), jnp.bool_(True)
     top = jnp.max(positions)
     if jnp.issubdtype(top.dtype, jnp.integer):
-        outside = _outside_int32(top)
+        outside = outside_int32(top)
         valid = jnp.bool_(True) if outside is None else ~outside
     else:
         top = jnp.floor(top)
@@ -415,10 +366,10 @@ def _rotate(
     if frequencies is not None:
         constants = np.array(frequencies, dtype=np.float64)
     else:  # a length-dependent scaling at a traced length, handled as its last position (no int32 overflow)
-        last, valid = _floor_max(positions) if length is None else _length_and_validity(length)
-        constants = _traced_phase_constants(scaling, rotary_dim, base, last)
+        last, valid = floor_max(positions) if length is None else _length_and_validity(length)
+        constants = traced_phase_constants(scaling, rotary_dim, base, last)
     if sections is None:
-        sin, cos = _sincos(positions, constants)  # [..., length, r/2] float32
+        sin, cos = sincos(positions, constants)  # [..., length, r/2] float32
     else:  # each axis turns its own pairs, on the same kernel
         owners = section_owners(sections, section_layout)
         parts, order = [], []
@@ -429,7 +380,7 @@ def _rotate(
                 if isinstance(constants, np.ndarray)
                 else tuple(c[jnp.asarray(pairs)] for c in constants)
             )
-            parts.append(_sincos(_index_last(positions, axis), part))
+            parts.append(sincos(_index_last(positions, axis), part))
             order.append(pairs)
         sin = jnp.concatenate([p[0] for p in parts], axis=-1)
         cos = jnp.concatenate([p[1] for p in parts], axis=-1)
@@ -445,40 +396,40 @@ def _rotate(
     if factor != 1.0:  # the scaling's attention factor, on the rotated features of q and k alike
         sin, cos = sin * jnp.float32(factor), cos * jnp.float32(factor)
     # Computed once at the positions' shape, not once per head and batch row of the rotation.
-    sin, cos = _computed_once(sin, cos)
+    sin, cos = computed_once(sin, cos)
     sin = sin[..., None, :].astype(x.dtype)  # broadcast over heads
     cos = cos[..., None, :].astype(x.dtype)
     head_dim = x.shape[-1]
     rotated = x if rotary_dim == head_dim else x[..., :rotary_dim]
-    first, second = _unmerge_pairs(rotated, layout)
-    rotated = _merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
+    first, second = unmerge_pairs(rotated, layout)
+    rotated = merge_pairs(first * cos - second * sin, second * cos + first * sin, layout)
     if rotary_dim == head_dim:
         return rotated
     return jnp.concatenate([rotated, x[..., rotary_dim:]], axis=-1)
 
 
 def _convert_weights(call: str, w: Any, head_dim: object, axis: object, rotary_dim: object, to_split: bool):
-    head_dim = _checks.even(call, "head_dim", head_dim, _PAIRS)
-    rotary_dim = _check_rotary_dim(call, rotary_dim, head_dim)
+    head_dim = checks.even(call, "head_dim", head_dim, ROTARY_PAIRS)
+    rotary_dim = check_rotary_dim(call, rotary_dim, head_dim)
     xp: Any = np if isinstance(w, np.ndarray) else jnp
     w = w if xp is np else jnp.asarray(w)
-    axis = _checks.axis(call, axis, w.ndim)
+    axis = checks.axis(call, axis, w.ndim)
     size = w.shape[axis]
     if size % head_dim:
-        raise _checks.value_error(
+        raise checks.value_error(
             call,
             "head_dim",
             head_dim,
             f"the size of axis {axis} ({size}) must be a multiple of head_dim (heads * head_dim features)",
         )
-    permutation = _split_permutation(rotary_dim) if to_split else _interleaved_permutation(rotary_dim)
+    permutation = split_permutation(rotary_dim) if to_split else interleaved_permutation(rotary_dim)
     per_head = np.concatenate([permutation, np.arange(rotary_dim, head_dim)])
     full = (np.arange(size // head_dim)[:, None] * head_dim + per_head[None, :]).reshape(-1)
     return xp.take(w, full, axis=axis)
 
 
 def rotary_interleaved_to_split(
-    w: jax.Array, head_dim: int, *, axis: int = -1, rotary_dim: int | None = None
+    w: jax.Array, *, head_dim: int, axis: int = -1, rotary_dim: int | None = None
 ) -> jax.Array:
     """Converts query/key projection weights from the interleaved to the split rotary layout.
 
@@ -508,7 +459,7 @@ def rotary_interleaved_to_split(
 
 
 def rotary_split_to_interleaved(
-    w: jax.Array, head_dim: int, *, axis: int = -1, rotary_dim: int | None = None
+    w: jax.Array, *, head_dim: int, axis: int = -1, rotary_dim: int | None = None
 ) -> jax.Array:
     """Converts query/key projection weights from the split to the interleaved rotary layout.
 

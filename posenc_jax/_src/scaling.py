@@ -41,11 +41,10 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-from posenc_jax._src import checks as _checks
-from posenc_jax._src.angles import _phase_constants
-from posenc_jax._src.frequencies import _PAIRS
+from posenc_jax._src import checks, double_float
+from posenc_jax._src.angles import phase_constants
+from posenc_jax._src.frequencies import SINUSOID_PAIRS
 
 __all__ = [
     "NTK",
@@ -62,19 +61,19 @@ __all__ = [
 def _real_at_least(value: object, caller: str, name: str, bound: float) -> float:
     allowed = f"{name} must be a finite real number >= {bound:g}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise _checks.type_error(caller, name, value, allowed)
+        raise checks.type_error(caller, name, value, allowed)
     result = float(value)
     if not math.isfinite(result) or result < bound:
-        raise _checks.value_error(caller, name, value, allowed)
+        raise checks.value_error(caller, name, value, allowed)
     return result
 
 
 def _positive_int(value: object, caller: str, name: str) -> int:
-    return _checks.integer(caller, name, value)
+    return checks.integer(caller, name, value)
 
 
 def _optional_positive(value: object, caller: str, name: str) -> float | None:
-    return None if value is None else _checks.real_above(caller, name, value, 0.0)
+    return None if value is None else checks.real_above(caller, name, value, 0.0)
 
 
 def _geometric(d: int, base: float) -> np.ndarray:
@@ -83,7 +82,7 @@ def _geometric(d: int, base: float) -> np.ndarray:
 
 def _ntk_exponent(d: int, caller: str) -> float:
     if d <= 2:
-        raise _checks.value_error(
+        raise checks.value_error(
             caller, "rotary_dim", d, "NTK scalings need rotary_dim >= 4 (the base exponent is d / (d - 2))"
         )
     return d / (d - 2)
@@ -103,7 +102,7 @@ class Linear:
     factor: float
 
     def __post_init__(self):
-        object.__setattr__(self, "factor", _checks.real_above("Linear", "factor", self.factor, 0.0))
+        object.__setattr__(self, "factor", checks.real_above("Linear", "factor", self.factor, 0.0))
 
     def _frequencies(self, d: int, base: float, length: int | None) -> np.ndarray:
         return _geometric(d, base) / self.factor
@@ -227,13 +226,13 @@ class YaRN:
             "original_max_position",
             _positive_int(self.original_max_position, caller, "original_max_position"),
         )
-        set_("beta_slow", _checks.real_above(caller, "beta_slow", self.beta_slow, 0.0))
-        set_("beta_fast", _checks.real_above(caller, "beta_fast", self.beta_fast, self.beta_slow))
+        set_("beta_slow", checks.real_above(caller, "beta_slow", self.beta_slow, 0.0))
+        set_("beta_fast", checks.real_above(caller, "beta_fast", self.beta_fast, self.beta_slow))
         set_("attention_factor", _optional_positive(self.attention_factor, caller, "attention_factor"))
         set_("mscale", _real_at_least(self.mscale, caller, "mscale", 0.0))
         set_("mscale_all_dim", _real_at_least(self.mscale_all_dim, caller, "mscale_all_dim", 0.0))
         if not isinstance(self.truncate, bool):
-            _checks.boolean("YaRN", "truncate", self.truncate)
+            checks.boolean("YaRN", "truncate", self.truncate)
 
     def _correction_bound(self, rotations: float, d: int, base: float) -> float:
         return d * math.log(self.original_max_position / (rotations * 2 * math.pi)) / (2 * math.log(base))
@@ -288,10 +287,10 @@ class Llama3:
         caller = "Llama3"
         set_ = _setter(self)
         set_("factor", _real_at_least(self.factor, caller, "factor", 1.0))
-        set_("low_freq_factor", _checks.real_above(caller, "low_freq_factor", self.low_freq_factor, 0.0))
+        set_("low_freq_factor", checks.real_above(caller, "low_freq_factor", self.low_freq_factor, 0.0))
         set_(
             "high_freq_factor",
-            _checks.real_above(caller, "high_freq_factor", self.high_freq_factor, self.low_freq_factor),
+            checks.real_above(caller, "high_freq_factor", self.high_freq_factor, self.low_freq_factor),
         )
         set_(
             "original_max_position",
@@ -346,7 +345,7 @@ class LongRoPE:
         for name in ("short_factors", "long_factors"):
             set_(name, _factor_tuple(getattr(self, name), caller, name))
         if len(self.short_factors) != len(self.long_factors):
-            raise _checks.value_error(
+            raise checks.value_error(
                 caller,
                 "long_factors",
                 self.long_factors,
@@ -355,7 +354,7 @@ class LongRoPE:
             )
         window = _positive_int(self.original_max_position, caller, "original_max_position")
         if window < 2:
-            raise _checks.value_error(
+            raise checks.value_error(
                 caller,
                 "original_max_position",
                 window,
@@ -367,7 +366,7 @@ class LongRoPE:
 
     def _factors(self, d: int, long: bool) -> np.ndarray:
         if len(self.short_factors) != d // 2:
-            raise _checks.value_error(
+            raise checks.value_error(
                 "rope_frequencies",
                 "rotary_dim",
                 d,
@@ -399,27 +398,27 @@ def _setter(instance: object):
 
 
 def _factor_tuple(values: object, caller: str, name: str) -> tuple[float, ...]:
-    _checks.concrete(caller, name, values, f"{name} are static factors (a sequence of numbers)")
+    checks.concrete(caller, name, values, f"{name} are static factors (a sequence of numbers)")
     array = np.asarray(values)
     if array.dtype.kind not in "iuf":
-        raise _checks.type_error(caller, name, array, f"{name} must be real numbers")
+        raise checks.type_error(caller, name, array, f"{name} must be real numbers")
     if array.ndim != 1 or array.size == 0:
-        raise _checks.value_error(caller, name, array, f"{name} must be a non-empty 1-D sequence")
+        raise checks.value_error(caller, name, array, f"{name} must be a non-empty 1-D sequence")
     array = array.astype(np.float64)
     if not np.all(np.isfinite(array) & (array > 0)):
-        raise _checks.value_error(caller, name, tuple(array.tolist()), f"{name} must be finite and > 0")
+        raise checks.value_error(caller, name, tuple(array.tolist()), f"{name} must be finite and > 0")
     return tuple(array.tolist())
 
 
-def _check_scaling(scaling: object, caller: str) -> Scaling | None:
+def check_scaling(scaling: object, caller: str) -> Scaling | None:
     """Returns ``scaling`` if it is None or one of the scaling types, else raises a TypeError."""
     if scaling is None or isinstance(scaling, _SCALINGS):
         return scaling
     names = ", ".join(t.__name__ for t in _SCALINGS)
-    raise _checks.type_error(caller, "scaling", scaling, f"scaling must be None or one of {names}")
+    raise checks.type_error(caller, "scaling", scaling, f"scaling must be None or one of {names}")
 
 
-def _depends_on_length(scaling: object) -> bool:
+def depends_on_length(scaling: object) -> bool:
     """Whether the scaling's frequencies depend on the current sequence length."""
     return isinstance(scaling, _LENGTH_DEPENDENT)
 
@@ -461,12 +460,12 @@ def rope_frequencies(
     >>> rope_frequencies(4)
     array([1.  , 0.01])
     """
-    return _rope_frequencies(
+    return checked_rope_frequencies(
         "rope_frequencies", head_dim, base=base, scaling=scaling, rotary_dim=rotary_dim, length=length
     )
 
 
-def _rope_frequencies(
+def checked_rope_frequencies(
     caller: str,
     head_dim: object,
     *,
@@ -476,24 +475,24 @@ def _rope_frequencies(
     length: Any,
 ) -> np.ndarray:
     """:func:`rope_frequencies`, with errors naming the public call ``caller``."""
-    head_dim = _checks.even(caller, "head_dim", head_dim, _PAIRS)
-    d = head_dim if rotary_dim is None else _checks.even(caller, "rotary_dim", rotary_dim, _PAIRS)
+    head_dim = checks.even(caller, "head_dim", head_dim, SINUSOID_PAIRS)
+    d = head_dim if rotary_dim is None else checks.even(caller, "rotary_dim", rotary_dim, SINUSOID_PAIRS)
     if d > head_dim:
-        raise _checks.value_error(
+        raise checks.value_error(
             caller,
             "rotary_dim",
             d,
             f"rotary_dim must be <= head_dim={head_dim} (the number of leading features that are rotated)",
         )
-    base = _checks.real_above(caller, "base", base, 1.0)
-    scaling = _check_scaling(scaling, caller)
+    base = checks.real_above(caller, "base", base, 1.0)
+    scaling = check_scaling(scaling, caller)
     if scaling is None:
         return _geometric(d, base)
     if isinstance(scaling, NTK | DynamicNTK):
         _ntk_exponent(d, caller)
-    if _depends_on_length(scaling):
+    if depends_on_length(scaling):
         if length is None:
-            raise _checks.value_error(
+            raise checks.value_error(
                 caller,
                 "length",
                 None,
@@ -504,7 +503,7 @@ def _rope_frequencies(
     with np.errstate(over="ignore", under="ignore"):
         w = scaling._frequencies(d, base, length)
     if not np.all(np.isfinite(w) & (w > 0)):
-        raise _checks.value_error(
+        raise checks.value_error(
             caller,
             "scaling",
             scaling,
@@ -529,75 +528,11 @@ def rope_attention_factor(scaling: Scaling | None) -> float:
     >>> rope_attention_factor(YaRN(16.0, original_max_position=2048, attention_factor=1.5))
     1.5
     """
-    scaling = _check_scaling(scaling, "rope_attention_factor")
+    scaling = check_scaling(scaling, "rope_attention_factor")
     return 1.0 if scaling is None else scaling._attention_factor()
 
 
-# ---- Traced lengths: phase constants computed in the graph -------------------------------------------------
-#
-# A double-float32 value is a pair (hi, lo) with |lo| <= ulp(hi) / 2, about 48 significant bits. Products are
-# formed from operands split into 12-bit halves by masking their bits, so every partial product is exact in
-# float32 and no floating-point contraction (a fused multiply-add) can change the result.
-
-
-def _two_sum(a, b):
-    s = a + b
-    v = s - a
-    return s, (a - (s - v)) + (b - v)
-
-
-def _dd_add(x, y):
-    s, e = _two_sum(x[0], y[0])
-    return _two_sum(s, e + (x[1] + y[1]))
-
-
-def _split(a):
-    bits = lax.bitcast_convert_type(a, jnp.uint32) & jnp.uint32(0xFFFFF000)
-    high = lax.bitcast_convert_type(bits, jnp.float32)
-    return high, a - high
-
-
-def _dd_mul(x, y):
-    """The product of two double-floats (``x``, ``y``: pairs of float32 arrays), to about 2**-46."""
-    (xh, xl), (yh, yl) = x, y
-    a1, a2 = _split(xh)
-    b1, b2 = _split(yh)
-    s, e1 = _two_sum(a1 * b1, a1 * b2)
-    s, e2 = _two_sum(s, a2 * b1)
-    error = e1 + e2 + a2 * b2 + (xh * yl + xl * yh)
-    return _two_sum(s, error)
-
-
-def _dd_pow(x, exponent: int):
-    result = None
-    power = x
-    while exponent:
-        if exponent & 1:
-            result = power if result is None else _dd_mul(result, power)
-        exponent >>= 1
-        if exponent:
-            power = _dd_mul(power, power)
-    return result
-
-
-def _dd_constant(values: np.ndarray):
-    hi = np.asarray(values, np.float64).astype(np.float32)
-    lo = (np.asarray(values, np.float64) - hi.astype(np.float64)).astype(np.float32)
-    return jnp.asarray(hi), jnp.asarray(lo)
-
-
-def _turn_words(turns_hi: jax.Array, turns_lo: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """64-bit fixed-point turns ``round(2**64 * v)`` (as uint32 high/low words) of a double-float ``v`` in
-    ``[0, 1)``, exact to about ``2**-56`` turns."""
-    a = turns_hi * jnp.float32(2.0**32)  # exact scalings by a power of two
-    b = turns_lo * jnp.float32(2.0**32)
-    a_whole, b_whole = jnp.floor(a), jnp.floor(b)
-    fraction = (a - a_whole) + (b - b_whole)  # in [0, 2); rounding here is below 2**-56 turns
-    carry = jnp.floor(fraction)
-    # The largest float32 below 2**32; a fraction that rounds up to a full unit is 2**-56 turns short.
-    low = jnp.minimum((fraction - carry) * jnp.float32(2.0**32), jnp.float32(4294967040.0)).astype(jnp.uint32)
-    high = a_whole.astype(jnp.int32) + b_whole.astype(jnp.int32) + carry.astype(jnp.int32)
-    return lax.bitcast_convert_type(high, jnp.uint32), low
+# ---- Traced lengths: phase constants computed in the graph (double-float32 arithmetic) ---------------------
 
 
 def _dynamic_ntk_constants(scaling: DynamicNTK, d: int, base: float, last: jax.Array):
@@ -610,23 +545,23 @@ def _dynamic_ntk_constants(scaling: DynamicNTK, d: int, base: float, last: jax.A
     excess = jnp.maximum(last, window - 1) - (window - 1)  # max(L, L0) - L0: exact int32, >= 0, no overflow
     excess_hi = (excess & ~0xFFF).astype(jnp.float32)  # at most 19 significant bits: exact
     excess_lo = (excess & 0xFFF).astype(jnp.float32)
-    excess_dd = _two_sum(excess_hi, excess_lo)
+    excess_dd = double_float.two_sum(excess_hi, excess_lo)
     # A 1.0 and 0.0 the compiler cannot fold: its algebraic simplifier reassociates additions with
     # constants, which would cancel the error terms of the double-float sums.
     zero = last.astype(jnp.float32) * 0.0
     one = zero + 1.0
-    product = _dd_mul(_dd_constant(np.array(scaling.factor / window)), excess_dd)
-    growth = _dd_add((one, zero), product)
+    product = double_float.mul(double_float.constant(np.array(scaling.factor / window)), excess_dd)
+    growth = double_float.add((one, zero), product)
     # r = growth ** (-1 / (n - 1)): a float32 start, then two corrections r <- r · q ** (-1 / (n - 1)) with
     # q = growth · r ** (n - 1) = 1 - e evaluated in double-float, and q ** (-1/(n-1)) = 1 + δ + δ²/2,
     # δ = (e + e²/2) / (n - 1) (the series of -ln(q) / (n - 1)).
     r = (jnp.exp2(-jnp.log2(growth[0]) / (n - 1)), zero)
     for _ in range(2):
-        q = _dd_mul(growth, _dd_pow(r, n - 1))
-        e = _dd_add((one, zero), (-q[0], -q[1]))
+        q = double_float.mul(growth, double_float.power(r, n - 1))
+        e = double_float.add((one, zero), (-q[0], -q[1]))
         e = e[0] + e[1]
         delta = (e + 0.5 * e * e) / (n - 1)
-        r = _dd_add(r, _dd_mul(r, (delta + 0.5 * delta * delta, zero)))
+        r = double_float.add(r, double_float.mul(r, (delta + 0.5 * delta * delta, zero)))
     # powers r**i for every pair, by the bits of i
     i = np.arange(n)
     power = (jnp.broadcast_to(one, (n,)), jnp.broadcast_to(zero, (n,)))
@@ -634,25 +569,25 @@ def _dynamic_ntk_constants(scaling: DynamicNTK, d: int, base: float, last: jax.A
     bit = 0
     while (1 << bit) < n:
         use = jnp.asarray((i >> bit) & 1 == 1)
-        product = _dd_mul(power, square)
+        product = double_float.mul(power, square)
         power = (jnp.where(use, product[0], power[0]), jnp.where(use, product[1], power[1]))
         bit += 1
         if (1 << bit) < n:
-            square = _dd_mul(square, square)
-    turns_dd = _dd_mul(_dd_constant(_geometric(d, base) / (2 * np.pi)), power)
-    high, low = _turn_words(*turns_dd)
+            square = double_float.mul(square, square)
+    turns_dd = double_float.mul(double_float.constant(_geometric(d, base) / (2 * np.pi)), power)
+    high, low = double_float.turn_words(*turns_dd)
     turns32 = turns_dd[0] + turns_dd[1]
     return high, low, turns32, turns32 * jnp.float32(2 * np.pi)
 
 
-def _traced_phase_constants(
+def traced_phase_constants(
     scaling: Scaling, d: int, base: float, last: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Phase constants ``(high, low, turns32, w32)`` (see :func:`posenc_jax.angles._phase_constants`) of a
+    """Phase constants ``(high, low, turns32, w32)`` (see :func:`posenc_jax.angles.phase_constants`) of a
     length-dependent scaling for a traced length ``last + 1`` (``last``: an int32 scalar)."""
     if isinstance(scaling, LongRoPE):
-        short = _phase_constants(scaling._frequencies(d, base, scaling.original_max_position))
-        long = _phase_constants(scaling._frequencies(d, base, scaling.original_max_position + 1))
+        short = phase_constants(scaling._frequencies(d, base, scaling.original_max_position))
+        long = phase_constants(scaling._frequencies(d, base, scaling.original_max_position + 1))
         use_long = last >= scaling.original_max_position  # L > L0
         high, low, turns32, w32 = (
             jnp.where(use_long, jnp.asarray(b), jnp.asarray(a)) for a, b in zip(short, long, strict=True)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from posenc_jax._src import checks as _checks
+from posenc_jax._src import checks
 
 __all__ = ["positions_from_segment_ids"]
 
@@ -36,9 +36,9 @@ def positions_from_segment_ids(segment_ids: jax.Array) -> jax.Array:
     array = segment_ids if host is None else host
     dtype = np.dtype(array.dtype)
     if dtype == np.bool_ or dtype.kind not in "iu":
-        raise _checks.type_error(call, "segment_ids", array, "segment_ids must be an integer array")
+        raise checks.type_error(call, "segment_ids", array, "segment_ids must be an integer array")
     if array.ndim < 1:
-        raise _checks.value_error(
+        raise checks.value_error(
             call, "segment_ids", array, "segment_ids must have shape [length] or [batch, length]"
         )
     if host is not None:

@@ -21,17 +21,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax._src import checks as _checks
+from posenc_jax._src import checks
 from posenc_jax._src.angles import (
-    _computed_once,
-    _outside_int32,
-    _quarter_turns,
-    _sincos,
-    _sincos_of_turns,
-    _turns,
+    computed_once,
+    outside_int32,
+    phase_turns,
+    quarter_turns,
+    sincos,
+    sincos_of_turns,
 )
-from posenc_jax._src.frequencies import _resolve_frequencies
-from posenc_jax._src.layouts import Layout, _check_layout
+from posenc_jax._src.frequencies import resolve_frequencies
+from posenc_jax._src.layouts import Layout, check_layout
 
 __all__ = ["sinusoidal", "sinusoidal_table"]
 
@@ -50,11 +50,11 @@ def _feature_frequencies(frequencies: tuple[float, ...], layout: Layout) -> tupl
 
 
 @functools.partial(jax.jit, static_argnames=("frequencies", "layout", "dtype"))
-def _encode(positions, *, frequencies: tuple[float, ...], layout: Layout, dtype: np.dtype):
+def sinusoidal_kernel(positions, *, frequencies: tuple[float, ...], layout: Layout, dtype: np.dtype):
     feature_w, feature_quarters = _feature_frequencies(frequencies, layout)
-    encoding, _ = _sincos(positions, feature_w, feature_quarters)
+    encoding, _ = sincos(positions, feature_w, feature_quarters)
     # Computed once at the positions' shape, not once per batch row of a broadcasting consumer.
-    (encoding,) = _computed_once(encoding)
+    (encoding,) = computed_once(encoding)
     return encoding.astype(dtype)
 
 
@@ -111,11 +111,11 @@ def sinusoidal(
     [[0.0, 1.0, 0.0, 1.0], [0.841, 0.54, 0.01, 1.0], [0.909, -0.416, 0.02, 1.0]]
     """
     call = "sinusoidal"
-    w = _resolve_frequencies(dim, base=base, frequencies=frequencies, caller=call)
-    _check_layout(call, layout)
-    resolved = _checks.floating_dtype(call, dtype)
-    positions = _checks.positions(call, positions)
-    return _encode(positions, frequencies=tuple(w.tolist()), layout=layout, dtype=resolved)
+    w = resolve_frequencies(dim, base=base, frequencies=frequencies, caller=call)
+    check_layout(call, layout)
+    resolved = checks.floating_dtype(call, dtype)
+    positions = checks.positions(call, positions)
+    return sinusoidal_kernel(positions, frequencies=tuple(w.tolist()), layout=layout, dtype=resolved)
 
 
 def _block_size(length: int) -> int:
@@ -124,24 +124,26 @@ def _block_size(length: int) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("length", "frequencies", "layout", "dtype"))
-def _table(offset, *, length: int, frequencies: tuple[float, ...], layout: Layout, dtype: np.dtype):
+def sinusoidal_table_kernel(
+    offset, *, length: int, frequencies: tuple[float, ...], layout: Layout, dtype: np.dtype
+):
     feature_w, feature_quarters = _feature_frequencies(frequencies, layout)
     block = _block_size(length)
     num_blocks = -(-length // block)
     # pos = offset + block * h + r. Fixed-point phases add exactly, so sines are evaluated only for the
     # num_blocks coarse and block fine positions, and each output is one multiply-add of those:
     # sin(a + b) = sin(a) cos(b) + cos(a) sin(b), with a the coarse phase (cosine features shifted by π/2).
-    coarse = _turns(jnp.arange(num_blocks, dtype=jnp.int32) * block, feature_w)
-    coarse = coarse + _turns(offset, feature_w)[..., None, :] + _quarter_turns(feature_quarters)
-    coarse_sin, coarse_cos = _sincos_of_turns(coarse)  # [..., num_blocks, dim]
+    coarse = phase_turns(jnp.arange(num_blocks, dtype=jnp.int32) * block, feature_w)
+    coarse = coarse + phase_turns(offset, feature_w)[..., None, :] + quarter_turns(feature_quarters)
+    coarse_sin, coarse_cos = sincos_of_turns(coarse)  # [..., num_blocks, dim]
     # Both small tables are computed once, not once per element of the large loop: the fine one is a
     # constant (evaluated at trace time), the coarse one depends on the offsets and is kept from fusing.
-    coarse_sin, coarse_cos = _computed_once(coarse_sin, coarse_cos)
+    coarse_sin, coarse_cos = computed_once(coarse_sin, coarse_cos)
     with jax.ensure_compile_time_eval():
-        fine_sin, fine_cos = _sincos_of_turns(_turns(jnp.arange(block, dtype=jnp.int32), feature_w))
+        fine_sin, fine_cos = sincos_of_turns(phase_turns(jnp.arange(block, dtype=jnp.int32), feature_w))
     table = coarse_sin[..., :, None, :] * fine_cos + coarse_cos[..., :, None, :] * fine_sin
     table = table.reshape(*table.shape[:-3], num_blocks * block, len(feature_w))[..., :length, :]
-    outside = _outside_int32(offset)  # 64-bit or unsigned offsets: compared before any conversion
+    outside = outside_int32(offset)  # 64-bit or unsigned offsets: compared before any conversion
     if outside is not None:
         table = jnp.where(outside[..., None, None], jnp.float32(jnp.nan), table)
     return table.astype(dtype)
@@ -189,17 +191,19 @@ def sinusoidal_table(
     (2, 2, 4)
     """
     call = "sinusoidal_table"
-    length = _checks.integer(call, "length", length, minimum=0)
-    w = _resolve_frequencies(dim, base=base, frequencies=frequencies, caller=call)
-    _check_layout(call, layout)
-    resolved = _checks.floating_dtype(call, dtype)
-    offsets = _checks.positions(call, offset, "offset", integer_only=True)
+    length = checks.integer(call, "length", length, minimum=0)
+    w = resolve_frequencies(dim, base=base, frequencies=frequencies, caller=call)
+    check_layout(call, layout)
+    resolved = checks.floating_dtype(call, dtype)
+    offsets = checks.positions(call, offset, "offset", integer_only=True)
     if offsets.ndim > 1:
-        raise _checks.value_error(
+        raise checks.value_error(
             call,
             "offset",
             offsets,
             "offset must be a scalar or of shape [batch]",
             "use sinusoidal() for other shapes",
         )
-    return _table(offsets, length=length, frequencies=tuple(w.tolist()), layout=layout, dtype=resolved)
+    return sinusoidal_table_kernel(
+        offsets, length=length, frequencies=tuple(w.tolist()), layout=layout, dtype=resolved
+    )

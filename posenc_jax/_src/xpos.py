@@ -35,11 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posenc_jax._src import checks as _checks
-from posenc_jax._src.alibi import _exact_difference, _float_difference
-from posenc_jax._src.layouts import Layout, _check_layout
-from posenc_jax._src.rotary import _PAIRS, apply_rotary
-from posenc_jax._src.schemes import SchemeDefaults, _check_heads
+from posenc_jax._src import checks
+from posenc_jax._src.alibi import exact_difference, float_difference
+from posenc_jax._src.layouts import Layout, check_rotary_layout
+from posenc_jax._src.rotary import ROTARY_PAIRS, apply_rotary
+from posenc_jax._src.schemes import SchemeDefaults, check_heads
 
 __all__ = ["XPos", "xpos_decay_rates", "xpos_rotate"]
 
@@ -64,7 +64,7 @@ def xpos_rotate(
     q_positions: jax.Array,
     k_positions: jax.Array,
     *,
-    layout: Layout,
+    layout: Layout | None = None,
     base: float = 10_000.0,
     scale_base: float = 512.0,
     gamma: float = 0.4,
@@ -100,20 +100,20 @@ def xpos_rotate(
     [(1, 2, 1, 4), (1, 2, 1, 4)]
     """
     call = "xpos_rotate"
-    _check_layout(call, layout)
-    scale_base = _checks.real_above(call, "scale_base", scale_base, 0.0)
-    gamma = _checks.real_above(call, "gamma", gamma, 0.0)
+    layout = check_rotary_layout(call, layout)
+    scale_base = checks.real_above(call, "scale_base", scale_base, 0.0)
+    gamma = checks.real_above(call, "gamma", gamma, 0.0)
     if center is not None:
-        center = _checks.integer(call, "center", center, -(2**31))
+        center = checks.integer(call, "center", center, -(2**31))
         if center >= 2**31:
-            raise _checks.value_error(call, "center", center, "center must be an int32 position or None")
-    qp = _checks.positions(call, q_positions, "q_positions", split=False)
-    kp = _checks.positions(call, k_positions, "k_positions", split=False)
+            raise checks.value_error(call, "center", center, "center must be an int32 position or None")
+    qp = checks.positions(call, q_positions, "q_positions", split=False)
+    kp = checks.positions(call, k_positions, "k_positions", split=False)
     q_rot = apply_rotary(q, qp, base=base, layout=layout)
     k_rot = apply_rotary(k, kp, base=base, layout=layout)
     for name, value in (("q_positions", qp), ("k_positions", kp)):
         if value.ndim not in (1, 2):
-            raise _checks.value_error(call, name, value, f"{name} must have shape [length] or [batch, length]")
+            raise checks.value_error(call, name, value, f"{name} must have shape [length] or [batch, length]")
     rates = tuple(np.log(xpos_decay_rates(q.shape[-1], gamma=gamma)).tolist())
     return _scale(q_rot, k_rot, qp, kp, log_rates=rates, scale_base=scale_base, layout=layout, center=center)
 
@@ -126,7 +126,7 @@ def _center(positions: jax.Array) -> jax.Array:
         # magnitude, which cannot overflow where a signed difference would (-2**31 to 2**31 - 1).
         low = jnp.min(positions, axis=-1, keepdims=True)
         high = jnp.max(positions, axis=-1, keepdims=True)
-        _, spread = _exact_difference(low, high, np.dtype(positions.dtype))
+        _, spread = exact_difference(low, high, np.dtype(positions.dtype))
         return low + (spread // 2).astype(positions.dtype)
     low = jnp.min(positions, axis=-1, keepdims=True).astype(jnp.float32)
     high = jnp.max(positions, axis=-1, keepdims=True).astype(jnp.float32)
@@ -136,7 +136,7 @@ def _center(positions: jax.Array) -> jax.Array:
 def _relative(positions: jax.Array, center: jax.Array) -> jax.Array:
     """``positions - center`` as float32 ``[batch or 1, length]``, rounded once from the exact difference."""
     positions = positions if positions.ndim == 2 else positions[None]
-    return _float_difference(center, positions, "xpos_rotate")  # exact, rounded once to float32
+    return float_difference(center, positions, "xpos_rotate")  # exact, rounded once to float32
 
 
 def _features(factor: jax.Array, layout: str) -> jax.Array:
@@ -190,7 +190,7 @@ class XPos(SchemeDefaults):
 
     head_dim: int
     _: dataclasses.KW_ONLY
-    layout: Layout
+    layout: Layout | None = None
     base: float = 10_000.0
     scale_base: float = 512.0
     gamma: float = 0.4
@@ -198,15 +198,15 @@ class XPos(SchemeDefaults):
 
     def __post_init__(self):
         caller = "XPos"
-        object.__setattr__(self, "head_dim", _checks.even(caller, "head_dim", self.head_dim, _PAIRS))
-        _check_layout(caller, self.layout)
-        object.__setattr__(self, "base", _checks.real_above(caller, "base", self.base, 1.0))
-        object.__setattr__(self, "scale_base", _checks.real_above(caller, "scale_base", self.scale_base, 0.0))
-        object.__setattr__(self, "gamma", _checks.real_above(caller, "gamma", self.gamma, 0.0))
+        object.__setattr__(self, "head_dim", checks.even(caller, "head_dim", self.head_dim, ROTARY_PAIRS))
+        check_rotary_layout(caller, self.layout)
+        object.__setattr__(self, "base", checks.real_above(caller, "base", self.base, 1.0))
+        object.__setattr__(self, "scale_base", checks.real_above(caller, "scale_base", self.scale_base, 0.0))
+        object.__setattr__(self, "gamma", checks.real_above(caller, "gamma", self.gamma, 0.0))
         if self.center is not None:
-            center = _checks.integer(caller, "center", self.center, -(2**31))
+            center = checks.integer(caller, "center", self.center, -(2**31))
             if center >= 2**31:
-                raise _checks.value_error(caller, "center", center, "center must be an int32 position or None")
+                raise checks.value_error(caller, "center", center, "center must be an int32 position or None")
 
     def rotate(
         self,
@@ -216,7 +216,7 @@ class XPos(SchemeDefaults):
         k_positions: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Rotates and scales ``q`` ``[batch, q_len, heads, head_dim]`` and ``k`` by their positions."""
-        _check_heads("XPos.rotate", self.head_dim, q=q, k=k)
+        check_heads("XPos.rotate", self.head_dim, q=q, k=k)
         return xpos_rotate(
             q,
             k,

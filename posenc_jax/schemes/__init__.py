@@ -9,26 +9,26 @@ from posenc_jax._src.cope import CoPE as CoPE
 from posenc_jax._src.fire import FIRE as FIRE
 from posenc_jax._src.kerple import Kerple as Kerple
 from posenc_jax._src.schemes import ALiBi as ALiBi
-from posenc_jax._src.schemes import LearnedLookup as LearnedLookup
+from posenc_jax._src.schemes import Learned as Learned
 from posenc_jax._src.schemes import NoPosition as NoPosition
 from posenc_jax._src.schemes import PositionalScheme as PositionalScheme
 from posenc_jax._src.schemes import Rotary as Rotary
 from posenc_jax._src.schemes import SchemeDefaults as SchemeDefaults
 from posenc_jax._src.schemes import Sinusoidal as Sinusoidal
-from posenc_jax._src.schemes import T5BucketBias as T5BucketBias
-from posenc_jax._src.schemes import TransformerXLLogits as TransformerXLLogits
+from posenc_jax._src.schemes import T5Bias as T5Bias
+from posenc_jax._src.schemes import TransformerXLRelative as TransformerXLRelative
 from posenc_jax._src.xpos import XPos as XPos
 
 __all__ = [
     "ALiBi",
-    "LearnedLookup",
+    "Learned",
     "NoPosition",
     "PositionalScheme",
     "Rotary",
     "SchemeDefaults",
     "Sinusoidal",
-    "T5BucketBias",
-    "TransformerXLLogits",
+    "T5Bias",
+    "TransformerXLRelative",
     "CoPE",
     "FIRE",
     "Kerple",
