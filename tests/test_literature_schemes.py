@@ -12,6 +12,7 @@ import posenc_jax as pe
 from posenc_jax import linen as pl
 from posenc_jax import nnx as pn
 from posenc_jax import schemes
+from posenc_jax._src.schemes import configuration_fields
 
 B, L, H, KV, HD = 2, 7, 4, 2, 8
 RNG = np.random.default_rng(1)
@@ -31,10 +32,10 @@ def _modules(name):
         linen = pl.Kerple(H, kernel=kernel)
         params = {"r1_raw": module.r1_raw[...], "r2_raw": module.r2_raw[...]}
     elif name == "fire":
-        module = pn.FIRE(H, width=8, threshold=16.0, rngs=nnx.Rngs(0))
+        module = pn.FIRE(H, width=8, initial_threshold=16.0, rngs=nnx.Rngs(0))
         module.c[...] = jnp.float32(0.4)  # away from the initial values, so that both are exercised
         module.threshold_scale[...] = jnp.float32(1.5)
-        linen = pl.FIRE(H, width=8, threshold=16.0)
+        linen = pl.FIRE(H, width=8, initial_threshold=16.0)
         params = {n: getattr(module, n)[...] for n in ("hidden_kernel", "hidden_bias", "output_kernel")}
         params |= {n: getattr(module, n)[...] for n in ("output_bias", "c", "threshold_scale")}
     elif name == "cope":
@@ -56,9 +57,10 @@ def _reference_terms(name, module, q, k, positions, mask):
     if name.startswith("kerple"):
         term = reference_kerple(positions, positions, value.r1, value.r2, value.kernel)
     elif name == "fire":
-        term = reference_fire(positions, positions, value.mlp, value.c, value.threshold)
+        mlp = (value.hidden_kernel, value.hidden_bias, value.output_kernel, value.output_bias)
+        term = reference_fire(positions, positions, mlp, value.c, value.threshold)
     else:
-        term = reference_cope(q, k, positions, positions, value.embeddings, mask)
+        term = reference_cope(q, k, positions, positions, value.embedding, mask)
     return qk, term
 
 
@@ -181,24 +183,26 @@ def test_parameters_stay_in_range_by_construction_and_train():
         ),
         (lambda: pl.Kerple(0, kernel="log"), ValueError, r"Kerple\(num_heads=0\)"),
         (
-            lambda: schemes.Kerple(np.ones(2, np.float32), -np.ones(2, np.float32), kernel="log"),
+            lambda: schemes.Kerple(2, kernel="log", r1=np.ones(2, np.float32), r2=-np.ones(2, np.float32)),
             ValueError,
             "r2 must be positive",
         ),
         (
-            lambda: schemes.Kerple(np.ones(2, np.float32), np.full(2, 3.0, np.float32), kernel="power"),
+            lambda: schemes.Kerple(
+                2, kernel="power", r1=np.ones(2, np.float32), r2=np.full(2, 3.0, np.float32)
+            ),
             ValueError,
             "r2 must be positive and <= 2",
         ),
-        (lambda: pn.FIRE(H, c=0.0, rngs=nnx.Rngs(0)), ValueError, r"FIRE\(c=0.0\)"),
+        (lambda: pn.FIRE(H, initial_c=0.0, rngs=nnx.Rngs(0)), ValueError, r"FIRE\(initial_c=0.0\)"),
         (lambda: pl.FIRE(H, width=2.5), TypeError, r"FIRE\(width=2.5\)"),
         (
-            lambda: schemes.FIRE(tuple(np.ones(2, np.float32) for _ in range(4)), 0.1, 8.0),
+            lambda: schemes.FIRE(2, width=2, output_kernel=np.ones(2, np.float32)),
             ValueError,
-            "mlp must be a tuple",
+            r"FIRE\(output_kernel=<float32\[2\]>\): output_kernel must have shape \[2, 2\]",
         ),
         (lambda: pn.CoPE(0, HD, rngs=nnx.Rngs(0)), ValueError, r"CoPE\(npos=0\)"),
-        (lambda: schemes.CoPE(np.ones(3, np.float32)), TypeError, r"CoPE\(embeddings="),
+        (lambda: schemes.CoPE(4, 8, embedding=np.ones((4, 8), int)), TypeError, r"CoPE\(embedding="),
         (lambda: pn.XPos(7, layout="split"), ValueError, r"XPos\(head_dim=7\)"),
         (lambda: pl.XPos(8, layout="halves"), ValueError, r"XPos\(layout='halves'\)"),
         (lambda: schemes.XPos(8, layout="split", scale_base=0), ValueError, r"XPos\(scale_base=0\)"),
@@ -284,6 +288,8 @@ def test_same_arguments_and_defaults_in_both_apis():
             if f.name not in ("parent", "name")
         }
         assert nnx_args.keys() == linen_fields.keys(), name
+        value_fields = set(configuration_fields(getattr(schemes, name)))
+        assert value_fields == set(nnx_args) - {"embedding_init"}, name
         for arg, value in nnx_args.items():  # initializers compare by behaviour, the rest by value
             assert callable(value) or value == linen_fields[arg], (name, arg)
         if "rngs" in nnx_params:

@@ -345,6 +345,7 @@ _MODEL_OPTION_DEFAULTS = {
     "attention_bias": True,
     "init": "unit_normal",
     "layer_norm_epsilon": 1e-6,
+    "embedding_dropout": "always",
 }
 
 _LONG_MODEL = ModelConfig(num_layers=5, width=64, num_heads=8, mlp_ratio=4)
@@ -392,6 +393,7 @@ PRESETS: dict[str, ExperimentConfig] = {
             attention_bias=False,
             init="reference",
             layer_norm_epsilon=1e-5,
+            embedding_dropout="when_added",
         ),
         learning_rates=(1e-4, 3e-4, 5e-4),
         learning_rate_schedule="constant",
@@ -419,8 +421,6 @@ PAPER_DEPARTURES: tuple[str, ...] = (
     "classes; the reference one-hot encodes each task's own alphabet plus the empty token through a "
     "bias-free linear layer (the same function) and has as many output classes as the task's alphabet (2 "
     "for the binary tasks).",
-    "Dropout acts on the embeddings of every scheme; the reference drops them only where the scheme adds a "
-    "vector to them (sin/cos, learned and their randomized variants).",
     "Randomized relative encoding: every mapped offset sign(d)·r_|d| gets its own sinusoid, as the "
     "reference's docstring and comments describe. Its published code builds the sinusoid table without the "
     "negative half and indexes it at the offset plus noise_max_length, so JAX clamps the indices of every "
@@ -513,7 +513,8 @@ PRESET_NOTES: dict[str, str] = {
     "published training budget, so not the papers' scale; every task in the encoder, sort, reverse and "
     "odds_first in the decoder; for an accelerator (the batch is sharded over every device).",
     "paper": "the reference code's protocol (google-deepmind/randomized_positional_encodings) at the "
-    "published scale: encoder, 5 layers x width 64 x 8 heads, post-LayerNorm, dropout 0.1, bias-free "
+    "published scale: encoder, 5 layers x width 64 x 8 heads, post-LayerNorm, dropout 0.1 (on the "
+    "embeddings only where the scheme adds to them), bias-free "
     "attention projections, Haiku's initialisation (token embeddings TruncatedNormal(0.02) x sqrt(64)), "
     "relative-attention parameters per layer, batch 128 of one length uniform on 1-40, Adam at a constant "
     "learning rate with global-norm clip 1, loss summed "

@@ -53,6 +53,8 @@ class ModelConfig:
         by √width at every call, dense kernels truncated normal of standard deviation 1/√fan_in before
         truncation).
       layer_norm_epsilon: the LayerNorms' epsilon (Flax's default 1e-6; Haiku's, the reference's, 1e-5).
+      embedding_dropout: ``"always"`` or ``"when_added"`` (the reference's: only where the scheme adds a vector
+        to the embeddings; the experiment sets `Transformer.drop_embeddings` from it).
     """
 
     num_layers: int = 2
@@ -64,6 +66,7 @@ class ModelConfig:
     attention_bias: bool = True
     init: str = "unit_normal"
     layer_norm_epsilon: float = 1e-6
+    embedding_dropout: str = "always"
 
     def __post_init__(self):
         for name in ("num_layers", "width", "num_heads", "mlp_ratio"):
@@ -72,7 +75,11 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig({name}={value!r}): must be a positive integer")
         if not (isinstance(self.dropout, float | int) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"ModelConfig(dropout={self.dropout!r}): must be in [0, 1)")
-        for name, allowed in (("norm", ("pre", "post")), ("init", ("unit_normal", "reference"))):
+        for name, allowed in (
+            ("norm", ("pre", "post")),
+            ("init", ("unit_normal", "reference")),
+            ("embedding_dropout", ("always", "when_added")),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ModelConfig({name}={getattr(self, name)!r}): must be one of {allowed}")
         if not isinstance(self.attention_bias, bool):
@@ -303,6 +310,8 @@ class Transformer(nn.Module):
       windows: ``None`` (every layer global) or a sliding window per layer, repeated as ``scheme``: ``w``
         lets query ``i`` see the keys of index ``i - w < j`` (and ``j < i + w`` in an encoder), ``None``
         every key; within the segment and causal mask as always.
+      drop_embeddings: apply dropout to the embeddings (the reference code does so only where the scheme
+        adds a vector to them; the caller, who knows the scheme, decides).
 
     >>> from posenc_jax.linen import Sinusoidal
     >>> model = Transformer(Sinusoidal(16), ModelConfig(1, 16, 2, 2), 8, 5, causal=False)
@@ -319,6 +328,7 @@ class Transformer(nn.Module):
     causal: bool
     attention: Callable = attend
     windows: tuple[int | None, ...] | None = None
+    drop_embeddings: bool = True
 
     def setup(self):
         c = self.config
@@ -376,7 +386,8 @@ class Transformer(nn.Module):
           `[batch, length, num_classes]` float32 logits.
         """
         layers = self._layers()
-        x = self._drop(layers[0][0].embed(self._embed_tokens(tokens), _layer(positions, 0)), deterministic)
+        x = layers[0][0].embed(self._embed_tokens(tokens), _layer(positions, 0))
+        x = self._drop(x, deterministic or not self.drop_embeddings)
         mask = attention_mask(segment_ids, causal=self.causal)
         index = jnp.arange(tokens.shape[1])
         per_layer = positions.ndim == 3

@@ -155,7 +155,12 @@ def setup_group(config: ExperimentConfig, group: Group, mesh: Mesh, *, test: boo
         # One module, with its own parameters, per attention layer (the model takes a tuple per layer).
         module = tuple(build() for _ in range(config.model.num_layers))
     model = Transformer(
-        module, config.model, tasks.VOCAB_SIZE, tasks.NUM_CLASSES, causal=group.mode == "decoder"
+        module,
+        config.model,
+        tasks.VOCAB_SIZE,
+        tasks.NUM_CLASSES,
+        causal=group.mode == "decoder",
+        drop_embeddings=config.model.embedding_dropout == "always" or spec.base in ("sinusoidal", "learned"),
     )
     steps = config.steps_for(group.task, group.mode)
     optimizer = make_optimizer(

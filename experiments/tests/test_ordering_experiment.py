@@ -364,7 +364,16 @@ def test_paper_preset_is_the_reference_codes_protocol():
     learning rates, seeds and budget."""
     paper = config_lib.PRESETS["paper"]
     assert paper.model == ModelConfig(
-        5, 64, 8, 4, dropout=0.1, norm="post", attention_bias=False, init="reference", layer_norm_epsilon=1e-5
+        5,
+        64,
+        8,
+        4,
+        dropout=0.1,
+        norm="post",
+        attention_bias=False,
+        init="reference",
+        layer_norm_epsilon=1e-5,
+        embedding_dropout="when_added",
     )
     assert (paper.batch_size, paper.grad_clip, paper.train_max_length, paper.test_max_length) == (
         128,
@@ -425,6 +434,7 @@ def test_the_quick_preset_is_unchanged_by_the_reference_options():
         True,
         1e-6,
     )
+    assert (quick.scheme_parameters, quick.model.embedding_dropout) == ("shared", "always")
     group = quick.groups()[0]
     assert quick.group_fingerprint(group, 1) == "8ebf4464924cff9a"
 
@@ -454,6 +464,8 @@ def test_reference_protocol_trains_and_evaluates():
         attention_bias=False,
         init="reference",
         layer_norm_epsilon=1e-5,
+        dropout=0.1,
+        embedding_dropout="when_added",
     )
     config = _tiny(
         runs=(("sort", "encoder"),),
@@ -474,6 +486,10 @@ def test_reference_protocol_trains_and_evaluates():
     initial = train.init_parameters(setup, [0])[0]["params"]
     assert {"scheme_0", "scheme_1"} <= set(initial) and "scheme" not in initial
     assert not np.array_equal(initial["scheme_0"]["kernel"], initial["scheme_1"]["kernel"])
+    # Dropout on the embeddings only where the scheme adds a vector to them.
+    assert not setup.model.drop_embeddings
+    learned = dataclasses.replace(config, schemes=("learned",))
+    assert train.setup_group(learned, learned.groups()[0], train.make_mesh(), test=False).model.drop_embeddings
     assert (np.asarray(setup.test.batch.positions)[:, 0] == 0).all()  # the map starts at 0 in every row
     record = train.train_group(setup)
     losses = np.asarray(record["curve"]["loss"])

@@ -143,6 +143,7 @@ def test_cached_decoding_step_matches_the_full_causal_forward(scheme, jit):
         ({"init": "xavier"}, r"ModelConfig\(init='xavier'\): must be one of"),
         ({"attention_bias": 1}, r"ModelConfig\(attention_bias=1\): must be True or False"),
         ({"layer_norm_epsilon": 0}, r"ModelConfig\(layer_norm_epsilon=0\): must be a float in \(0, 1\)"),
+        ({"embedding_dropout": "never"}, r"ModelConfig\(embedding_dropout='never'\): must be one of"),
     ],
 )
 def test_bad_model_config(kwargs, message):

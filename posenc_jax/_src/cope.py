@@ -30,11 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks
-from posenc_jax._src.delegation import is_array
 from posenc_jax._src.distances import offsets, pair_positions
-from posenc_jax._src.schemes import SchemeDefaults
+from posenc_jax._src.schemes import SchemeDefaults, _check_parameter, _parameter, _require
 
-__all__ = ["CoPE", "CoPEParameters", "cope_logits"]
+__all__ = ["CoPE", "cope_logits"]
 
 
 def check_qk(call: str, q: Any, k: Any, head_dim: int | None = None) -> tuple[int, int, int]:
@@ -150,37 +149,49 @@ class CoPE(SchemeDefaults):
     the keys the query sees (:func:`posenc_jax.cope_logits`). Because ``p_ij`` depends on which keys are
     visible, :func:`posenc_jax.attention` and :meth:`posenc_jax.KVCache.attend` pass it the attention's mask
     (``needs_mask``): a decoder's causal mask, padding or the filled slots of a cache count, as in the
-    reference code. A pytree whose leaf is ``embeddings``; :class:`posenc_jax.nnx.CoPE` and
-    :class:`posenc_jax.linen.CoPE` hold them as a parameter.
+    reference code. The value holds the configuration and, to be used on its own, the ``embedding`` ``e``;
+    :class:`posenc_jax.nnx.CoPE` and :class:`posenc_jax.linen.CoPE` hold it as a parameter (zeros at first,
+    as in the reference code: the term is 0 until it learns).
 
     Attributes:
-      embeddings: ``e``, ``[npos, head_dim]``, shared by the heads.
+      npos: the integer positions ``e`` holds (contextual positions are clipped to ``npos - 1``).
+      head_dim: features per head.
       scale: the gates' scale of ``q·k`` (keyword); ``None``: ``1 / sqrt(head_dim)``, the attention's.
+      embedding: ``e``, ``[npos, head_dim]``, shared by the heads, or None (then the term raises).
+      param_dtype: the dtype of the modules' parameter.
 
     Raises:
-      TypeError, ValueError: non-floating or non-2-D ``embeddings``, a non-positive ``scale``.
+      TypeError, ValueError: non-positive sizes or ``scale``, a bad ``param_dtype``, an ``embedding`` of
+        another shape.
 
     >>> q = k = jnp.ones((1, 3, 2, 4))
-    >>> CoPE(jnp.zeros((8, 4))).attention_logits_bias(q, k, jnp.arange(3), jnp.arange(3)).shape
+    >>> CoPE(8, 4, embedding=jnp.zeros((8, 4))).attention_logits_bias(q, k, jnp.arange(3), jnp.arange(3)).shape
     (1, 2, 3, 3)
     """
 
-    embeddings: Any
+    npos: int
+    head_dim: int
     _: dataclasses.KW_ONLY
     scale: float | None = None
+    embedding: Any = _parameter("the position embeddings e [npos, head_dim]")
+    param_dtype: Any = jnp.float32
 
     #: :func:`posenc_jax.attention` passes ``mask=`` (the keys each query sees) to ``attention_logits_bias``.
     needs_mask: ClassVar[bool] = True
 
     def __post_init__(self):
         caller = "CoPE"
-        if is_array(self.embeddings):
-            dtype = getattr(self.embeddings, "dtype", None)
-            if dtype is None or not jnp.issubdtype(dtype, jnp.floating) or np.ndim(self.embeddings) != 2:
-                allowed = "embeddings must be a floating array [npos, head_dim]"
-                raise checks.type_error(caller, "embeddings", self.embeddings, allowed)
+        object.__setattr__(self, "npos", checks.integer(caller, "npos", self.npos))
+        object.__setattr__(self, "head_dim", checks.integer(caller, "head_dim", self.head_dim))
         if self.scale is not None:
             object.__setattr__(self, "scale", checks.real_above(caller, "scale", self.scale, 0.0))
+        checks.floating_dtype(caller, self.param_dtype, "param_dtype")
+        _check_parameter(self.embedding, "embedding", self.embedding_shape, caller)
+
+    @property
+    def embedding_shape(self) -> tuple[int, int]:
+        """``(npos, head_dim)``."""
+        return (self.npos, self.head_dim)
 
     def attention_logits_bias(
         self,
@@ -195,49 +206,11 @@ class CoPE(SchemeDefaults):
 
         ``mask`` (boolean, broadcastable to ``[batch, heads, q_len, k_len]``) restricts the keys that count.
         """
+        embedding = _require(self.embedding, "embedding", "CoPE.attention_logits_bias", "CoPE")
         q_positions = jnp.arange(np.shape(q)[1]) if q_positions is None else q_positions
         k_positions = jnp.arange(np.shape(k)[1]) if k_positions is None else k_positions
-        return cope_logits(
-            q, k, q_positions, k_positions, embeddings=self.embeddings, mask=mask, scale=self.scale
-        )
+        return cope_logits(q, k, q_positions, k_positions, embeddings=embedding, mask=mask, scale=self.scale)
 
     def __call__(self, q, k, q_positions=None, k_positions=None, *, mask=None) -> jax.Array:
         """Same as :meth:`attention_logits_bias`."""
         return self.attention_logits_bias(q, k, q_positions, k_positions, mask=mask)
-
-
-jax.tree_util.register_dataclass(CoPE, data_fields=["embeddings"], meta_fields=["scale"])
-
-
-@dataclasses.dataclass(frozen=True)
-class CoPEParameters:
-    """What the CoPE modules share: their checked fields and the value they build from ``embedding``.
-
-    The parameter ``embedding`` ``[npos, head_dim]`` starts at zeros, as in the reference code (the term is
-    0 until it learns; the gates' gradient flows through ``e``).
-    """
-
-    npos: int
-    head_dim: int
-    _: dataclasses.KW_ONLY
-    scale: float | None = None
-    param_dtype: Any = jnp.float32
-
-    needs_mask: ClassVar[bool] = True
-
-    def __post_init__(self):
-        caller = "CoPE"
-        object.__setattr__(self, "npos", checks.integer(caller, "npos", self.npos))
-        object.__setattr__(self, "head_dim", checks.integer(caller, "head_dim", self.head_dim))
-        if self.scale is not None:
-            object.__setattr__(self, "scale", checks.real_above(caller, "scale", self.scale, 0.0))
-        checks.floating_dtype(caller, self.param_dtype, "param_dtype")
-
-    @property
-    def embedding_shape(self) -> tuple[int, int]:
-        """``(npos, head_dim)``."""
-        return (self.npos, self.head_dim)
-
-    def value(self, embedding: jax.Array) -> CoPE:
-        """The scheme value of this table."""
-        return CoPE(embedding, scale=self.scale)

@@ -3,9 +3,9 @@ computes with, :meth:`Delegating.value`.
 
 Mixed into the module base classes of :mod:`posenc_jax.nnx` and :mod:`posenc_jax.linen`, so that neither file
 repeats a method body: each only declares its fields (and parameters) and builds the value. A module without
-parameters holds its value in ``scheme``; a module with parameters holds a value without them (``Learned``,
-``T5Bias``, ``TransformerXLRelative``: filled in from ``_parameters()``) or a configuration that makes the value
-from them (``Kerple``, ``FIRE``, ``CoPE``: ``scheme.value(*self._params())``), so NNX, Linen and the value give
+parameters holds its value in ``scheme``; a module with parameters holds the value without them and fills
+them in from ``_parameters()`` (``Learned``, ``T5Bias``, ``TransformerXLRelative``, and ``Kerple``, ``FIRE``,
+``CoPE``, whose modules map their unconstrained parameters to the value's), so NNX, Linen and the value give
 the same numbers with the same code.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-__all__ = ["Delegating", "ParameterDelegating", "ValueDelegating", "is_array", "is_concrete"]
+__all__ = ["Delegating", "ParameterDelegating", "is_array", "is_concrete"]
 
 
 def is_array(value: object) -> bool:
@@ -94,15 +94,3 @@ class ParameterDelegating(Delegating):
     def value(self) -> Any:
         """The frozen scheme value with this module's current parameters."""
         return dataclasses.replace(self.scheme, **self._parameters())
-
-
-class ValueDelegating(Delegating):
-    """A module whose configuration ``scheme`` makes the value from ``_params()``:
-    ``scheme.value(*self._params())``."""
-
-    def _params(self) -> tuple[Any, ...]:  # pragma: no cover - every module defines it
-        raise NotImplementedError
-
-    def value(self) -> Any:
-        """The frozen scheme value with this module's current parameters (a pytree: it passes ``jit``)."""
-        return self.scheme.value(*self._params())

@@ -29,11 +29,10 @@ import numpy as np
 
 from posenc_jax._src import checks
 from posenc_jax._src.angles import computed_once
-from posenc_jax._src.delegation import is_array
 from posenc_jax._src.distances import offsets, pair_positions
-from posenc_jax._src.schemes import SchemeDefaults
+from posenc_jax._src.schemes import SchemeDefaults, _check_parameter, _parameter, _require
 
-__all__ = ["FIRE", "FIREParameters", "fire_bias"]
+__all__ = ["FIRE", "FIRE_PARAMETERS", "fire_bias"]
 
 
 def check_mlp(call: str, mlp: object, num_heads: int | None = None) -> tuple[int, int]:
@@ -138,121 +137,126 @@ def _fire(q2, k2, mlp, c, threshold, *, eps: float) -> jax.Array:
     return out
 
 
+#: The FIRE modules' parameter names.
+FIRE_PARAMETERS = ("hidden_kernel", "hidden_bias", "output_kernel", "output_bias", "c", "threshold_scale")
+
+
 @dataclasses.dataclass(frozen=True)
 class FIRE(SchemeDefaults):
     """FIRE (Li et al. 2024): a learned function of the progressively normalized distance, as a logits bias.
 
     ``b(i, j) = f_θ(ψ(|i - j|) / (ψ(max(|L|, i)) + eps))``, ``ψ(x) = log(|c|·x + 1)``, see
-    :func:`posenc_jax.fire_bias` (and there how non-causal use is defined). A pytree whose leaves are the MLP's
-    four arrays, ``c`` and ``threshold``; :class:`posenc_jax.nnx.FIRE` and :class:`posenc_jax.linen.FIRE`
-    hold them as parameters and build it.
+    :func:`posenc_jax.fire_bias` (and there how non-causal use is defined). The value holds the configuration
+    and, to be used on its own, the parameters: the MLP's ``hidden_kernel`` ``[width]``, ``hidden_bias``
+    ``[width]``, ``output_kernel`` ``[width, num_heads]``, ``output_bias`` ``[num_heads]``, and the scalars
+    ``c`` and ``threshold`` (``L``). :class:`posenc_jax.nnx.FIRE` and :class:`posenc_jax.linen.FIRE` hold the
+    reference code's parameters: the MLP's, drawn uniform in ``±1/sqrt(fan_in)`` as a PyTorch ``Linear``;
+    ``c`` (starting at ``initial_c``) and ``threshold_scale`` (starting at 1), with ``L = threshold_scale ·
+    initial_threshold``, so that a learning rate moves ``L`` in proportion to its size.
 
     Attributes:
-      mlp: ``(w1 [width], b1 [width], w2 [width, num_heads], b2 [num_heads])``.
-      c: scalar, the scale of ``ψ``.
-      threshold: scalar ``L``.
-      eps: added to the normalizer (keyword; the reference code's ``1e-6``).
+      num_heads: attention heads (positive).
+      width: the MLP's hidden width (32 in the paper).
+      initial_c: the modules' initial ``c`` (0.1 in the reference code).
+      initial_threshold: the modules' initial ``L`` (512 in the reference code).
+      eps: added to the normalizer (the reference code's ``1e-6``).
+      hidden_kernel, hidden_bias, output_kernel, output_bias, c, threshold: the parameters, or None (then
+        ``attention_bias`` raises).
+      param_dtype: the dtype of the modules' parameters.
 
     Raises:
-      TypeError, ValueError: a malformed ``mlp``, non-scalar ``c`` / ``threshold``, a non-positive ``eps``.
+      TypeError, ValueError: non-positive sizes, ``initial_c``, ``initial_threshold`` or ``eps``, a bad
+        ``param_dtype``, parameters of the wrong shape.
 
-    >>> mlp = (jnp.ones(4), jnp.zeros(4), jnp.ones((4, 2)), jnp.zeros(2))
-    >>> FIRE(mlp, 0.1, 512.0).attention_bias(jnp.arange(3), jnp.arange(3)).shape
+    >>> mlp = dict(hidden_kernel=jnp.ones(4), hidden_bias=jnp.zeros(4), output_kernel=jnp.ones((4, 2)),
+    ...            output_bias=jnp.zeros(2))
+    >>> scheme = FIRE(2, width=4, c=jnp.float32(0.1), threshold=jnp.float32(512.0), **mlp)
+    >>> scheme.attention_bias(jnp.arange(3), jnp.arange(3)).shape
     (1, 2, 3, 3)
-    """
-
-    mlp: Any
-    c: Any
-    threshold: Any
-    _: dataclasses.KW_ONLY
-    eps: float = 1e-6
-
-    def __post_init__(self):
-        caller = "FIRE"
-        if isinstance(self.mlp, tuple | list) and all(is_array(p) for p in self.mlp):
-            check_mlp(caller, tuple(self.mlp))
-            object.__setattr__(self, "mlp", tuple(self.mlp))
-        for name in ("c", "threshold"):
-            value = getattr(self, name)
-            if is_array(value) or isinstance(value, int | float):
-                _check_scalar(caller, name, value)
-        object.__setattr__(self, "eps", checks.real_above(caller, "eps", self.eps, 0.0))
-
-    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
-        return fire_bias(
-            q_positions, k_positions, mlp=self.mlp, c=self.c, threshold=self.threshold, eps=self.eps
-        )
-
-    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """Same as :meth:`attention_bias`."""
-        return self.attention_bias(q_positions, k_positions)
-
-
-jax.tree_util.register_dataclass(FIRE, data_fields=["mlp", "c", "threshold"], meta_fields=["eps"])
-
-
-#: The FIRE modules' parameter names, in the order of :meth:`FIREParameters.value`.
-FIRE_PARAMETERS = ("hidden_kernel", "hidden_bias", "output_kernel", "output_bias", "c", "threshold_scale")
-
-
-@dataclasses.dataclass(frozen=True)
-class FIREParameters:
-    """What the FIRE modules share: their checked fields, how the parameters are drawn, the value they build.
-
-    Parameters (the reference code's): the MLP ``hidden_kernel`` ``[width]``, ``hidden_bias`` ``[width]``,
-    ``output_kernel`` ``[width, num_heads]``, ``output_bias`` ``[num_heads]``, drawn uniform in
-    ``±1/sqrt(fan_in)`` as a PyTorch ``Linear`` (fan_in 1, then ``width``); ``c`` (initially ``c``) and
-    ``threshold_scale`` (initially 1): the threshold is ``L = threshold_scale · threshold``, so that a
-    learning rate moves ``L`` in proportion to its size.
     """
 
     num_heads: int
     _: dataclasses.KW_ONLY
     width: int = 32
-    c: float = 0.1
-    threshold: float = 512.0
+    initial_c: float = 0.1
+    initial_threshold: float = 512.0
     eps: float = 1e-6
+    hidden_kernel: Any = _parameter("the MLP's hidden kernel [width]")
+    hidden_bias: Any = _parameter("the MLP's hidden bias [width]")
+    output_kernel: Any = _parameter("the MLP's output kernel [width, num_heads]")
+    output_bias: Any = _parameter("the MLP's output bias [num_heads]")
+    c: Any = _parameter("the scale c of psi (a scalar)")
+    threshold: Any = _parameter("the threshold L (a scalar)")
     param_dtype: Any = jnp.float32
 
     def __post_init__(self):
         caller = "FIRE"
         object.__setattr__(self, "num_heads", checks.integer(caller, "num_heads", self.num_heads))
         object.__setattr__(self, "width", checks.integer(caller, "width", self.width))
-        object.__setattr__(self, "c", checks.real_above(caller, "c", self.c, 0.0))
-        object.__setattr__(self, "threshold", checks.real_above(caller, "threshold", self.threshold, 0.0))
+        object.__setattr__(self, "initial_c", checks.real_above(caller, "initial_c", self.initial_c, 0.0))
+        initial_threshold = checks.real_above(caller, "initial_threshold", self.initial_threshold, 0.0)
+        object.__setattr__(self, "initial_threshold", initial_threshold)
         object.__setattr__(self, "eps", checks.real_above(caller, "eps", self.eps, 0.0))
         checks.floating_dtype(caller, self.param_dtype, "param_dtype")
+        shapes = {
+            "hidden_kernel": (self.width,),
+            "hidden_bias": (self.width,),
+            "output_kernel": (self.width, self.num_heads),
+            "output_bias": (self.num_heads,),
+            "c": (),
+            "threshold": (),
+        }
+        for name, shape in shapes.items():
+            _check_parameter(getattr(self, name), name, shape, caller)
+
+    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
+        call = "FIRE.attention_bias"
+        names = ("hidden_kernel", "hidden_bias", "output_kernel", "output_bias", "c", "threshold")
+        w1, b1, w2, b2, c, threshold = (_require(getattr(self, n), n, call, "FIRE") for n in names)
+        return fire_bias(q_positions, k_positions, mlp=(w1, b1, w2, b2), c=c, threshold=threshold, eps=self.eps)
+
+    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """Same as :meth:`attention_bias`."""
+        return self.attention_bias(q_positions, k_positions)
+
+    # What the modules use: their parameters, drawn here once for NNX and Linen.
 
     def _uniform(self, key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:
         bound = 1.0 / np.sqrt(fan_in)
         return jax.random.uniform(key, shape, jnp.float32, -bound, bound).astype(self.param_dtype)
 
     def init_hidden_kernel(self, key: jax.Array, *_: Any) -> jax.Array:
-        """``[width]``."""
+        """``[width]``, uniform in ±1 (fan-in 1)."""
         return self._uniform(key, (self.width,), 1)
 
     def init_hidden_bias(self, key: jax.Array, *_: Any) -> jax.Array:
-        """``[width]``."""
+        """``[width]``, uniform in ±1."""
         return self._uniform(key, (self.width,), 1)
 
     def init_output_kernel(self, key: jax.Array, *_: Any) -> jax.Array:
-        """``[width, num_heads]``."""
+        """``[width, num_heads]``, uniform in ``±1/sqrt(width)``."""
         return self._uniform(key, (self.width, self.num_heads), self.width)
 
     def init_output_bias(self, key: jax.Array, *_: Any) -> jax.Array:
-        """``[num_heads]``."""
+        """``[num_heads]``, uniform in ``±1/sqrt(width)``."""
         return self._uniform(key, (self.num_heads,), self.width)
 
     def init_c(self, *_: Any) -> jax.Array:
-        """The initial ``c`` (a scalar)."""
-        return jnp.asarray(self.c, self.param_dtype)
+        """``initial_c`` (a scalar)."""
+        return jnp.asarray(self.initial_c, self.param_dtype)
 
     def init_threshold_scale(self, *_: Any) -> jax.Array:
         """1 (a scalar)."""
         return jnp.ones((), self.param_dtype)
 
-    def value(self, hidden_kernel, hidden_bias, output_kernel, output_bias, c, threshold_scale) -> FIRE:
-        """The scheme value of these parameters."""
-        mlp = (hidden_kernel, hidden_bias, output_kernel, output_bias)
-        return FIRE(mlp, c, threshold_scale * self.threshold, eps=self.eps)
+    def from_module(self, hidden_kernel, hidden_bias, output_kernel, output_bias, c, threshold_scale) -> dict:
+        """The value's parameters from the modules' (``threshold = threshold_scale · initial_threshold``)."""
+        return {
+            "hidden_kernel": hidden_kernel,
+            "hidden_bias": hidden_bias,
+            "output_kernel": output_kernel,
+            "output_bias": output_bias,
+            "c": c,
+            "threshold": threshold_scale * self.initial_threshold,
+        }

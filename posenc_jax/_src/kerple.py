@@ -23,11 +23,11 @@ import numpy as np
 
 from posenc_jax._src import checks
 from posenc_jax._src.angles import computed_once
-from posenc_jax._src.delegation import is_array, is_concrete
+from posenc_jax._src.delegation import is_concrete
 from posenc_jax._src.distances import absolute_distances, pair_positions
-from posenc_jax._src.schemes import SchemeDefaults
+from posenc_jax._src.schemes import SchemeDefaults, _check_parameter, _parameter, _require
 
-__all__ = ["KERNELS", "Kerple", "KerpleParameters", "kerple_bias"]
+__all__ = ["KERNELS", "Kerple", "kerple_bias"]
 
 #: The two kernels of the paper.
 KERNELS = ("log", "power")
@@ -116,57 +116,6 @@ def _check_positive(call: str, name: str, value: Any, upper: float | None = None
             raise checks.value_error(call, name, value, allowed, "the modules keep it so by construction")
 
 
-@dataclasses.dataclass(frozen=True)
-class Kerple(SchemeDefaults):
-    """KERPLE (Chi et al. 2022): a learned kernel of the distance added to the attention logits.
-
-    ``b_h(i, j) = -r1_h * log(1 + r2_h * |i - j|)`` (``kernel="log"``) or ``-r1_h * |i - j| ** r2_h``
-    (``kernel="power"``, ``0 < r2_h <= 2``), see :func:`posenc_jax.kerple_bias`. A pytree whose leaves are
-    ``r1`` and ``r2``, so it passes through ``jit`` and ``grad``; :class:`posenc_jax.nnx.Kerple` and
-    :class:`posenc_jax.linen.Kerple` hold unconstrained parameters and build it.
-
-    Attributes:
-      r1: ``[num_heads]`` positive scales.
-      r2: ``[num_heads]`` positive rates (log), exponents in ``(0, 2]`` (power).
-      kernel: ``"log"`` or ``"power"`` (keyword, no default: the paper's two variants).
-
-    Raises:
-      TypeError, ValueError: an unknown ``kernel``; ``r1`` / ``r2`` not floating ``[num_heads]``; concrete
-        values out of range.
-
-    >>> Kerple(jnp.ones(2), jnp.ones(2), kernel="log").attention_bias(jnp.arange(3), jnp.arange(3)).shape
-    (1, 2, 3, 3)
-    """
-
-    r1: Any
-    r2: Any
-    _: dataclasses.KW_ONLY
-    kernel: Kernel
-
-    def __post_init__(self):
-        caller = "Kerple"
-        checks.one_of(caller, "kernel", self.kernel, KERNELS)
-        if is_array(self.r1) and is_array(self.r2):
-            check_head_parameters(caller, None, r1=self.r1, r2=self.r2)
-            _check_positive(caller, "r1", self.r1)
-            _check_positive(caller, "r2", self.r2, 2.0 if self.kernel == "power" else None)
-
-    @property
-    def num_heads(self) -> int:
-        """The number of heads (the length of ``r1``)."""
-        return int(np.shape(self.r1)[0])
-
-    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
-        return kerple_bias(q_positions, k_positions, r1=self.r1, r2=self.r2, kernel=self.kernel)
-
-    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
-        """Same as :meth:`attention_bias`."""
-        return self.attention_bias(q_positions, k_positions)
-
-
-jax.tree_util.register_dataclass(Kerple, data_fields=["r1", "r2"], meta_fields=["kernel"])
-
 #: KERPLE's reference code draws ``r1 ~ U(0, 2)`` and ``r2 ~ U(0, 1)`` and clamps both at 0.01.
 _INITIAL_R1 = (0.01, 2.0)
 _INITIAL_R2 = (0.01, 1.0)
@@ -177,18 +126,38 @@ def _inverse_softplus(y: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class KerpleParameters:
-    """What the Kerple modules share: their checked fields, how the parameters are drawn and mapped.
+class Kerple(SchemeDefaults):
+    """KERPLE (Chi et al. 2022): a learned kernel of the distance added to the attention logits.
 
-    Positive by construction: ``r1 = softplus(r1_raw)``; ``r2 = softplus(r2_raw)`` (log) or
-    ``r2 = 2·sigmoid(r2_raw)`` (power, so ``0 < r2 < 2``, the range where the paper's kernel is
-    conditionally positive definite). The initial values follow the reference code: ``r1`` uniform in
-    ``[0.01, 2]``, ``r2`` uniform in ``[0.01, 1]``.
+    ``b_h(i, j) = -r1_h * log(1 + r2_h * |i - j|)`` (``kernel="log"``) or ``-r1_h * |i - j| ** r2_h``
+    (``kernel="power"``, ``0 < r2_h <= 2``), see :func:`posenc_jax.kerple_bias`. The value holds the
+    configuration and, to be used on its own, the parameters ``r1`` and ``r2``; :class:`posenc_jax.nnx.Kerple`
+    and :class:`posenc_jax.linen.Kerple` hold unconstrained parameters ``r1_raw`` and ``r2_raw`` and fill in
+    ``r1 = softplus(r1_raw)`` and ``r2 = softplus(r2_raw)`` (log) or ``2·sigmoid(r2_raw)`` (power, ``0 < r2 <
+    2``, where the paper's kernel is conditionally positive definite): positive by construction. Their
+    initial values follow the reference code: ``r1`` uniform in ``[0.01, 2]``, ``r2`` in ``[0.01, 1]``.
+
+    Attributes:
+      num_heads: attention heads (positive).
+      kernel: ``"log"`` or ``"power"`` (keyword, no default: the paper's two variants).
+      r1: ``[num_heads]`` positive scales, or None (then ``attention_bias`` raises).
+      r2: ``[num_heads]`` positive rates (log), exponents in ``(0, 2]`` (power), or None.
+      param_dtype: the dtype of the modules' parameters.
+
+    Raises:
+      TypeError, ValueError: non-positive ``num_heads``, an unknown ``kernel``, a bad ``param_dtype``, ``r1`` /
+        ``r2`` not floating ``[num_heads]`` or (when concrete) out of range.
+
+    >>> scheme = Kerple(2, kernel="log", r1=jnp.ones(2), r2=jnp.ones(2))
+    >>> scheme.attention_bias(jnp.arange(3), jnp.arange(3)).shape
+    (1, 2, 3, 3)
     """
 
     num_heads: int
     _: dataclasses.KW_ONLY
     kernel: Kernel
+    r1: Any = _parameter("the scales r1 [num_heads], positive")
+    r2: Any = _parameter("the rates or exponents r2 [num_heads], positive")
     param_dtype: Any = jnp.float32
 
     def __post_init__(self):
@@ -196,23 +165,39 @@ class KerpleParameters:
         object.__setattr__(self, "num_heads", checks.integer(caller, "num_heads", self.num_heads))
         checks.one_of(caller, "kernel", self.kernel, KERNELS)
         checks.floating_dtype(caller, self.param_dtype, "param_dtype")
+        for name in ("r1", "r2"):
+            _check_parameter(getattr(self, name), name, (self.num_heads,), caller)
+        _check_positive(caller, "r1", self.r1)
+        _check_positive(caller, "r2", self.r2, 2.0 if self.kernel == "power" else None)
+
+    def attention_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """The bias ``[batch or 1, num_heads, q_len, k_len]`` float32."""
+        call = "Kerple.attention_bias"
+        r1 = _require(self.r1, "r1", call, "Kerple")
+        r2 = _require(self.r2, "r2", call, "Kerple")
+        return kerple_bias(q_positions, k_positions, r1=r1, r2=r2, kernel=self.kernel)
+
+    def __call__(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
+        """Same as :meth:`attention_bias`."""
+        return self.attention_bias(q_positions, k_positions)
+
+    # What the modules use: their unconstrained parameters, drawn and mapped here once for NNX and Linen.
 
     def _raw(self, key: jax.Array, bounds: tuple[float, float], kind: str) -> jax.Array:
         value = jax.random.uniform(key, (self.num_heads,), jnp.float32, *bounds)
         raw = jnp.log(value / (2.0 - value)) if kind == "sigmoid" else _inverse_softplus(value)
         return raw.astype(self.param_dtype)
 
-    def init_r1(self, key: jax.Array, *_: Any) -> jax.Array:
-        """The initial ``r1_raw`` ``[num_heads]``."""
+    def init_r1_raw(self, key: jax.Array, *_: Any) -> jax.Array:
+        """The modules' initial ``r1_raw`` ``[num_heads]``."""
         return self._raw(key, _INITIAL_R1, "softplus")
 
-    def init_r2(self, key: jax.Array, *_: Any) -> jax.Array:
-        """The initial ``r2_raw`` ``[num_heads]``."""
+    def init_r2_raw(self, key: jax.Array, *_: Any) -> jax.Array:
+        """The modules' initial ``r2_raw`` ``[num_heads]``."""
         return self._raw(key, _INITIAL_R2, "sigmoid" if self.kernel == "power" else "softplus")
 
-    def value(self, r1_raw: jax.Array, r2_raw: jax.Array) -> Kerple:
-        """The scheme value with ``r1 = softplus(r1_raw)`` and ``r2`` mapped as the kernel requires."""
-        r1 = jax.nn.softplus(jnp.asarray(r1_raw, jnp.float32))
+    def constrained(self, r1_raw: jax.Array, r2_raw: jax.Array) -> dict[str, jax.Array]:
+        """``{"r1": softplus(r1_raw), "r2": ...}``, the parameters the modules fill in."""
         raw = jnp.asarray(r2_raw, jnp.float32)
         r2 = 2.0 * jax.nn.sigmoid(raw) if self.kernel == "power" else jax.nn.softplus(raw)
-        return Kerple(r1, r2, kernel=self.kernel)
+        return {"r1": jax.nn.softplus(jnp.asarray(r1_raw, jnp.float32)), "r2": r2}

@@ -24,12 +24,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from posenc_jax._src import schemes, xpos
-from posenc_jax._src.cope import CoPEParameters
-from posenc_jax._src.delegation import Delegating, ParameterDelegating, ValueDelegating
-from posenc_jax._src.fire import FIRE_PARAMETERS, FIREParameters
+from posenc_jax._src import cope, fire, kerple, schemes, xpos
+from posenc_jax._src.delegation import Delegating, ParameterDelegating
 from posenc_jax._src.frequencies import Frequencies
-from posenc_jax._src.kerple import KerpleParameters
 
 __all__ = [
     "ALiBi",
@@ -246,7 +243,7 @@ class TransformerXLRelative(ParameterDelegating, _Scheme):
 # ------------------------------------------------------------- the length-generalization literature
 
 
-class Kerple(ValueDelegating, _Scheme):
+class Kerple(ParameterDelegating, _Scheme):
     """KERPLE (Chi et al. 2022): ``-r1·log(1 + r2·|i - j|)`` or ``-r1·|i - j|^r2`` per head, learned.
 
     Parameters ``r1_raw`` and ``r2_raw`` as :class:`posenc_jax.nnx.Kerple` (positive by construction).
@@ -261,27 +258,27 @@ class Kerple(ValueDelegating, _Scheme):
     (1, 4, 3, 3)
     """
 
-    scheme_type = KerpleParameters
+    scheme_type = kerple.Kerple
     num_heads: int
     kernel: str
     param_dtype: Any = jnp.float32
 
     def setup(self):
-        self.r1_raw = self.param("r1_raw", self.scheme.init_r1)
-        self.r2_raw = self.param("r2_raw", self.scheme.init_r2)
+        self.r1_raw = self.param("r1_raw", self.scheme.init_r1_raw)
+        self.r2_raw = self.param("r2_raw", self.scheme.init_r2_raw)
 
-    def _params(self) -> tuple[jax.Array, ...]:
-        return jnp.asarray(self.r1_raw), jnp.asarray(self.r2_raw)
+    def _parameters(self) -> dict[str, jax.Array]:
+        return self.scheme.constrained(jnp.asarray(self.r1_raw), jnp.asarray(self.r2_raw))
 
 
-class FIRE(ValueDelegating, _Scheme):
+class FIRE(ParameterDelegating, _Scheme):
     """FIRE (Li et al. 2024): ``f_θ(ψ(i - j) / ψ(max(L, i)))``, ``ψ(x) = log(c·x + 1)``, learned.
 
     Parameters as :class:`posenc_jax.nnx.FIRE`.
 
     Attributes:
-      the arguments of :class:`posenc_jax.nnx.FIRE` but ``rngs``: ``num_heads``, ``width``, ``c``,
-      ``threshold``, ``eps``, ``param_dtype``; same defaults.
+      the arguments of :class:`posenc_jax.nnx.FIRE` but ``rngs``: ``num_heads``, ``width``, ``initial_c``,
+      ``initial_threshold``, ``eps``, ``param_dtype``; same defaults.
 
     >>> module = FIRE(4)
     >>> variables = module.init(jax.random.key(0), jnp.arange(3), jnp.arange(3))
@@ -289,24 +286,24 @@ class FIRE(ValueDelegating, _Scheme):
     (1, 4, 3, 3)
     """
 
-    scheme_type = FIREParameters
+    scheme_type = fire.FIRE
     num_heads: int
     width: int = 32
-    c: float = 0.1
-    threshold: float = 512.0
+    initial_c: float = 0.1
+    initial_threshold: float = 512.0
     eps: float = 1e-6
     param_dtype: Any = jnp.float32
 
     def setup(self):
         self.parameters = tuple(
-            self.param(name, getattr(self.scheme, f"init_{name}")) for name in FIRE_PARAMETERS
+            self.param(name, getattr(self.scheme, f"init_{name}")) for name in fire.FIRE_PARAMETERS
         )
 
-    def _params(self) -> tuple[jax.Array, ...]:
-        return tuple(jnp.asarray(p) for p in self.parameters)
+    def _parameters(self) -> dict[str, jax.Array]:
+        return self.scheme.from_module(*(jnp.asarray(p) for p in self.parameters))
 
 
-class CoPE(ValueDelegating, _Scheme):
+class CoPE(ParameterDelegating, _Scheme):
     """CoPE (Golovneva et al. 2024): the term ``q_i·e[p_ij]`` at contextual positions ``p_ij``, learned ``e``.
 
     Parameter ``embedding`` ``[npos, head_dim]`` as :class:`posenc_jax.nnx.CoPE`.
@@ -322,7 +319,7 @@ class CoPE(ValueDelegating, _Scheme):
     (1, 2, 3, 3)
     """
 
-    scheme_type = CoPEParameters
+    scheme_type = cope.CoPE
     npos: int
     head_dim: int
     scale: float | None = None
@@ -333,8 +330,8 @@ class CoPE(ValueDelegating, _Scheme):
         shape = self.scheme.embedding_shape
         self.embedding = self.param("embedding", self.embedding_init, shape, self.param_dtype)
 
-    def _params(self) -> tuple[jax.Array, ...]:
-        return (jnp.asarray(self.embedding),)
+    def _parameters(self) -> dict[str, jax.Array]:
+        return {"embedding": jnp.asarray(self.embedding)}
 
 
 class XPos(_Scheme):
@@ -350,7 +347,7 @@ class XPos(_Scheme):
 
     scheme_type = xpos.XPos
     head_dim: int
-    layout: str | None = None
+    layout: str
     base: float = 10_000.0
     scale_base: float = 512.0
     gamma: float = 0.4

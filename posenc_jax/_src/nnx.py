@@ -23,12 +23,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from posenc_jax._src import schemes, xpos
-from posenc_jax._src.cope import CoPEParameters
-from posenc_jax._src.delegation import Delegating, ParameterDelegating, ValueDelegating
-from posenc_jax._src.fire import FIRE_PARAMETERS, FIREParameters
+from posenc_jax._src import cope, fire, kerple, schemes, xpos
+from posenc_jax._src.delegation import Delegating, ParameterDelegating
 from posenc_jax._src.frequencies import Frequencies
-from posenc_jax._src.kerple import KerpleParameters
 from posenc_jax._src.layouts import Layout
 from posenc_jax._src.scaling import Scaling
 
@@ -331,21 +328,19 @@ class TransformerXLRelative(ParameterDelegating, _Scheme):
 # ------------------------------------------------------------- the length-generalization literature
 
 
-class Kerple(ValueDelegating, _Scheme):
+class Kerple(ParameterDelegating, _Scheme):
     """KERPLE (Chi et al. 2022): ``-r1·log(1 + r2·|i - j|)`` or ``-r1·|i - j|^r2`` per head, learned.
 
     Parameters ``r1_raw`` and ``r2_raw`` ``[num_heads]``, positive by construction: ``r1 = softplus(r1_raw)``,
     ``r2 = softplus(r2_raw)`` (log) or ``2·sigmoid(r2_raw)`` (power, ``0 < r2 < 2``). :meth:`value` is the
-    :class:`posenc_jax.schemes.Kerple` they make. See :class:`posenc_jax._src.kerple.KerpleParameters`.
+    :class:`posenc_jax.schemes.Kerple` holding them.
 
     Args:
-      num_heads: attention heads (positive).
-      kernel: ``"log"`` or ``"power"`` (keyword, no default).
-      param_dtype: the parameters' dtype.
-      rngs: random streams (keyword-only).
+      the configuration fields of :class:`posenc_jax.schemes.Kerple` (``num_heads``, ``kernel`` (keyword, no
+      default), ``param_dtype``), and ``rngs`` (keyword-only).
 
     Raises:
-      ValueError, TypeError: non-positive ``num_heads``, unknown ``kernel``, bad ``param_dtype``.
+      ValueError, TypeError: as :class:`posenc_jax.schemes.Kerple`.
 
     >>> from flax import nnx
     >>> Kerple(4, kernel="log", rngs=nnx.Rngs(0)).attention_bias(jnp.arange(3), jnp.arange(3)).shape
@@ -353,33 +348,28 @@ class Kerple(ValueDelegating, _Scheme):
     """
 
     def __init__(self, num_heads: int, *, kernel: str, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        self.scheme = KerpleParameters(num_heads, kernel=kernel, param_dtype=param_dtype)  # type: ignore[arg-type]
-        self.r1_raw = nnx.Param(self.scheme.init_r1(rngs.params()))
-        self.r2_raw = nnx.Param(self.scheme.init_r2(rngs.params()))
+        self.scheme = kerple.Kerple(num_heads, kernel=kernel, param_dtype=param_dtype)  # type: ignore[arg-type]
+        self.r1_raw = nnx.Param(self.scheme.init_r1_raw(rngs.params()))
+        self.r2_raw = nnx.Param(self.scheme.init_r2_raw(rngs.params()))
 
-    def _params(self) -> tuple[jax.Array, ...]:
-        return self.r1_raw[...], self.r2_raw[...]
+    def _parameters(self) -> dict[str, jax.Array]:
+        return self.scheme.constrained(self.r1_raw[...], self.r2_raw[...])
 
 
-class FIRE(ValueDelegating, _Scheme):
+class FIRE(ParameterDelegating, _Scheme):
     """FIRE (Li et al. 2024): ``f_θ(ψ(i - j) / ψ(max(L, i)))``, ``ψ(x) = log(c·x + 1)``, learned.
 
-    Parameters (see :class:`posenc_jax._src.fire.FIREParameters`): the MLP's ``hidden_kernel``,
-    ``hidden_bias`` ``[width]``, ``output_kernel`` ``[width, num_heads]``, ``output_bias`` ``[num_heads]``,
-    the scalars ``c`` and ``threshold_scale`` (``L = threshold_scale · threshold``). :meth:`value` is the
-    :class:`posenc_jax.schemes.FIRE` they make; :func:`posenc_jax.fire_bias` states the non-causal use.
+    Parameters: the MLP's ``hidden_kernel``, ``hidden_bias`` ``[width]``, ``output_kernel``
+    ``[width, num_heads]``, ``output_bias`` ``[num_heads]``, the scalars ``c`` and ``threshold_scale``
+    (``L = threshold_scale · initial_threshold``). :meth:`value` is the :class:`posenc_jax.schemes.FIRE`
+    holding them; :func:`posenc_jax.fire_bias` states the non-causal use.
 
     Args:
-      num_heads: attention heads (positive).
-      width: the MLP's hidden width (32 in the paper).
-      c: the initial ``c`` (0.1 in the reference code).
-      threshold: the initial threshold ``L`` (512 in the reference code).
-      eps: added to the normalizer.
-      param_dtype: the parameters' dtype.
-      rngs: random streams (keyword-only).
+      the configuration fields of :class:`posenc_jax.schemes.FIRE` (``num_heads``, ``width``, ``initial_c``,
+      ``initial_threshold``, ``eps``, ``param_dtype``; same defaults), and ``rngs`` (keyword-only).
 
     Raises:
-      ValueError, TypeError: non-positive sizes, ``c``, ``threshold`` or ``eps``, bad ``param_dtype``.
+      ValueError, TypeError: as :class:`posenc_jax.schemes.FIRE`.
 
     >>> from flax import nnx
     >>> FIRE(4, rngs=nnx.Rngs(0)).attention_bias(jnp.arange(3), jnp.arange(3)).shape
@@ -391,39 +381,40 @@ class FIRE(ValueDelegating, _Scheme):
         num_heads: int,
         *,
         width: int = 32,
-        c: float = 0.1,
-        threshold: float = 512.0,
+        initial_c: float = 0.1,
+        initial_threshold: float = 512.0,
         eps: float = 1e-6,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.scheme = FIREParameters(
-            num_heads, width=width, c=c, threshold=threshold, eps=eps, param_dtype=param_dtype
+        self.scheme = fire.FIRE(
+            num_heads,
+            width=width,
+            initial_c=initial_c,
+            initial_threshold=initial_threshold,
+            eps=eps,
+            param_dtype=param_dtype,
         )
-        for name in FIRE_PARAMETERS:
+        for name in fire.FIRE_PARAMETERS:
             setattr(self, name, nnx.Param(getattr(self.scheme, f"init_{name}")(rngs.params())))
 
-    def _params(self) -> tuple[jax.Array, ...]:
-        return tuple(getattr(self, name)[...] for name in FIRE_PARAMETERS)
+    def _parameters(self) -> dict[str, jax.Array]:
+        return self.scheme.from_module(*(getattr(self, name)[...] for name in fire.FIRE_PARAMETERS))
 
 
-class CoPE(ValueDelegating, _Scheme):
+class CoPE(ParameterDelegating, _Scheme):
     """CoPE (Golovneva et al. 2024): the term ``q_i·e[p_ij]`` at contextual positions ``p_ij``, learned ``e``.
 
     Parameter ``embedding`` ``[npos, head_dim]`` (zeros at first, as in the reference code). :meth:`value` is
-    the :class:`posenc_jax.schemes.CoPE` it makes; :func:`posenc_jax.attention` passes it the keys each
+    the :class:`posenc_jax.schemes.CoPE` holding it; :func:`posenc_jax.attention` passes it the keys each
     query sees.
 
     Args:
-      npos: the number of integer positions ``e`` holds (contextual positions are clipped to ``npos - 1``).
-      head_dim: features per head.
-      scale: the gates' scale of ``q·k``; ``None``: ``1 / sqrt(head_dim)``.
-      embedding_init: initializer of ``e`` (default zeros).
-      param_dtype: the parameter's dtype.
-      rngs: random streams (keyword-only).
+      the configuration fields of :class:`posenc_jax.schemes.CoPE` (``npos``, ``head_dim``, ``scale``,
+      ``param_dtype``), ``embedding_init`` (default zeros) and ``rngs`` (keyword-only).
 
     Raises:
-      ValueError, TypeError: non-positive sizes or ``scale``, bad ``param_dtype``.
+      ValueError, TypeError: as :class:`posenc_jax.schemes.CoPE`.
 
     >>> from flax import nnx
     >>> q = k = jnp.ones((1, 3, 2, 4))
@@ -441,11 +432,11 @@ class CoPE(ValueDelegating, _Scheme):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.scheme = CoPEParameters(npos, head_dim, scale=scale, param_dtype=param_dtype)
+        self.scheme = cope.CoPE(npos, head_dim, scale=scale, param_dtype=param_dtype)
         self.embedding = nnx.Param(embedding_init(rngs.params(), self.scheme.embedding_shape, param_dtype))
 
-    def _params(self) -> tuple[jax.Array, ...]:
-        return (self.embedding[...],)
+    def _parameters(self) -> dict[str, jax.Array]:
+        return {"embedding": self.embedding[...]}
 
 
 class XPos(_Scheme):
@@ -465,7 +456,7 @@ class XPos(_Scheme):
         self,
         head_dim: int,
         *,
-        layout: Layout | None = None,
+        layout: Layout,
         base: float = 10_000.0,
         scale_base: float = 512.0,
         gamma: float = 0.4,

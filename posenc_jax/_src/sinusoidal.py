@@ -30,7 +30,7 @@ from posenc_jax._src.angles import (
     sincos,
     sincos_of_turns,
 )
-from posenc_jax._src.frequencies import resolve_frequencies
+from posenc_jax._src.frequencies import Frequencies, resolve_frequencies
 from posenc_jax._src.layouts import Layout, check_layout
 
 __all__ = ["sinusoidal", "sinusoidal_table"]
@@ -64,7 +64,7 @@ def sinusoidal(
     *,
     base: float = 10_000.0,
     layout: Layout = "interleaved",
-    frequencies: np.ndarray | None = None,
+    frequencies: Frequencies | None = None,
     dtype: jnp.dtype = jnp.float32,
 ) -> jax.Array:
     """The sinusoidal positional encoding of arbitrary positions.
@@ -156,7 +156,7 @@ def sinusoidal_table(
     offset: int | jax.Array = 0,
     base: float = 10_000.0,
     layout: Layout = "interleaved",
-    frequencies: np.ndarray | None = None,
+    frequencies: Frequencies | None = None,
     dtype: jnp.dtype = jnp.float32,
 ) -> jax.Array:
     """The encoding of the consecutive positions ``offset, offset + 1, …, offset + length - 1``.
