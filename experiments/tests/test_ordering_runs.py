@@ -366,7 +366,7 @@ def test_a_lock_holds_across_processes_and_a_killed_holder_leaves_none(tmp_path)
     )
     holder = subprocess.Popen(
         [sys.executable, "-c", code, str(tmp_path)],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,
         text=True,
     )
