@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.references import max_abs_error, naive_angles, naive_sinusoidal, rotate64, sinusoidal64
+from experiments.naive import max_abs_error, naive_angles, naive_sinusoidal
 from posenc_jax import (
     NTK,
     DynamicNTK,
@@ -37,6 +37,7 @@ from posenc_jax import (
     sinusoidal,
     sinusoidal_table,
 )
+from tests.references import reference_rotary, reference_sinusoidal
 
 LIMITS = {"2**14": 2**14, "2**20": 2**20, "2**24": 2**24, "2**31": 2**31}
 DIMS = (64, 1024, 8192)
@@ -50,7 +51,7 @@ def measure(samples: int = 2048, table_length: int = 1024, seed: int = 0) -> lis
             positions = rng.integers(-limit, limit, size=samples, dtype=np.int64)
             positions[:2] = [limit - 1, -limit]
             positions = positions.astype(np.int32)
-            exact = sinusoidal64(positions, dim)
+            exact = reference_sinusoidal(positions, dim)
             start = int(limit - table_length)
             table = sinusoidal_table(table_length, dim, offset=start)
             rows.append(
@@ -59,7 +60,7 @@ def measure(samples: int = 2048, table_length: int = 1024, seed: int = 0) -> lis
                     "positions_below": name,
                     "sinusoidal": max_abs_error(sinusoidal(positions, dim), exact),
                     "sinusoidal_table": max_abs_error(
-                        table, sinusoidal64(start + np.arange(table_length), dim)
+                        table, reference_sinusoidal(start + np.arange(table_length), dim)
                     ),
                     "naive_float32": max_abs_error(naive_sinusoidal(jnp.asarray(positions), dim), exact),
                 }
@@ -124,7 +125,7 @@ def measure_rotary(samples: int = 2048, seed: int = 0) -> list[dict]:
             positions[0] = limit - 1
             w = rope_frequencies(ROTARY_HEAD_DIM, scaling=scaling, length=limit)
             factor = rope_attention_factor(scaling)
-            exact = rotate64(UNIT_PAIRS, positions, frequencies=w) * factor
+            exact = reference_rotary(UNIT_PAIRS[None, None], positions, frequencies=w)[:, 0] * factor
             got = _rotated_unit_pairs(jnp.asarray(positions), scaling, limit)
             row = {
                 "scaling": name,

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scheme_references import reference_alibi
+from references import reference_alibi
 
 from posenc_jax import alibi_bias, alibi_slopes
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from scheme_references import reference_alibi, reference_rotary
+from references import reference_alibi, reference_rotary
 
 import posenc_jax as pe
 from posenc_jax import nnx as pn

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from literature_references import reference_cope, reference_fire, reference_kerple, reference_xpos_logits
+from references import reference_cope, reference_fire, reference_kerple, reference_xpos_logits
 
 import posenc_jax as pe
 from posenc_jax import linen as pl

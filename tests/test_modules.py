@@ -10,11 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from references import reference_sinusoidal
-from scheme_references import PARAMETERS, reference_alibi, reference_rotary
+from references import reference_alibi, reference_rotary, reference_sinusoidal
 
 from posenc_jax import linen as pl
 from posenc_jax import nnx as pn
+
+#: The scheme values' fields that hold parameters (the modules hold them as Flax parameters instead).
+PARAMETERS = ("table", "kernel", "content_bias", "position_bias")
 
 SCHEMES = ("NoPosition", "Sinusoidal", "Learned", "Rotary", "ALiBi")
 APIS = ("nnx", "linen")

@@ -12,8 +12,7 @@ import pytest
 from flax import nnx
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
-from references import reference_sinusoidal
-from scheme_references import reference_alibi, reference_rotary
+from references import reference_alibi, reference_rotary, reference_sinusoidal
 
 from posenc_jax import linen as pl
 from posenc_jax import nnx as pn

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scheme_references import reference_t5_bucket, reference_transformer_xl
+from references import reference_t5_bucket, reference_transformer_xl
 
 from posenc_jax import randomized_positions, t5_bias, t5_buckets, transformer_xl_logits
 

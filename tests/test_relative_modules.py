@@ -7,12 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from scheme_references import PARAMETERS, reference_t5_bucket, reference_transformer_xl
+from references import reference_t5_bucket, reference_transformer_xl
 
 from posenc_jax import KVCache, randomized_positions
 from posenc_jax import attention as pe_attention
 from posenc_jax import linen as pl
 from posenc_jax import nnx as pn
+
+#: The scheme values' fields that hold parameters (the modules hold them as Flax parameters instead).
+PARAMETERS = ("table", "kernel", "content_bias", "position_bias")
 
 B, L, H, HD = 2, 5, 4, 8
 RNG = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scheme_references import reference_rotary
+from references import reference_rotary
 
 from posenc_jax import (
     apply_rotary,

@@ -3,10 +3,12 @@
 import functools
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from references import paper_inverse_frequencies, reference_sinusoidal
@@ -16,12 +18,6 @@ from posenc_jax import sinusoidal, sinusoidal_table
 
 # The guarantee: float32 within 1e-6 of float64 for any |pos| < 2**31 (about 3e-7 is typical).
 TOL = 1e-6
-JIT = pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
-
-
-def maybe_jit(fn, jit, **static):
-    bound = functools.partial(fn, **static)
-    return jax.jit(bound) if jit else bound
 
 
 def random_positions(limit, size=256, seed=0):
@@ -31,14 +27,93 @@ def random_positions(limit, size=256, seed=0):
     return p.astype(np.int32)
 
 
-@JIT
-@pytest.mark.parametrize("dim", [64, 1024, 8192])
-@pytest.mark.parametrize("limit", [2**14, 2**20, 2**24, 2**31])
-def test_integer_positions_accurate_everywhere(jit, dim, limit):
-    positions = random_positions(limit)
-    out = maybe_jit(sinusoidal, jit, dim=dim)(jnp.asarray(positions))
-    assert out.shape == (256, dim) and out.dtype == jnp.float32
-    np.testing.assert_allclose(out, reference_sinusoidal(positions, dim), rtol=0, atol=TOL)
+class EagerAndJittedTest(chex.TestCase):
+    """Each test runs twice by chex.variants: as written, and under ``jax.jit`` (``self.variant``)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.product(dim=[64, 1024, 8192], limit=[2**14, 2**20, 2**24, 2**31])
+    def test_integer_positions_accurate_everywhere(self, dim, limit):
+        positions = random_positions(limit)
+        out = self.variant(functools.partial(sinusoidal, dim=dim))(jnp.asarray(positions))
+        assert out.shape == (256, dim) and out.dtype == jnp.float32
+        np.testing.assert_allclose(out, reference_sinusoidal(positions, dim), rtol=0, atol=TOL)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters("interleaved", "split")
+    def test_layouts_match_the_formula(self, layout):
+        positions = np.arange(-5, 40, dtype=np.int32)
+        out = self.variant(functools.partial(sinusoidal, dim=16, layout=layout))(positions)
+        np.testing.assert_allclose(out, reference_sinusoidal(positions, 16, layout=layout), atol=TOL, rtol=0)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_any_rank_and_per_row_positions(self):
+        positions = np.array([[0, 1, 2], [100, 101, 7]], dtype=np.int32)[None]  # [1, 2, 3]
+        out = self.variant(functools.partial(sinusoidal, dim=8))(positions)
+        assert out.shape == (1, 2, 3, 8)
+        np.testing.assert_allclose(out, reference_sinusoidal(positions, 8), atol=TOL, rtol=0)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_fractional_and_negative_positions(self):
+        positions = np.array(
+            [-3.75, -0.5, 0.0, 0.25, 1.5, 12345.625, 2.0**30 + 0.5, -(2.0**24) - 1], np.float32
+        )
+        out = self.variant(functools.partial(sinusoidal, dim=64))(positions)
+        # Exact for the float32 value given: the reference uses that same value.
+        np.testing.assert_allclose(out, reference_sinusoidal(positions, 64), atol=TOL, rtol=0)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_non_finite_or_huge_traced_positions_give_nan_rows(self):
+        positions = jnp.array([1.0, jnp.nan, jnp.inf, -jnp.inf, 2.0**31, 3.0], jnp.float32)
+        out = np.asarray(self.variant(lambda p: sinusoidal(p, 4))(positions))
+        assert np.isnan(out[1:5]).all()
+        np.testing.assert_allclose(out[[0, 5]], reference_sinusoidal([1.0, 3.0], 4), atol=TOL)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.product(
+        layout=["interleaved", "split"],
+        length_offset=[
+            (1, 0),
+            (37, 5),
+            (300, -(2**31)),
+            (129, 2**31 - 129),
+            (64, np.array([0, 7, 2**20, -300], np.int32)),
+        ],
+    )
+    def test_table_matches_reference(self, layout, length_offset):
+        length, offset = length_offset
+        out = self.variant(functools.partial(sinusoidal_table, length=length, dim=32, layout=layout))(
+            offset=offset
+        )
+        positions = np.asarray(offset, np.int64)[..., None] + np.arange(length)
+        expected = reference_sinusoidal(positions, 32, layout=layout)
+        assert out.shape == expected.shape
+        np.testing.assert_allclose(out, expected, atol=TOL, rtol=0)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_gradient_is_analytic(self):
+        positions = jnp.array([0.5, 3.0, 1000.25, 2.0**20 + 0.5], jnp.float32)
+        weights = jnp.asarray(np.random.default_rng(1).normal(size=(4, 16)), jnp.float32)
+
+        def loss(p):
+            return jnp.sum(sinusoidal(p, 16) * weights)
+
+        grad = np.asarray(self.variant(jax.grad(loss))(positions))
+        w = paper_inverse_frequencies(16)
+        angle = np.asarray(positions, np.float64)[:, None] * w
+        d_encoding = np.empty((4, 16))
+        d_encoding[:, 0::2], d_encoding[:, 1::2] = w * np.cos(angle), -w * np.sin(angle)
+        expected = (d_encoding * np.asarray(weights, np.float64)).sum(-1)
+        np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-5)
+        # Finite differences of the function itself agree as well (truncation ~h**2, rounding ~3e-7 / h).
+        # (Only below 2**20, where float32 can represent p +- h.)
+        h = 1e-2
+        steps = h * np.eye(4, dtype=np.float32)[:3]
+        # Divide by the step float32 really took (p + h rounds to the grid of p).
+        fd = [
+            (loss(positions + e) - loss(positions - e)) / np.sum((positions + e) - (positions - e))
+            for e in steps
+        ]
+        np.testing.assert_allclose(grad[:3], np.asarray(fd), atol=2e-3)
 
 
 def test_naive_float32_would_fail_the_same_bar():
@@ -50,43 +125,10 @@ def test_naive_float32_would_fail_the_same_bar():
     assert error > 1e-3
 
 
-@JIT
-@pytest.mark.parametrize("layout", ["interleaved", "split"])
-def test_layouts_match_the_formula(jit, layout):
-    positions = np.arange(-5, 40, dtype=np.int32)
-    out = maybe_jit(sinusoidal, jit, dim=16, layout=layout)(positions)
-    np.testing.assert_allclose(out, reference_sinusoidal(positions, 16, layout=layout), atol=TOL, rtol=0)
-
-
 def test_interleaved_pairs_by_hand():
     # dim 4: w_0 = 1, w_1 = 10000**(-2/4) = 0.01; dims are [sin(p), cos(p), sin(0.01p), cos(0.01p)].
     out = np.asarray(sinusoidal(jnp.array([2]), 4))[0]
     np.testing.assert_allclose(out, [np.sin(2), np.cos(2), np.sin(0.02), np.cos(0.02)], atol=TOL)
-
-
-@JIT
-def test_any_rank_and_per_row_positions(jit):
-    positions = np.array([[0, 1, 2], [100, 101, 7]], dtype=np.int32)[None]  # [1, 2, 3]
-    out = maybe_jit(sinusoidal, jit, dim=8)(positions)
-    assert out.shape == (1, 2, 3, 8)
-    np.testing.assert_allclose(out, reference_sinusoidal(positions, 8), atol=TOL, rtol=0)
-
-
-@JIT
-def test_fractional_and_negative_positions(jit):
-    positions = np.array([-3.75, -0.5, 0.0, 0.25, 1.5, 12345.625, 2.0**30 + 0.5, -(2.0**24) - 1], np.float32)
-    out = maybe_jit(sinusoidal, jit, dim=64)(positions)
-    # Exact for the float32 value given: the reference uses that same value.
-    np.testing.assert_allclose(out, reference_sinusoidal(positions, 64), atol=TOL, rtol=0)
-
-
-@JIT
-def test_non_finite_or_huge_traced_positions_give_nan_rows(jit):
-    positions = jnp.array([1.0, jnp.nan, jnp.inf, -jnp.inf, 2.0**31, 3.0], jnp.float32)
-    fn = jax.jit(lambda p: sinusoidal(p, 4)) if jit else (lambda p: sinusoidal(p, 4))
-    out = np.asarray(fn(positions))
-    assert np.isnan(out[1:5]).all()
-    np.testing.assert_allclose(out[[0, 5]], reference_sinusoidal([1.0, 3.0], 4), atol=TOL)
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
@@ -96,21 +138,6 @@ def test_low_precision_output_is_the_float32_value_rounded_once(dtype):
     high = sinusoidal(positions, 32)
     assert low.dtype == dtype
     np.testing.assert_array_equal(np.asarray(low), np.asarray(high.astype(dtype)))
-
-
-@JIT
-@pytest.mark.parametrize("layout", ["interleaved", "split"])
-@pytest.mark.parametrize(
-    "length, offset",
-    [(1, 0), (37, 5), (300, -(2**31)), (129, 2**31 - 129), (64, np.array([0, 7, 2**20, -300], np.int32))],
-)
-def test_table_matches_reference(jit, layout, length, offset):
-    out = maybe_jit(sinusoidal_table, jit, length=length, dim=32, layout=layout)(offset=offset)
-    offset_arr = np.asarray(offset, np.int64)
-    positions = offset_arr[..., None] + np.arange(length)
-    expected = reference_sinusoidal(positions, 32, layout=layout)
-    assert out.shape == expected.shape
-    np.testing.assert_allclose(out, expected, atol=TOL, rtol=0)
 
 
 def test_table_and_on_the_fly_agree():
@@ -128,33 +155,6 @@ def test_table_large_matches_reference_at_benchmark_shape():
 
 def test_table_of_length_zero():
     assert sinusoidal_table(0, 8).shape == (0, 8)
-
-
-@JIT
-def test_gradient_is_analytic(jit):
-    positions = jnp.array([0.5, 3.0, 1000.25, 2.0**20 + 0.5], jnp.float32)
-    weights = jnp.asarray(np.random.default_rng(1).normal(size=(4, 16)), jnp.float32)
-
-    def loss(p):
-        return jnp.sum(sinusoidal(p, 16) * weights)
-
-    grad_fn = jax.jit(jax.grad(loss)) if jit else jax.grad(loss)
-    grad = np.asarray(grad_fn(positions))
-    w = paper_inverse_frequencies(16)
-    angle = np.asarray(positions, np.float64)[:, None] * w
-    d_encoding = np.empty((4, 16))
-    d_encoding[:, 0::2], d_encoding[:, 1::2] = w * np.cos(angle), -w * np.sin(angle)
-    expected = (d_encoding * np.asarray(weights, np.float64)).sum(-1)
-    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-5)
-    # Finite differences of the function itself agree as well (truncation ~h**2, rounding ~3e-7 / h).
-    # (Only below 2**20, where float32 can represent p +- h.)
-    h = 1e-2
-    steps = h * np.eye(4, dtype=np.float32)[:3]
-    # Divide by the step float32 really took (p + h rounds to the grid of p).
-    fd = [
-        (loss(positions + e) - loss(positions - e)) / np.sum((positions + e) - (positions - e)) for e in steps
-    ]
-    np.testing.assert_allclose(grad[:3], np.asarray(fd), atol=2e-3)
 
 
 def test_t2t_frequencies_and_table():

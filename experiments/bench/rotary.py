@@ -26,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.bench.timing import compare
-from experiments.references import angles64, max_abs_error, naive_rotate_half, rotate64
+from experiments.naive import max_abs_error, naive_rotate_half
 from posenc_jax import apply_rotary, paper_frequencies
 from posenc_jax.internal import merge_pairs, unmerge_pairs
+from tests.references import reference_angles, reference_rotary
 
 
 def _rotate_with_table(x, positions, sin_table, cos_table, layout):
@@ -39,7 +40,7 @@ def _rotate_with_table(x, positions, sin_table, cos_table, layout):
 
 
 def _tables(max_length: int, head_dim: int) -> tuple[jax.Array, jax.Array]:
-    angles = angles64(np.arange(max_length), paper_frequencies(head_dim))
+    angles = reference_angles(np.arange(max_length), paper_frequencies(head_dim))
     return jnp.asarray(np.sin(angles), jnp.float32), jnp.asarray(np.cos(angles), jnp.float32)
 
 
@@ -87,7 +88,7 @@ def _section(shape: tuple[int, int, int, int], dtype: Any, repeats: int, calls: 
 
     # Accuracy at late positions, on one batch row and head (float64 reference from the formula).
     late = (2**20 + np.arange(length)).astype(np.int32)
-    want = rotate64(np.asarray(q[:1, :, :1], np.float32), late[:, None], layout="split")
+    want = reference_rotary(np.asarray(q[:1, :, :1], np.float32), late, layout="split")
     errors = {
         "posenc_jax_split": max_abs_error(apply_rotary(q[:1, :, :1], late, layout="split"), want),
         "naive_rotate_half": max_abs_error(naive_rotate_half(q[:1, :, :1], jnp.asarray(late)), want),

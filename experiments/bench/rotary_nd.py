@@ -23,9 +23,9 @@ import numpy as np
 
 from experiments.bench.rotary import _cpu_seconds
 from experiments.bench.timing import compare
-from experiments.references import angles64
 from posenc_jax import apply_rotary, grid_positions, paper_frequencies
 from posenc_jax.internal import merge_pairs, rotary_sections, unmerge_pairs
+from tests.references import reference_angles
 
 
 def _axis_tables(sizes: tuple[int, ...], sections: tuple[int, ...], head_dim: int) -> list[tuple]:
@@ -33,7 +33,7 @@ def _axis_tables(sizes: tuple[int, ...], sections: tuple[int, ...], head_dim: in
     w = paper_frequencies(head_dim)
     tables, start = [], 0
     for size, count in zip(sizes, sections, strict=True):
-        angles = angles64(np.arange(size + 1), w[start : start + count])
+        angles = reference_angles(np.arange(size + 1), w[start : start + count])
         tables.append((jnp.asarray(np.sin(angles), jnp.float32), jnp.asarray(np.cos(angles), jnp.float32)))
         start += count
     return tables

@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.bench.timing import compare
-from experiments.references import max_abs_error, naive_sinusoidal, sinusoidal64
+from experiments.naive import max_abs_error, naive_sinusoidal
 from posenc_jax import sinusoidal, sinusoidal_table
+from tests.references import reference_sinusoidal
 
 
 def naive_table(length: int, dim: int) -> jax.Array:
@@ -21,14 +22,14 @@ def naive_table(length: int, dim: int) -> jax.Array:
 
 def numpy_table(length: int, dim: int) -> np.ndarray:
     """float64 numpy, then cast to float32: exact, slow."""
-    return sinusoidal64(np.arange(length, dtype=np.float64), dim).astype(np.float32)
+    return reference_sinusoidal(np.arange(length, dtype=np.float64), dim).astype(np.float32)
 
 
 def _max_error(table: jax.Array, offset: int, max_rows: int = 8192) -> float:
     """Max abs error against float64, on at most ``max_rows`` rows evenly spaced over the table."""
     length, dim = table.shape
     rows = np.arange(0, length, max(1, length // max_rows))
-    return max_abs_error(table[rows], sinusoidal64(offset + rows.astype(np.float64), dim))
+    return max_abs_error(table[rows], reference_sinusoidal(offset + rows.astype(np.float64), dim))
 
 
 def table_section(length: int, dim: int, repeats: int, calls: int = 1) -> dict[str, Any]:

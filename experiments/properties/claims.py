@@ -15,9 +15,9 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.references import angles64
 from posenc_jax import paper_frequencies, sinusoidal
 from posenc_jax.internal import check_even_dim
+from tests.references import reference_angles
 
 __all__ = [
     "FLOAT32_UNIT_ROUNDOFF",
@@ -340,7 +340,7 @@ def similarity(
     profile = distance_profile(matrix)
     spread = profile["max"] - profile["min"]
     # The formula: PE(p) · PE(q) = Σ_i sin(p w_i) sin(q w_i) + cos(p w_i) cos(q w_i) = Σ_i cos((q - p) w_i).
-    formula = np.cos(angles64(profile["distance"], paper_frequencies(dim))).sum(axis=1)
+    formula = np.cos(reference_angles(profile["distance"], paper_frequencies(dim))).sum(axis=1)
     profile["formula"] = formula
     ahead = profile["mean"][length - 1 :]  # distances 0 … length-1
     rises = np.nonzero(np.diff(ahead) > 0)[0]

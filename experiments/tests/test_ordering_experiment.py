@@ -571,7 +571,7 @@ def test_committed_quick_results_follow_the_protocol():
     intervals (which are recomputed here from the per-seed values)."""
     from experiments.ordering import report, summary
 
-    results = Path(__file__).resolve().parents[1] / "experiments" / "results" / "ordering"
+    results = Path(__file__).resolve().parents[2] / "experiments" / "results" / "ordering"
     config = config_lib.ExperimentConfig.from_json(json.loads((results / "config.json").read_text()))
     assert config == config_lib.PRESETS["quick"]
     committed = json.loads((results / "summary.json").read_text())
