@@ -361,7 +361,7 @@ ENTRIES = [
     ),
     (
         "schemes.Kerple",
-        lambda k: schemes.Kerple(R["r1"], R["r2"], kernel="log").attention_bias(i64(0, 3), k),
+        lambda k: schemes.Kerple(2, kernel="log", **R).attention_bias(i64(0, 3), k),
         i64(1, BIG),
         as_float64(lambda k: pe.kerple_bias(jnp.array([0.0, 3.0]), k, kernel="log", **R), [1, BIG]),
         "raise",

@@ -271,9 +271,10 @@ def _diverged_status(diverged: list[dict[str, Any]]) -> int:
         return 0
     for d in diverged:
         seeds = ", ".join(str(s) for s in d["seeds"])
+        first, last = d["first_steps"]
+        where = f"step {first}" if first == last else f"steps {first}-{last}"
         print(
-            f"DIVERGED: group {d['group']}: training loss not finite from steps {d['first_steps'][0]}-"
-            f"{d['first_steps'][1]} (seeds {seeds})",
+            f"DIVERGED: group {d['group']}: training loss not finite from {where} (seeds {seeds})",
             file=sys.stderr,
         )
     print(

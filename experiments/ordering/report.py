@@ -61,7 +61,8 @@ def _divergence(record: dict[str, Any]) -> dict[str, Any] | None:
 def _diverged_text(found: dict[str, Any]) -> str:
     seeds = ", ".join(str(s) for s in found["seeds"])
     first, last = found["first_steps"]
-    return f"seed{'s' if len(found['seeds']) > 1 else ''} {seeds}; loss not finite from steps {first}-{last}"
+    where = f"step {first}" if first == last else f"steps {first}-{last}"
+    return f"seed{'s' if len(found['seeds']) > 1 else ''} {seeds}; loss not finite from {where}"
 
 
 def _steps_cell(record: dict[str, Any]) -> str:

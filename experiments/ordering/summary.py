@@ -85,16 +85,21 @@ def in_config_order(config: ExperimentConfig, records: list[dict[str, Any]]) -> 
 def divergence(record: dict[str, Any]) -> dict[str, Any] | None:
     """Where a group's training loss stopped being finite, or ``None`` if it stayed finite.
 
-    The curve holds the mean loss of every chunk of ``check_every`` steps, so the first non-finite step of
-    a seed lies in the first chunk whose mean is not finite (``null`` in JSON).
+    A record of `train.train_group` names each seed's first step with a non-finite loss
+    (``first_non_finite_step``). Without it (a record of an older run) the curve is read instead: it holds the
+    mean loss of every chunk of ``check_every`` steps, so the first non-finite step lies in the first chunk
+    whose mean is not finite (``null`` in JSON).
 
     Returns:
       ``{"seeds", "first_check", "first_steps"}``: the seeds whose loss became non-finite (in the
-      record's order), the first check at which one did, and the steps of that check's chunk
-      ``[first, last]``.
+      record's order), the first check at which one did, and the first step with a non-finite loss as
+      ``[step, step]``, or from the curve alone the steps of that check's chunk ``[first, last]``.
 
     >>> divergence({"seeds": [0, 1], "curve": {"step": [10, 20], "loss": [[0.5, 0.4], [None, 0.3]]}})
     {'seeds': [0], 'first_check': 20, 'first_steps': [11, 20]}
+    >>> divergence({"seeds": [0, 1], "curve": {"step": [10, 20], "loss": [[0.5, 0.4], [None, 0.3]]},
+    ...             "first_non_finite_step": [13, None]})
+    {'seeds': [0], 'first_check': 20, 'first_steps': [13, 13]}
     """
     curve = record["curve"]
     seeds, first = [], None
@@ -106,12 +111,13 @@ def divergence(record: dict[str, Any]) -> dict[str, Any] | None:
                 break
     if first is None:
         return None
-    previous = curve["step"][first - 1] if first > 0 else 0
-    return {
-        "seeds": seeds,
-        "first_check": curve["step"][first],
-        "first_steps": [previous + 1, curve["step"][first]],
-    }
+    exact = [s for s in record.get("first_non_finite_step") or [] if s is not None]
+    if exact:
+        steps = [min(exact), min(exact)]
+    else:
+        previous = curve["step"][first - 1] if first > 0 else 0
+        steps = [previous + 1, curve["step"][first]]
+    return {"seeds": seeds, "first_check": curve["step"][first], "first_steps": steps}
 
 
 def band_values(per_length, low: int, high: int) -> np.ndarray:

@@ -257,7 +257,9 @@ def _train_chunk_fn(
         steps = first_step + jnp.arange(batches.tokens.shape[0])
         (params, opt_state), (losses, accuracies) = jax.lax.scan(body, (params, opt_state), (batches, steps))
         exact = jax.vmap(lambda p: exact_match(model, p, validation, output_lengths))(params)
-        return params, opt_state, losses.mean(0), accuracies.mean(0), exact
+        finite = jnp.isfinite(losses)  # [steps, seeds]: where a seed's loss first is not, it diverged
+        first_non_finite = jnp.where(finite.all(0), -1, jnp.argmin(finite, axis=0))
+        return params, opt_state, losses.mean(0), accuracies.mean(0), exact, first_non_finite
 
     return chunk
 
@@ -327,7 +329,8 @@ def train_group(
 
     Returns:
       A JSON-ready record: the budget, per-seed steps to criterion (``None``: not reached), training curves,
-      per-seed final validation exact match, per-seed per-length test metrics, timings.
+      per-seed final validation exact match, per-seed first step whose training loss was not finite
+      (``first_non_finite_step``; ``None``: finite throughout), per-seed per-length test metrics, timings.
     """
     config, mesh = setup.config, setup.mesh
     seeds = list(config.seeds)
@@ -346,6 +349,7 @@ def train_group(
     timings["compile_seconds"] += time.perf_counter() - t0
 
     steps_to_criterion: list[int | None] = [None] * len(seeds)
+    first_non_finite: list[int | None] = [None] * len(seeds)  # the step of a seed's first non-finite loss
     curve: dict[str, list] = {"step": [], "loss": [], "accuracy": [], "validation_exact_match": []}
     step, index = 0, 0
     resumed = checkpoints.resume((params, opt_state)) if checkpoints is not None else None
@@ -356,6 +360,7 @@ def train_group(
             saved["steps_to_criterion"],
             step // config.check_every,
         )
+        first_non_finite = saved.get("first_non_finite_step", first_non_finite)
         batches = jax.device_put(setup.training_data(index), data_sharding)
     t0 = time.perf_counter()
     while step < setup.steps:
@@ -365,15 +370,22 @@ def train_group(
         if step < setup.steps:  # prepare the next chunk's data while this one runs
             batches = jax.device_put(setup.training_data(index), data_sharding)
         params, opt_state = outputs[:2]
-        losses, accuracies, exact = (np.asarray(a, dtype=float) for a in outputs[2:])
+        losses, accuracies, exact = (np.asarray(a, dtype=float) for a in outputs[2:5])
+        bad = np.asarray(outputs[5])
         for i in range(len(seeds)):
             if steps_to_criterion[i] is None and exact[i] >= config.criterion:
                 steps_to_criterion[i] = step
+            if first_non_finite[i] is None and bad[i] >= 0:
+                first_non_finite[i] = step - config.check_every + int(bad[i]) + 1
         curve["step"].append(step)
         for name, values in (("loss", losses), ("accuracy", accuracies), ("validation_exact_match", exact)):
             curve[name].append([float(v) for v in values])
         if checkpoints is not None:
-            host = {"curve": curve, "steps_to_criterion": steps_to_criterion}
+            host = {
+                "curve": curve,
+                "steps_to_criterion": steps_to_criterion,
+                "first_non_finite_step": first_non_finite,
+            }
             checkpoints.after_chunk(step, (params, opt_state), host, final=step >= setup.steps)
         if progress is not None:
             progress(step, losses, accuracies)
@@ -394,6 +406,7 @@ def train_group(
         "steps": setup.steps,
         "steps_to_criterion": steps_to_criterion,
         "final_validation_exact_match": curve["validation_exact_match"][-1],
+        "first_non_finite_step": first_non_finite,
         "curve": curve,
         "test": test_record,
         "chance": setup.task.chance,

@@ -163,13 +163,23 @@ def test_a_diverged_run_is_marked_everywhere_and_exits_non_zero(tmp_path, capsys
         s for i, s in enumerate(record["seeds"]) if any(losses[i] is None for losses in record["curve"]["loss"])
     ]
     assert seeds == [0, 1]
-    steps = [first * 10 + 1, (first + 1) * 10]
+    # Each seed's first non-finite step lies in the first chunk (10 steps) whose mean loss is not finite.
+    exact = record["first_non_finite_step"]
+    for i in range(2):
+        chunk = next(j for j, losses in enumerate(record["curve"]["loss"]) if losses[i] is None)
+        assert chunk * 10 < exact[i] <= (chunk + 1) * 10
+    step = min(exact)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    expected = {"group": "reverse-encoder-none", "seeds": seeds, "first_check": steps[1], "first_steps": steps}
+    expected = {
+        "group": "reverse-encoder-none",
+        "seeds": seeds,
+        "first_check": (first + 1) * 10,
+        "first_steps": [step, step],
+    }
     assert summary["diverged"] == [expected]
     assert summary["groups"][0]["divergence"] == {k: v for k, v in expected.items() if k != "group"}
     assert all(row["diverged_seeds"] == [0, 1] for row in summary["rows"])
-    text = f"seeds 0, 1; loss not finite from steps {steps[0]}-{steps[1]}"
+    text = f"seeds 0, 1; loss not finite from step {step}"
     report = (tmp_path / "report.md").read_text()
     assert "## DIVERGED: groups whose training loss became non-finite" in report
     assert f"| none (DIVERGED: {text}) |" in report  # in the tables
@@ -177,9 +187,8 @@ def test_a_diverged_run_is_marked_everywhere_and_exits_non_zero(tmp_path, capsys
     assert "| reverse (encoder) | none (DIVERGED) |" in report  # the reference aggregation
     assert "- reverse (encoder) (DIVERGED: not a trained model): largest per-example excess" in report
     assert f"none (DIVERGED: {text})" in captured.out  # the printed tables
-    assert (
-        f"DIVERGED: group reverse-encoder-none: training loss not finite from steps {steps[0]}-{steps[1]}"
-        in (captured.err)
+    assert f"DIVERGED: group reverse-encoder-none: training loss not finite from step {step} (seeds 0, 1)" in (
+        captured.err
     )
     assert "diverged_seeds" in (tmp_path / "summary.csv").read_text().splitlines()[0]
 
