@@ -20,9 +20,8 @@ _SPEC.loader.exec_module(example)
     [
         ("rotary", 1),  # a relative scheme
         ("learned", 1),  # an absolute one
-        ("rotary,none", 2),  # no encoding every 2nd layer (Llama 4's pattern, every 4th there)
-        ("rotary@2,rotary_1m", 2),  # a local layer (base 10k, window 2) and a global one (base 1M), Gemma 3's
-        ("cope,kerple", 2),  # the literature's contextual and kernel schemes
+        # per layer: a local layer (window 2), a layer with no encoding, a global one with CoPE's positions
+        ("rotary@2,none,cope", 3),
     ],
 )
 def test_example_trains_and_decodes_like_full_attention(scheme, num_layers):
@@ -48,7 +47,7 @@ def test_example_trains_and_decodes_like_full_attention(scheme, num_layers):
 
 
 def test_layer_patterns_are_configuration():
-    config = example.Config(scheme="rotary@4,rotary@4,rotary_1m", num_layers=5)
+    config = example.Config(scheme="rotary@4,rotary@4,rotary_1m", num_layers=5, width=16, num_heads=2)
     assert example.layer_pattern(config) == [
         ("rotary", 4),
         ("rotary", 4),

@@ -63,7 +63,7 @@ def require_submitit():
     except ImportError as error:
         raise ImportError(
             "--submit needs submitit (Meta's launcher for SLURM and local processes), which is not installed; "
-            "install the test extra, which has every package the experiments need: pip install -e '.[test]' "
+            "install the dev extra, which has every package the experiments need: pip install -e '.[dev]' "
             "(or pip install submitit)"
         ) from error
     return submitit

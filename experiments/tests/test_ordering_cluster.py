@@ -115,7 +115,7 @@ def test_missing_submitit_names_the_extra(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([*TINY_ARGS, "--submit", "dry-run", "--workdir", str(tmp_path / "w")])
     assert exit_info.value.code == 2
-    assert "pip install -e '.[test]'" in capsys.readouterr().err
+    assert "pip install -e '.[dev]'" in capsys.readouterr().err
 
 
 def _stand_in_slurm(bin_dir: Path) -> None:

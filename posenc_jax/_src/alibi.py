@@ -163,6 +163,11 @@ def alibi_bias(
     by ``-m_h * i``, which is constant across each softmax row over keys, so they give the same attention
     weights but a different bias.
 
+    Integer positions beyond int32 (int64 under ``jax_enable_x64``): concrete ones raise; traced ones are
+    used exactly: the distance is formed in their own width. With x64 off, JAX converts an int64 argument of
+    ``jax.jit`` to int32 before this function sees it (``2**31 + 5`` arrives as ``-2**31 + 5``), which no
+    library can detect: keep positions within int32 or enable x64.
+
     Args:
       q_positions: integer or float32 positions ``[q_len]`` or ``[batch, q_len]``.
       k_positions: integer or float32 positions ``[k_len]`` or ``[batch, k_len]``.

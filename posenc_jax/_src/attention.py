@@ -127,6 +127,12 @@ def attention(
     ``mask``, ``is_causal`` and ``local_window_size`` combined. Absolute
     schemes (sinusoidal, learned) act on the token embeddings (``scheme.embed``) and are identities here.
 
+    Integer positions beyond int32 (int64 under ``jax_enable_x64``): concrete ones raise; traced ones follow
+    the scheme's own rule: NaN rows for rotary, xPos and Transformer-XL, exact distances for ALiBi, Kerple,
+    FIRE and CoPE, saturated T5 buckets. With x64 off, JAX converts an int64 argument of ``jax.jit`` to
+    int32 before this function sees it (``2**31 + 5`` arrives as ``-2**31 + 5``), which no library can
+    detect: keep positions within int32 or enable x64.
+
     Args:
       q: queries ``[batch, q_len, heads, head_dim]``.
       k: keys ``[batch, k_len, kv_heads, head_dim]``; ``heads`` must be a multiple of ``kv_heads`` (grouped

@@ -73,6 +73,11 @@ def cope_logits(
     axis, from the last one back to ``j``: a decoder's keys are in order of position. Entries of keys that
     the query does not see are finite and meaningless (attention masks them).
 
+    Integer positions beyond int32 (int64 under ``jax_enable_x64``): concrete ones raise; traced ones are
+    compared exactly (which keys a query sees). With x64 off, JAX converts an int64 argument of ``jax.jit``
+    to int32 before this function sees it (``2**31 + 5`` arrives as ``-2**31 + 5``), which no library can
+    detect: keep positions within int32 or enable x64.
+
     Args:
       q: queries ``[batch, q_len, heads, head_dim]`` (after any rotation).
       k: keys ``[batch, k_len, kv_heads, head_dim]``; ``kv_heads`` divides ``heads``.

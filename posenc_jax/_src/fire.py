@@ -86,6 +86,11 @@ def fire_bias(
     ``f_θ(u) = relu(u·w1 + b1) @ w2 + b2``, one output per head. ``i`` is the query position: keys after
     the query (``j > i``, non-causal use) get the bias of the key as far before it.
 
+    Integer positions beyond int32 (int64 under ``jax_enable_x64``): concrete ones raise; traced ones are
+    used exactly: the distance is formed in their own width. With x64 off, JAX converts an int64 argument of
+    ``jax.jit`` to int32 before this function sees it (``2**31 + 5`` arrives as ``-2**31 + 5``), which no
+    library can detect: keep positions within int32 or enable x64.
+
     Args:
       q_positions: integer or floating positions ``[q_len]`` or ``[batch, q_len]``.
       k_positions: integer or floating positions ``[k_len]`` or ``[batch, k_len]``.

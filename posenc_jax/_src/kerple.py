@@ -68,6 +68,11 @@ def kerple_bias(
     and ``r2`` must be positive; :class:`posenc_jax.nnx.Kerple` keeps them so by construction. The power
     kernel's gradient with respect to ``r2`` is defined (zero) at distance 0.
 
+    Integer positions beyond int32 (int64 under ``jax_enable_x64``): concrete ones raise; traced ones are
+    used exactly: the distance is formed in their own width. With x64 off, JAX converts an int64 argument of
+    ``jax.jit`` to int32 before this function sees it (``2**31 + 5`` arrives as ``-2**31 + 5``), which no
+    library can detect: keep positions within int32 or enable x64.
+
     Args:
       q_positions: integer or floating positions ``[q_len]`` or ``[batch, q_len]``.
       k_positions: integer or floating positions ``[k_len]`` or ``[batch, k_len]``.

@@ -68,6 +68,12 @@ def learned_lookup(positions: jax.Array, *, table: jax.Array, out_of_range: str 
     (a host callback: not cacheable, not exportable), ``"clip"`` and ``"wrap"`` map them into the table on
     purpose.
 
+    Integer positions beyond int32 (int64 under ``jax_enable_x64``): concrete ones raise; traced ones give
+    NaN rows (``"nan"``, ``"error"``) or are clipped or reduced in their own dtype (``"clip"``, ``"wrap"``),
+    never a wrapped row. With x64 off, JAX converts an int64 argument of ``jax.jit`` to int32 before this
+    function sees it (``2**31 + 5`` arrives as ``-2**31 + 5``), which no library can detect: keep positions
+    within int32 or enable x64.
+
     Args:
       positions: integer array of any shape.
       table: the learned table ``[max_length, dim]``.

@@ -171,6 +171,11 @@ def t5_buckets(
     ``n >= max_distance`` shares the last bucket). The bucket boundaries are decided in exact integer
     arithmetic, so no float rounding moves a distance across one.
 
+    Integer positions beyond int32 (int64 under ``jax_enable_x64``): concrete ones raise; traced ones
+    saturate into the last bucket of their direction. With x64 off, JAX converts an int64 argument of
+    ``jax.jit`` to int32 before this function sees it (``2**31 + 5`` arrives as ``-2**31 + 5``), which no
+    library can detect: keep positions within int32 or enable x64.
+
     Args:
       q_positions: integer positions ``[q_len]`` or ``[batch, q_len]``.
       k_positions: integer positions ``[k_len]`` or ``[batch, k_len]``.
@@ -374,6 +379,11 @@ def transformer_xl_logits(
 
     The angles come from this library's exact kernel (accurate at every ``|pos| < 2**31``); either route is
     within float32 rounding of the paper's formula evaluated with ``R_{i-j}`` in float64.
+
+    Integer positions beyond int32 (int64 under ``jax_enable_x64``): concrete ones raise; traced ones give
+    NaN rows. With x64 off, JAX converts an int64 argument of ``jax.jit`` to int32 before this function sees
+    it (``2**31 + 5`` arrives as ``-2**31 + 5``), which no library can detect: keep positions within int32
+    or enable x64.
 
     Args:
       q: queries ``[batch, q_len, heads, head_dim]``.

@@ -111,6 +111,12 @@ def apply_rotary(
     :func:`posenc_jax.rope_attention_factor` (queries and keys each, so logits by its square), as in the
     reference implementations; features beyond ``rotary_dim`` are never scaled.
 
+    Integer positions beyond int32 (int64 under ``jax_enable_x64``): concrete ones raise; traced ones give
+    NaN rows (with a length-dependent scaling, NaN in every rotated feature), never the rotation of a
+    wrapped position. With x64 off, JAX converts an int64 argument of ``jax.jit`` to int32 before this
+    function sees it (``2**31 + 5`` arrives as ``-2**31 + 5``), which no library can detect: keep positions
+    within int32 or enable x64.
+
     Args:
       x: floating array ``[..., length, heads, head_dim]`` (the heads axis is required; use a size-1 axis for
         a single head).

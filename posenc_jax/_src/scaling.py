@@ -144,6 +144,12 @@ class DynamicNTK:
     ``L`` is the current sequence length (``max(positions) + 1`` by default in :func:`apply_rotary`) and may
     be traced; see the module docstring for the accuracy of the traced frequencies.
 
+    A length must lie in ``[1, 2**31]``: a Python int, or a concrete array, outside it raises (``0`` and
+    ``jnp.int32(0)`` alike); a traced one outside it gives NaN. A traced length below ``max(positions) + 1``
+    is accepted and not checked against the positions: it selects the frequencies of that length, and every
+    position, the later ones included, turns with them. Decoding one token at a time therefore equals the
+    full pass over each prefix, not over the whole sequence (``examples/recipes/dynamic_ntk_decoding.py``).
+
     Args:
       factor: growth rate of the effective factor (``>= 1``).
       original_max_position: the original context window ``L0`` (positive int).

@@ -78,8 +78,12 @@ def sinusoidal(
     the floating-point value given. A plain float32 ``sin(pos * w)`` is off by 7e-2 at ``pos = 2**20``.
     Low-precision ``dtype`` outputs are the accurate float32 values rounded once.
 
-    Positions that cannot be encoded raise when they are known on the host (numpy arrays, Python numbers);
-    under ``jit`` they cannot raise, so non-finite floating positions or ``|pos| >= 2**31`` give NaN rows.
+    Positions that cannot be encoded raise when they are concrete (numpy arrays, Python numbers, arrays that
+    are not traced); under ``jit`` they cannot raise, so non-finite floating positions or ``|pos| >= 2**31``
+    (int64 under ``jax_enable_x64`` included) give NaN rows, never the encoding of a wrapped position. With
+    x64 off, JAX converts an int64 argument of ``jax.jit`` to int32 before this function sees it
+    (``2**31 + 5`` arrives as ``-2**31 + 5``), which no library can detect: keep positions within int32 or
+    enable x64.
 
     Args:
       positions: integer or floating array of any shape ``[...]``: ``arange(L)``, offsets for decoding with

@@ -75,6 +75,11 @@ def xpos_rotate(
     Pair ``i`` of ``q_n·k_m`` ends up weighted by ``ζ_i ** ((n - m) / scale_base)`` (Sun et al. 2022), exact
     within the range stated in :mod:`posenc_jax._src.xpos`: it depends on ``n - m`` only.
 
+    Integer positions beyond int32 (int64 under ``jax_enable_x64``): concrete ones raise; traced ones give
+    NaN rows. With x64 off, JAX converts an int64 argument of ``jax.jit`` to int32 before this function sees
+    it (``2**31 + 5`` arrives as ``-2**31 + 5``), which no library can detect: keep positions within int32
+    or enable x64.
+
     Args:
       q: queries ``[batch, q_len, heads, head_dim]``.
       k: keys ``[batch, k_len, kv_heads, head_dim]``.
