@@ -114,6 +114,9 @@ ENTRIES = {
     "positions_from_segment_ids": (pe.positions_from_segment_ids, [POS]),
     "interleaved_to_split": (pe.interleaved_to_split, [EMB]),
     "rotary_split_to_interleaved": (lambda x: pe.rotary_split_to_interleaved(x, head_dim=HD), [XS]),
+    "split_to_interleaved": (pe.split_to_interleaved, [EMB]),
+    "rotary_interleaved_to_split": (lambda x: pe.rotary_interleaved_to_split(x, head_dim=HD), [XS]),
+    "learned_lookup": (lambda t, p: pe.learned_lookup(p, table=t), [TABLE, POS]),
     # scheme values' methods
     "schemes.Sinusoidal.embed": (lambda x, p: schemes.Sinusoidal(16).embed(x, p), [EMB, POS]),
     "schemes.Learned.embed": (
@@ -132,7 +135,30 @@ ENTRIES = {
         ).attention_logits_bias(q, k, p, p),
         [QS, KS, POS, *XL],
     ),
+    "schemes.Kerple.attention_bias": (
+        lambda q, r1, r2: schemes.Kerple(H, kernel="log", r1=r1, r2=r2).attention_bias(q, q),
+        [POS, R1, R2],
+    ),
+    "schemes.FIRE.attention_bias": (
+        lambda q, w1, b1, w2, b2: schemes.FIRE(
+            H,
+            width=8,
+            hidden_kernel=w1,
+            hidden_bias=b1,
+            output_kernel=w2,
+            output_bias=b2,
+            c=np.float32(0.1),
+            threshold=np.float32(4.0),
+        ).attention_bias(q, q),
+        [POS, *MLP],
+    ),
+    "schemes.XPos.rotate": (lambda q, k, p: schemes.XPos(HD, layout="split").rotate(q, k, p, p), [QS, KS, POS]),
     # attention and the cache, with a scheme value
+    "attention_cope": (
+        lambda q, k, v, p, e: attend_with(schemes.CoPE(8, HD, embedding=e))(q, k, v, p),
+        [QS, KS, KS, POS, COPE],
+    ),
+    "attention_no_position": (attend_with(schemes.NoPosition()), [QS, KS, KS, POS]),
     "attention_rotary": (attend_with(ROTARY), [QS, KS, KS, POS]),
     "KVCache_rotary": (kv_cache(ROTARY), [QS, KS, KS, POS]),
     # NNX modules through split / merge, in attention and with their own methods
@@ -233,3 +259,12 @@ def test_exports_with_symbolic_batch_and_length_and_round_trips(fn, templates):
         for g, w in zip(got, want, strict=True):
             assert g.shape == w.shape and g.dtype == w.dtype
             np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-6, atol=1e-6)
+
+
+def test_randomized_positions_exports_with_a_traced_key():
+    # Its sizes are static arguments by design (they shape the output); the key is the traced input.
+    fn = jax.jit(lambda key: pe.randomized_positions(key, 4, 100, batch_shape=(2,)))
+    key = jax.random.key_data(jax.random.key(3))
+    exported = export.export(jax.jit(lambda data: fn(jax.random.wrap_key_data(data))))(key)
+    restored = export.deserialize(exported.serialize())
+    np.testing.assert_array_equal(np.asarray(restored.call(key)), np.asarray(fn(jax.random.key(3))))

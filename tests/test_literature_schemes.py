@@ -1,6 +1,7 @@
 """Kerple, FIRE, CoPE and xPos as scheme values and NNX / Linen modules: same numbers, the papers' formulas in
 attention, cached decoding equal to the full pass, export with symbolic shapes, errors."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,10 +85,8 @@ def test_nnx_linen_and_the_value_give_the_same_numbers(name):
         got_linen = jax.jit(lambda v, p: linen.apply(v, p, p))(variables, POSITIONS)
     value = module.scheme if name == "xpos" else module.value()
     got_value = value(*args) if name in ("cope", "xpos") else value(POSITIONS, POSITIONS)
-    for a, b in zip(jax.tree.leaves(got_nnx), jax.tree.leaves(got_linen), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
-    for a, b in zip(jax.tree.leaves(got_nnx), jax.tree.leaves(got_value), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    chex.assert_trees_all_close(got_nnx, got_linen, rtol=1e-6, atol=1e-6)
+    chex.assert_trees_all_equal(got_nnx, got_value)
     assert isinstance(value, pe.PositionalScheme) and isinstance(module, pe.PositionalScheme)
 
 

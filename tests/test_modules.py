@@ -4,6 +4,7 @@ Each scheme is checked through all three protocol methods (``embed``, ``rotate``
 float64 references written from the formulas.
 """
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -352,11 +353,9 @@ def test_nnx_and_linen_give_identical_numbers_jitted(name):
     if name == "Learned":  # equal parameter values (the two APIs draw different initial tables)
         linen_scheme.set_table(nnx_scheme.table())
     args = (jnp.asarray(X), jnp.asarray(Q), jnp.asarray(K), jnp.asarray(POSITIONS))
-    got_nnx = jax.tree.leaves(nnx_scheme.protocol(*args, jit=True))
-    got_linen = jax.tree.leaves(linen_scheme.protocol(*args, jit=True))
-    assert len(got_nnx) == len(got_linen) > 0
-    for a, b in zip(got_nnx, got_linen, strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    got_nnx = nnx_scheme.protocol(*args, jit=True)
+    assert jax.tree.leaves(got_nnx)
+    chex.assert_trees_all_equal(got_nnx, linen_scheme.protocol(*args, jit=True))
 
 
 @pytest.mark.parametrize("name", ["NoPosition", "Sinusoidal", "Rotary", "ALiBi"])
@@ -368,11 +367,9 @@ def test_modules_and_scheme_values_give_identical_numbers(name):
     module = Scheme.default("nnx", name)
     assert module.module.scheme == value
     inputs = (jnp.asarray(X), jnp.asarray(Q), jnp.asarray(K), jnp.asarray(POSITIONS))
-    got_module = jax.tree.leaves(module.protocol(*inputs, jit=False))
     x, q, k, p = inputs
-    got_value = jax.tree.leaves((value.embed(x, p), value.rotate(q, k, p, p), value.attention_bias(p, p)))
-    for a, b in zip(got_module, got_value, strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    got_value = (value.embed(x, p), value.rotate(q, k, p, p), value.attention_bias(p, p))
+    chex.assert_trees_all_equal(module.protocol(*inputs, jit=False), got_value)
 
 
 def test_linen_modules_compose_inside_a_model():

@@ -373,6 +373,54 @@ ENTRIES = [
         all_nan,
         "raise",
     ),
+    ("learned_lookup", lambda p: pe.learned_lookup(p, table=TABLE), i64(1, BIG), nan_row(1), "raise"),
+    (
+        "schemes.FIRE",
+        lambda k: schemes.FIRE(
+            2,
+            width=4,
+            hidden_kernel=FIRE_MLP[0],
+            hidden_bias=FIRE_MLP[1],
+            output_kernel=FIRE_MLP[2],
+            output_bias=FIRE_MLP[3],
+            c=np.float32(0.1),
+            threshold=np.float32(4.0),
+        ).attention_bias(i64(0, 3), k),
+        i64(1, BIG),
+        as_float64(
+            lambda k: pe.fire_bias(jnp.array([0.0, 3.0]), k, mlp=FIRE_MLP, c=0.1, threshold=4.0), [1, BIG]
+        ),
+        "raise",
+    ),
+    (
+        "schemes.XPos",
+        lambda p: schemes.XPos(8, layout="split").rotate(Q, Q, p, p),
+        i64(BIG - 1, BIG),
+        all_nan,
+        "raise",
+    ),
+    (
+        "schemes.CoPE",
+        lambda k: schemes.CoPE(3, 8, embedding=COPE_EMBEDDINGS).attention_logits_bias(Q, Q, i64(0, 3), k),
+        i64(1, BIG),
+        as_float64(
+            lambda k: pe.cope_logits(Q, Q, jnp.array([0.0, 3.0]), k, embeddings=COPE_EMBEDDINGS), [1, BIG]
+        ),
+        "raise",
+    ),
+    (
+        "linen.Kerple",
+        lambda k: linen_apply(
+            pl.Kerple(2, kernel="log"),
+            {"params": {"r1_raw": np.log(np.expm1(R["r1"])), "r2_raw": np.log(np.expm1(R["r2"]))}},
+            i64(0, 3),
+            k,
+            method="attention_bias",
+        ),
+        i64(1, BIG),
+        as_float64(lambda k: pe.kerple_bias(jnp.array([0.0, 3.0]), k, kernel="log", **R), [1, BIG]),
+        "raise",
+    ),
 ]
 
 

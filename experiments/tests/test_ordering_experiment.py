@@ -407,7 +407,7 @@ def test_paper_preset_is_the_reference_codes_protocol():
     assert not any(g.scheme == "randomized_relative" and g.mode == "decoder" for g in long.groups())
     assert any(g.scheme == "relative_at_random_positions" and g.mode == "decoder" for g in long.groups())
     # The departures are listed once and printed by the README; no preset note claims to "follow" it.
-    readme = (Path(__file__).resolve().parents[1] / "experiments" / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "experiments" / "README.md").read_text()
     block = readme.split("<!-- paper-departures -->\n")[1].split("\n<!-- /paper-departures -->")[0]
     assert block == config_lib.departures_markdown()
     assert any("dropout is off" in line for line in config_lib.PAPER_DEPARTURES)
