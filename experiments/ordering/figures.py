@@ -121,7 +121,8 @@ def write_figures(workdir: Path, config: ExperimentConfig, records: list[dict[st
         plt.close(fig)
         figures.append(name)
 
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        beside = len(group) > 10  # a long legend goes beside the axes, not over the curves
+        fig, ax = plt.subplots(figsize=(9, 4) if beside else (6.5, 4))
         for r in group:
             losses = np.asarray(r["curve"]["loss"], dtype=float)  # null (not a number) -> NaN
             ax.plot(
@@ -136,7 +137,10 @@ def write_figures(workdir: Path, config: ExperimentConfig, records: list[dict[st
         ax.set_ylabel("training loss (mean over output tokens)")
         ax.set_title(f"{task} ({mode}): training curves, mean over seeds")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if beside:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        else:
+            ax.legend(fontsize=7)
         fig.tight_layout()
         name = f"training_{task}_{mode}.png"
         _save(fig, workdir / name)
