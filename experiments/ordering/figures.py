@@ -12,7 +12,32 @@ from experiments.ordering import stats, tasks
 from experiments.ordering.config import SCHEMES, ExperimentConfig
 from experiments.ordering.summary import atomic_write, divergence
 
-__all__ = ["write_figures"]
+__all__ = ["scheme_styles", "write_figures"]
+
+_LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def scheme_styles() -> dict[str, tuple[tuple[float, ...], str]]:
+    """A (colour, line style) per scheme of `SCHEMES`, distinct for up to 20 schemes.
+
+    Colours are matplotlib's ``tab20``, its ten dark colours first (the first ten schemes get ``tab10``'s
+    colours) and then their ten light variants. The line style tells a randomized scheme (dashed) from the
+    others (solid), and among the schemes with a light colour, dash-dotted (others) and dotted (randomized),
+    so that no two schemes share colour and line style.
+
+    Raises:
+      ValueError: if `SCHEMES` has more than 20 schemes (colours would repeat).
+    """
+    from matplotlib import colormaps
+
+    if len(SCHEMES) > 20:
+        raise ValueError(f"scheme_styles(): {len(SCHEMES)} schemes; tab20 tells at most 20 apart")
+    palette = colormaps["tab20"]
+    out = {}
+    for i, (name, spec) in enumerate(SCHEMES.items()):
+        colour = palette(2 * i if i < 10 else 2 * (i - 10) + 1)
+        out[name] = (colour, _LINE_STYLES[2 * (i >= 10) + spec.randomized])
+    return out
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -39,7 +64,7 @@ def write_figures(workdir: Path, config: ExperimentConfig, records: list[dict[st
 
     figures = []
     several = len(config.learning_rates) > 1
-    colors = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(SCHEMES)}
+    styles = scheme_styles()
     for task, mode in config.runs:
         group = [r for r in records if r["task"] == task and r["mode"] == mode]
         if not group:
@@ -57,12 +82,12 @@ def write_figures(workdir: Path, config: ExperimentConfig, records: list[dict[st
                     lengths,
                     mean,
                     label=_label(r, several),
-                    color=colors[r["scheme"]],
-                    linestyle="--" if r["scheme"].startswith("randomized") else "-",
+                    color=styles[r["scheme"]][0],
+                    linestyle=styles[r["scheme"]][1],
                 )
                 if half is not None:
                     low, high = np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1)
-                    ax.fill_between(lengths, low, high, color=colors[r["scheme"]], alpha=0.12)
+                    ax.fill_between(lengths, low, high, color=styles[r["scheme"]][0], alpha=0.12)
             if metric == "token_accuracy" and "ceiling" in group[0]["test"]:
                 ax.plot(
                     lengths,
@@ -96,22 +121,26 @@ def write_figures(workdir: Path, config: ExperimentConfig, records: list[dict[st
         plt.close(fig)
         figures.append(name)
 
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        beside = len(group) > 10  # a long legend goes beside the axes, not over the curves
+        fig, ax = plt.subplots(figsize=(9, 4) if beside else (6.5, 4))
         for r in group:
             losses = np.asarray(r["curve"]["loss"], dtype=float)  # null (not a number) -> NaN
             ax.plot(
                 r["curve"]["step"],
                 losses.mean(1),
                 label=_label(r, several),
-                color=colors[r["scheme"]],
-                linestyle="--" if r["scheme"].startswith("randomized") else "-",
+                color=styles[r["scheme"]][0],
+                linestyle=styles[r["scheme"]][1],
             )
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("training loss (mean over output tokens)")
         ax.set_title(f"{task} ({mode}): training curves, mean over seeds")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if beside:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        else:
+            ax.legend(fontsize=7)
         fig.tight_layout()
         name = f"training_{task}_{mode}.png"
         _save(fig, workdir / name)

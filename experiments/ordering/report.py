@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from experiments.ordering import config as config_lib
-from experiments.ordering import explain, stats, tasks
+from experiments.ordering import explain, literature, stats, tasks
+from experiments.ordering import summary as summary_lib
 from experiments.ordering.config import PRESET_NOTES, ExperimentConfig
 from experiments.ordering.summary import (
     BASELINE_MARGIN,
@@ -28,7 +29,15 @@ from experiments.ordering.summary import (
     families,
 )
 
-__all__ = ["format_table", "family_sentence", "findings", "write_report"]
+__all__ = [
+    "format_table",
+    "family_sentence",
+    "findings",
+    "rank_schemes",
+    "ranking_section",
+    "literature_section",
+    "write_report",
+]
 
 
 def _interval(row: dict[str, Any] | None, digits: int = 2) -> str:
@@ -135,8 +144,11 @@ def format_table(
     )
 
 
-def family_sentence(comparisons: list[dict[str, Any]], metric: str = "token_accuracy") -> str:
-    """The generated sentence that counts the comparisons the findings state and what the correction keeps.
+def family_sentence(
+    comparisons: list[dict[str, Any]], metric: str = "token_accuracy", subject: str = "The findings below state"
+) -> str:
+    """The generated sentence that counts the comparisons ``subject`` (the findings, a ranking) states and
+    what the correction keeps.
 
     Raises:
       ValueError: if ``comparisons`` has none of ``metric``.
@@ -145,7 +157,7 @@ def family_sentence(comparisons: list[dict[str, Any]], metric: str = "token_accu
     if family is None:
         raise ValueError(f"family_sentence(metric={metric!r}): no comparisons of that metric")
     parts = [
-        f"- The findings below state {family['comparisons']} paired differences in per-token accuracy, "
+        f"- {subject} {family['comparisons']} paired differences in per-token accuracy, "
         f"{family['distinct']} distinct (a - b and b - a once); {family['tested']} form the family tested "
         f"with Holm's correction at a family-wise error of 5%: {_are(family['separated'])} separated (with "
         f"unadjusted 95% intervals, {family['separated_unadjusted']} would be)"
@@ -269,6 +281,217 @@ def findings(
                     if diffs:
                         out.append(_band_sentence(band, reference, diffs))
     return out
+
+
+def _wider_than_quick(config: ExperimentConfig) -> bool:
+    """Whether ``config`` compares schemes beyond the quick preset's (then the report ranks them all and
+    checks the literature's orderings)."""
+    return not set(config.schemes) <= set(config_lib.PRESETS["quick"].schemes)
+
+
+def rank_schemes(config: ExperimentConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every scheme ranked per (task, mode, learning rate) and band by its mean per-token accuracy, with
+    the range of ranks the paired comparisons allow.
+
+    Every pair of schemes of a band is compared (`summary.compare_pairs`); the whole ranking is one family
+    decided with Holm's correction. A scheme's ranks run from 1 + the number of schemes separated above it
+    to the number of ranked schemes - the number separated below it; a difference between two schemes both
+    at the baseline level separates nothing. Diverged groups are not ranked.
+
+    Returns:
+      ``{"comparisons", "tables"}``: every comparison of the family, and per (task, mode, learning rate)
+      ``{"task", "mode", "learning_rate", "bands": {band: [{"scheme", "mean", "ranks": (low, high)}]},
+      "diverged": [scheme]}``, best first.
+    """
+    order = {s: i for i, s in enumerate(config.schemes)}
+    comparisons = summary_lib.compare_pairs(
+        rows, lambda row: [s for s in config.schemes if order[s] > order.get(row["scheme"], len(order))]
+    )
+    tables = []
+    for task, mode in config.runs:
+        for lr in config.learning_rates:
+            bands: dict[str, list[dict[str, Any]]] = {}
+            diverged: set[str] = set()
+            for band in stats.bands(config.train_max_length, config.test_max_length):
+                ranked = [
+                    r
+                    for r in rows
+                    if (r["task"], r["mode"], r["learning_rate"], r["band"], r["metric"])
+                    == (task, mode, lr, band, "token_accuracy")
+                    and r["scheme"] in order
+                ]
+                diverged |= {r["scheme"] for r in ranked if r["diverged_seeds"]}
+                ranked = sorted(
+                    (r for r in ranked if not r["diverged_seeds"]),
+                    key=lambda r: (-r["mean"], order[r["scheme"]]),
+                )
+                if not ranked:
+                    continue
+                above = {r["scheme"]: 0 for r in ranked}
+                below = dict(above)
+                for c in comparisons:
+                    if (c["task"], c["mode"], c["learning_rate"], c["band"]) != (task, mode, lr, band):
+                        continue
+                    if c["separated"] and not c["at_baseline"] and not c["diverged"]:
+                        better, worse = (
+                            (c["scheme"], c["reference"]) if c["mean"] > 0 else (c["reference"], c["scheme"])
+                        )
+                        above[worse] += 1
+                        below[better] += 1
+                bands[band] = [
+                    {
+                        "scheme": r["scheme"],
+                        "mean": r["mean"],
+                        "ranks": (1 + above[r["scheme"]], len(ranked) - below[r["scheme"]]),
+                    }
+                    for r in ranked
+                ]
+            if bands:
+                tables.append(
+                    {
+                        "task": task,
+                        "mode": mode,
+                        "learning_rate": lr,
+                        "bands": bands,
+                        "diverged": [s for s in config.schemes if s in diverged],
+                    }
+                )
+    return {"comparisons": comparisons, "tables": tables}
+
+
+def ranking_section(config: ExperimentConfig, rows: list[dict[str, Any]]) -> list[str]:
+    """The report's ranking of every scheme (`rank_schemes`): the family sentence, then per run a table
+    with one row per rank and one column per band (scheme, mean per-token accuracy, ranks allowed)."""
+    ranking = rank_schemes(config, rows)
+    if not ranking["tables"]:
+        return []
+    several = len(config.learning_rates) > 1
+    lines = [
+        "## Every scheme ranked (per-token accuracy)",
+        "",
+        "Per run and band, the schemes by mean per-token accuracy over seeds. Every pair of schemes of a "
+        "band is compared by its paired per-seed difference; the ranks in parentheses are those the "
+        "comparisons allow: from 1 + the number of schemes separated above to the number of schemes - the "
+        "number separated below, with Holm's correction over every pair the ranking compares (a difference "
+        "between two schemes both at the baseline level separates nothing). Ranks 1-1: ahead of every other "
+        "scheme.",
+        "",
+        family_sentence(ranking["comparisons"], subject="The ranking compares"),
+        "",
+    ]
+    for table in ranking["tables"]:
+        suffix = f", lr {table['learning_rate']:g}" if several else ""
+        greedy = ", greedy decoding" if table["mode"] == "decoder" else ""
+        bands = list(table["bands"])
+        lines += [f"### {table['task']} ({table['mode']}{greedy}{suffix})", ""]
+        lines += ["| rank | " + " | ".join(bands) + " |", "|" + "---|" * (len(bands) + 1)]
+        for i in range(max(len(v) for v in table["bands"].values())):
+            cells = []
+            for band in bands:
+                entries = table["bands"][band]
+                if i < len(entries):
+                    e = entries[i]
+                    low, high = e["ranks"]
+                    cells.append(f"{e['scheme']} {e['mean']:.2f} ({low}-{high})")
+                else:
+                    cells.append("")
+            lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+        if table["diverged"]:
+            lines += ["", f"Not ranked (diverged): {', '.join(table['diverged'])}."]
+        lines.append("")
+    return lines
+
+
+def _claim_band_text(band: str, c: dict[str, Any], verdict: str) -> str:
+    p = "no test (one seed)" if c["p_holm"] is None else f"Holm-adjusted p {c['p_holm']:.3g}"
+    difference = f"{_signed(c)}, {p}"
+    return {
+        "agrees": f"{band}: agrees, {difference}, separated",
+        "disagrees": f"{band}: disagrees, {difference}, separated",
+        "cannot separate": f"{band}: cannot separate them, {difference}, not separated",
+        "at baseline": f"{band}: both at the baseline level, not counted, {difference}",
+        "diverged": f"{band}: not compared (a group diverged)",
+    }[verdict]
+
+
+def _claim_overall(verdicts: list[str]) -> str:
+    counted = set(verdicts) - {"at baseline", "diverged"}
+    if "agrees" in counted and "disagrees" in counted:
+        return "mixed"
+    for verdict in ("agrees", "disagrees", "cannot separate"):
+        if verdict in counted:
+            return verdict
+    return "both at the baseline level" if "at baseline" in verdicts else "not compared (diverged)"
+
+
+def literature_section(
+    config: ExperimentConfig,
+    rows: list[dict[str, Any]],
+    claims: tuple[literature.Claim, ...] = literature.CLAIMS,
+) -> list[str]:
+    """The report's "What the literature reports, checked at this scale": per claim, its citation and
+    setting against this run's, then one sentence per pair and run: the overall verdict, and per band
+    beyond training the paired difference ``ahead - behind`` [unadjusted 95% interval], its Holm-adjusted
+    p-value and decision. Empty when no claim can be checked."""
+    found = literature.check_claims(config, rows, claims)
+    if not found["checks"]:
+        return []
+    family = families(found["comparisons"])["families"]["token_accuracy"]
+    verdicts = [v for check in found["checks"] for _, _, v in check["bands"]]
+    tally = {
+        v: verdicts.count(v) for v in ("agrees", "disagrees", "cannot separate", "at baseline", "diverged")
+    }
+    lines = [
+        "## What the literature reports, checked at this scale",
+        "",
+        "Each ordering a paper reports is checked where this run has both schemes and a run of the paper's "
+        "architecture, in every band beyond the training lengths: the paired difference in per-token "
+        "accuracy (ahead minus behind; mean [unadjusted 95% interval]) and its Holm-adjusted p-value over "
+        f"the family of the {family['tested']} comparisons this section states (family-wise error 5%). A "
+        "separated positive difference agrees with the paper, a separated negative one disagrees; a "
+        "difference between two schemes both at the baseline level (chance or the most-frequent-symbol "
+        "baseline) is labelled as such and not counted. This run is far smaller than the papers' (model, "
+        "lengths, training), and its tasks are not the papers' tasks except where stated.",
+        "",
+        f"- Of {len(verdicts)} checks (pair, run and band): {tally['agrees']} agree, {tally['disagrees']} "
+        f"disagree, {tally['cannot separate']} cannot separate the schemes, {tally['at baseline']} are "
+        f"between two schemes at the baseline level"
+        + (f", {tally['diverged']} involve a diverged group" if tally["diverged"] else "")
+        + ".",
+    ]
+    several = len(config.learning_rates) > 1
+    for claim in claims:
+        checks = [c for c in found["checks"] if c["claim"] is claim]
+        if not checks:
+            continue
+        runs = dict.fromkeys((c["task"], c["mode"], c["paper_task"]) for c in checks)
+        relation = "; ".join(
+            f"{task} ({mode}): "
+            + (
+                f"a task of the paper ({tasks.get_task(task).source}), the same architecture"
+                if paper_task
+                else "the same architecture, a different task"
+            )
+            for task, mode, paper_task in runs
+        )
+        lines += [
+            f"- **{claim.paper}** ({claim.citation}) report that {claim.statement}; the paper: "
+            f"{claim.setting}. Checked here on {relation}.",
+        ]
+        for check in checks:
+            overall = _claim_overall([v for _, _, v in check["bands"]])
+            lr = f", learning rate {check['learning_rate']:g}" if several else ""
+            lines.append(
+                f"  - {check['ahead']} ahead of {check['behind']}, {check['task']} ({check['mode']}{lr}): "
+                f"{overall} — " + "; ".join(_claim_band_text(*band) for band in check["bands"]) + "."
+            )
+    if found["skipped"]:
+        lines.append(
+            "- Not checked (a scheme or the paper's architecture is not in this run): "
+            + "; ".join(f"{claim.paper} ({claim.statement})" for claim in found["skipped"])
+            + "."
+        )
+    return lines + [""]
 
 
 def _aggregation_table(
@@ -402,6 +625,9 @@ def write_report(
         "",
     ]
     lines += findings(config, records, summary["comparisons"]) + [""]
+    if _wider_than_quick(config):
+        lines += ranking_section(config, rows)
+        lines += literature_section(config, rows)
     lines += explain.explanations(config, records)
     if config.preset == "paper":
         lines += ["## Departures from the reference code", "", config_lib.departures_markdown(), ""]

@@ -267,6 +267,7 @@ def _run_locked(config, workdir, groups, mesh, every, progress, compile_cache, c
         )
         record = train.train_group(setup, progress=show, checkpoints=checkpoints)
         record["fingerprint"] = fingerprint
+        record["device"] = _device_text()  # the training machine's, for outputs merged elsewhere
         atomic_write(_group_path(workdir, group), json.dumps(json_safe(record)))
         checkpoints.remove()
         done[group.name] = json_safe(record)
@@ -330,6 +331,20 @@ def merge(workdir: Path, *, command: str = "python -m experiments.ordering --mer
     return {**result, "config": config}
 
 
+def _device_text() -> str:
+    """This machine's first JAX device, its host CPU and core count, as the summary's ``device``."""
+    import jax
+
+    device = jax.devices()[0]
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{device.platform} ({getattr(device, 'device_kind', '')}; host {cpu}, {os.cpu_count()} cores)"
+
+
 def write_outputs(
     workdir: Path,
     config: config_lib.ExperimentConfig,
@@ -341,7 +356,9 @@ def write_outputs(
 ) -> dict[str, Any]:
     """Writes ``metrics.jsonl``, ``training.jsonl``, the summary, figures and ``report.md`` from the
     groups' records, taken in configuration order; returns ``{"records", "rows", "summary", "diverged"}``
-    (``diverged``: the groups whose training loss became non-finite, `summary.diverged_groups`)."""
+    (``diverged``: the groups whose training loss became non-finite, `summary.diverged_groups`). The
+    summary's ``device`` names the machines that trained the groups when every record names its own (records
+    written before they did: this machine's)."""
     import jax
 
     from experiments.ordering import figures, report, summary
@@ -349,20 +366,15 @@ def write_outputs(
     records = summary.in_config_order(config, records)
     # Wall time of the whole run, resumed parts included (each group's own time is in its record).
     total = sum(r["compile_seconds"] + r["train_seconds"] + r["test_seconds"] for r in records)
-    device = jax.devices()[0]
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    # The machines that trained the groups, where every record names its own (merged shards); else this one.
+    trained_on = [r.get("device") for r in records]
+    device = "; ".join(dict.fromkeys(trained_on)) if records and all(trained_on) else _device_text()
     extra = {
         "command": command,
         "wall_seconds_this_invocation": wall,
         "wall_seconds": wall if wall is not None and trained == len(records) else total,
         "group_seconds_total": total,
-        "device": f"{device.platform} ({getattr(device, 'device_kind', '')}; host {cpu}, "
-        f"{os.cpu_count()} cores)",
+        "device": device,
         "device_count": records[0]["device_count"] if records else len(jax.devices()),
         "groups_trained_now": trained,
         "groups_resumed": len(records) - trained,

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "divergence",
     "diverged_groups",
     "summarize_groups",
+    "compare_pairs",
     "compare_schemes",
     "families",
     "reference_aggregation",
@@ -184,50 +186,62 @@ def _pair(c: dict[str, Any]) -> tuple:
     return (c["task"], c["mode"], c["learning_rate"], c["band"], c["metric"], schemes)
 
 
-def compare_schemes(
-    rows: list[dict[str, Any]], metrics=("token_accuracy", "exact_match"), alpha: float = stats.FAMILY_ALPHA
-) -> list[dict]:
-    """Paired per-seed differences ``scheme - reference`` for every reference in `REFERENCES`, per (task,
-    mode, learning rate, band, metric), decided over their family with Holm's correction.
+def _comparison(row: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """The paired difference ``row - other`` of two schemes' rows of one band and metric, undecided."""
+    diff = stats.paired_difference(row["per_seed"], other["per_seed"])
+    return {
+        **{k: row[k] for k in ("task", "mode", "learning_rate", "band", "band_low", "band_high")},
+        "metric": row["metric"],
+        "scheme": row["scheme"],
+        "reference": other["scheme"],
+        **{k: v for k, v in diff.items() if k != "separated"},
+        "separated_unadjusted": diff["separated"],
+        "diverged": bool(row.get("diverged_seeds") or other.get("diverged_seeds")),
+        "scheme_at_baseline": _at_baseline(row),
+        "reference_at_baseline": _at_baseline(other),
+        "at_baseline": _at_baseline(row) and _at_baseline(other),
+    }
 
-    Each metric's comparisons are one family: its distinct comparisons (``a - b`` and ``b - a`` counted
-    once) between groups that did not diverge. ``separated`` is whether the Holm-adjusted p-value is at
-    most ``alpha`` (family-wise error); the interval ``low … high`` is the unadjusted 95% t interval, and
+
+def compare_pairs(
+    rows: list[dict[str, Any]],
+    references: Callable[[dict[str, Any]], Iterable[str]],
+    metrics=("token_accuracy",),
+    alpha: float = stats.FAMILY_ALPHA,
+) -> list[dict]:
+    """Paired per-seed differences ``scheme - reference`` for every row of ``metrics`` and every scheme
+    ``references(row)`` names, in the row's (task, mode, learning rate, band, metric); each metric's
+    comparisons are one family, decided with Holm's correction.
+
+    Each metric's family is its distinct comparisons (``a - b`` and ``b - a`` counted once) between groups
+    that did not diverge. ``separated`` is whether the Holm-adjusted p-value is at most ``alpha``
+    (family-wise error); the interval ``low … high`` is the unadjusted 95% t interval, and
     ``separated_unadjusted`` whether it excludes 0.
 
+    Args:
+      rows: from `summarize_groups`.
+      references: the schemes a row's scheme is compared with (a scheme without a row there is skipped).
+      metrics: the metrics compared.
+      alpha: the family-wise error rate.
+
     Returns:
-      One dict per comparison: the keys of the band, ``metric``, ``scheme``, ``reference``, the fields of
-      `stats.paired_difference` (``mean``, ``ci``, ``low``, ``high``, ``n``, ``p_value``, ``identical``),
-      ``separated_unadjusted``, ``p_holm`` and ``family_size`` (``None`` outside the family), ``separated``,
-      ``diverged`` (either group's loss became non-finite: not compared), ``scheme_at_baseline`` and
-      ``reference_at_baseline`` (the scheme's mean is within `BASELINE_MARGIN` of the better of chance and
-      the most-frequent-symbol baseline, or below it) and ``at_baseline`` (both are: the difference is not
-      a finding).
+      One dict per comparison, in the order of ``rows`` and then of ``references(row)``: the keys of the
+      band, ``metric``, ``scheme``, ``reference``, the fields of `stats.paired_difference` (``mean``,
+      ``ci``, ``low``, ``high``, ``n``, ``p_value``, ``identical``), ``separated_unadjusted``, ``p_holm`` and
+      ``family_size`` (``None`` outside the family), ``separated``, ``diverged`` (either group's loss
+      became non-finite: not compared), ``scheme_at_baseline`` and ``reference_at_baseline`` (the scheme's
+      mean is within `BASELINE_MARGIN` of the better of chance and the most-frequent-symbol baseline, or
+      below it) and ``at_baseline`` (both are: the difference is not a finding).
     """
     index = {(r["task"], r["mode"], r["learning_rate"], r["band"], r["metric"], r["scheme"]): r for r in rows}
     out = []
     for key, row in index.items():
         if row["metric"] not in metrics:
             continue
-        for reference in REFERENCES:
+        for reference in references(row):
             other = index.get(key[:-1] + (reference,))
-            if other is None or row["scheme"] == reference:
-                continue
-            diff = stats.paired_difference(row["per_seed"], other["per_seed"])
-            out.append(
-                {
-                    **{k: row[k] for k in ("task", "mode", "learning_rate", "band", "band_low", "band_high")},
-                    "metric": row["metric"],
-                    "scheme": row["scheme"],
-                    "reference": reference,
-                    **{k: v for k, v in diff.items() if k != "separated"},
-                    "separated_unadjusted": diff["separated"],
-                    "diverged": bool(row.get("diverged_seeds") or other.get("diverged_seeds")),
-                    "scheme_at_baseline": _at_baseline(row),
-                    "reference_at_baseline": _at_baseline(other),
-                    "at_baseline": _at_baseline(row) and _at_baseline(other),
-                }
-            )
+            if other is not None and reference != row["scheme"]:
+                out.append(_comparison(row, other))
     for metric in metrics:
         family: dict[tuple, float] = {}
         for c in out:
@@ -240,6 +254,15 @@ def compare_schemes(
                 p_holm, separated = decided.get(_pair(c), (None, False))
                 c.update(p_holm=p_holm, family_size=len(family), separated=bool(separated))
     return out
+
+
+def compare_schemes(
+    rows: list[dict[str, Any]], metrics=("token_accuracy", "exact_match"), alpha: float = stats.FAMILY_ALPHA
+) -> list[dict]:
+    """Paired per-seed differences ``scheme - reference`` for every reference in `REFERENCES`, per (task,
+    mode, learning rate, band, metric), decided over their family with Holm's correction (`compare_pairs`,
+    whose fields each comparison has)."""
+    return compare_pairs(rows, lambda row: REFERENCES, metrics, alpha)
 
 
 def families(comparisons: list[dict[str, Any]], alpha: float = stats.FAMILY_ALPHA) -> dict[str, Any]:

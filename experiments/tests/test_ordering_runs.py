@@ -366,6 +366,14 @@ def test_shards_run_side_by_side_a_second_run_exits_2_naming_the_holder(tmp_path
     assert cli.main([*args, "--shard", "0/2"]) == 0
     assert cli.main(["--merge", str(workdir)]) == 0
     _assert_same_outputs(workdir, whole)
+    # The summary names the machines the group records name (the training ones), not the merging one.
+    device = json.loads((whole / "summary.json").read_text())["run"]["device"]
+    for i, path in enumerate(sorted((workdir / "groups").glob("*.json"))):
+        record = json.loads(path.read_text())
+        assert record["device"] == device
+        path.write_text(json.dumps({**record, "device": f"machine {i}"}))
+    assert cli.main(["--merge", str(workdir)]) == 0
+    assert json.loads((workdir / "summary.json").read_text())["run"]["device"] == "machine 0; machine 1"
 
 
 def test_a_lock_holds_across_processes_and_a_killed_holder_leaves_none(tmp_path):
