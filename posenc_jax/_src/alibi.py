@@ -145,6 +145,28 @@ def batched(positions: jax.Array | SplitPositions) -> jax.Array | SplitPositions
     return jax.tree_util.tree_map(lambda a: a[None], positions)
 
 
+def batched_pair(
+    q_positions: object, k_positions: object, call: str, *, integer_only: bool
+) -> tuple[jax.Array | SplitPositions, jax.Array | SplitPositions]:
+    """Validated positions as ``[batch or 1, length]`` whose batch sizes broadcast."""
+    if integer_only:  # checked on the values given, before any conversion
+        checks.positions(call, q_positions, "q_positions", integer_only=True)
+        checks.positions(call, k_positions, "k_positions", integer_only=True)
+    q = check_positions_1d_or_2d(call, q_positions, "q_positions")
+    k = check_positions_1d_or_2d(call, k_positions, "k_positions")
+    check_signedness(call, q, k)
+    q2, k2 = batched(q), batched(k)
+    if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
+        raise checks.value_error(
+            call,
+            "k_positions",
+            k_positions,
+            f"the batch sizes of q_positions (shape {tuple(q2.shape)}) and k_positions must be equal or one "
+            "of them 1",
+        )
+    return q2, k2
+
+
 def alibi_bias(
     q_positions: jax.Array,
     k_positions: jax.Array,
@@ -194,18 +216,7 @@ def alibi_bias(
     call = "alibi_bias"
     num_heads = checks.integer(call, "num_heads", num_heads)
     is_causal = checks.boolean(call, "is_causal", is_causal)
-    q = check_positions_1d_or_2d(call, q_positions, "q_positions")
-    k = check_positions_1d_or_2d(call, k_positions, "k_positions")
-    check_signedness(call, q, k)
-    q2, k2 = batched(q), batched(k)
-    if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
-        raise checks.value_error(
-            call,
-            "k_positions",
-            k_positions,
-            f"the batch sizes of q_positions (shape {tuple(q.shape)}) and k_positions must be equal or "
-            "one of them 1",
-        )
+    q2, k2 = batched_pair(q_positions, k_positions, call, integer_only=False)
     return _bias(q2, k2, num_heads=num_heads, is_causal=is_causal)
 
 

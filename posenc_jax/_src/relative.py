@@ -27,14 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from posenc_jax._src import checks
-from posenc_jax._src.alibi import (
-    batched,
-    check_positions_1d_or_2d,
-    check_signedness,
-    common_integer_dtype,
-    exact_difference,
-)
-from posenc_jax._src.angles import SplitPositions, sincos
+from posenc_jax._src.alibi import batched_pair, check_positions_1d_or_2d, common_integer_dtype, exact_difference
+from posenc_jax._src.angles import sincos
 from posenc_jax._src.frequencies import resolve_frequencies
 
 __all__ = ["t5_buckets", "t5_bias", "transformer_xl_logits"]
@@ -125,28 +119,6 @@ def _saturating_distance(q: jax.Array, k: jax.Array, call: str) -> jax.Array:
     forward, magnitude = exact_difference(q, k, common_integer_dtype(call, q, k))
     magnitude = jnp.minimum(magnitude, np.array(_INT32_MAX, magnitude.dtype)).astype(jnp.int32)
     return jnp.where(forward, magnitude, -magnitude)
-
-
-def batched_pair(
-    q_positions: object, k_positions: object, call: str, *, integer_only: bool
-) -> tuple[jax.Array | SplitPositions, jax.Array | SplitPositions]:
-    """Validated positions as ``[batch or 1, length]`` whose batch sizes broadcast."""
-    if integer_only:  # checked on the values given, before any conversion
-        checks.positions(call, q_positions, "q_positions", integer_only=True)
-        checks.positions(call, k_positions, "k_positions", integer_only=True)
-    q = check_positions_1d_or_2d(call, q_positions, "q_positions")
-    k = check_positions_1d_or_2d(call, k_positions, "k_positions")
-    check_signedness(call, q, k)
-    q2, k2 = batched(q), batched(k)
-    if q2.shape[0] != k2.shape[0] and 1 not in (q2.shape[0], k2.shape[0]):
-        raise checks.value_error(
-            call,
-            "k_positions",
-            k_positions,
-            f"the batch sizes of q_positions (shape {tuple(q2.shape)}) and k_positions must be equal or one "
-            "of them 1",
-        )
-    return q2, k2
 
 
 def t5_buckets(
