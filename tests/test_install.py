@@ -86,3 +86,12 @@ def test_long_description_links_are_absolute():
     assert targets
     relative = [t for t in targets if not re.match(r"https?://|#|mailto:", t)]
     assert not relative, relative
+
+
+def test_the_citation_names_the_released_version():
+    import posenc_jax
+
+    citation = (ROOT / "CITATION.cff").read_text()
+    assert re.search(r"^version: (\S+)$", citation, flags=re.M).group(1) == posenc_jax.__version__
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"version = \{([^}]+)\}", readme).group(1) == posenc_jax.__version__

@@ -450,8 +450,10 @@ def literature_section(
         f"the family of the {family['tested']} comparisons this section states (family-wise error 5%). A "
         "separated positive difference agrees with the paper, a separated negative one disagrees; a "
         "difference between two schemes both at the baseline level (chance or the most-frequent-symbol "
-        "baseline) is labelled as such and not counted. This run is far smaller than the papers' (model, "
-        "lengths, training), and its tasks are not the papers' tasks except where stated.",
+        "baseline) is labelled as such and not counted. A pair's verdict over its bands: agrees (disagrees) "
+        "where some band agrees (disagrees) and none disagrees (agrees), mixed where bands do both, cannot "
+        "separate where no band is separated. This run is far smaller than the papers' (model, lengths, "
+        "training), and its tasks are not the papers' tasks except where stated.",
         "",
         f"- Of {len(verdicts)} checks (pair, run and band): {tally['agrees']} agree, {tally['disagrees']} "
         f"disagree, {tally['cannot separate']} cannot separate the schemes, {tally['at baseline']} are "

@@ -565,15 +565,17 @@ def test_explanations_of_the_decoder_and_of_schemes_that_track_another():
     assert not any(line.startswith("- **sinusoidal**") for line in lines)
 
 
-def test_committed_quick_results_follow_the_protocol():
-    """The committed results come from the quick preset as defined now: equal budgets within every run, at
-    least 5 seeds, and a report whose findings are exactly those generated from the committed paired
-    intervals (which are recomputed here from the per-seed values)."""
+@pytest.mark.parametrize("directory, preset", [("ordering", "quick"), ("ordering_wide", "wide")])
+def test_committed_results_follow_the_protocol(directory, preset):
+    """The committed results come from their preset as defined now: equal budgets within every run, at
+    least 5 seeds, and a report whose findings (and, for the wide preset, the ranking and the literature's
+    checks) are exactly those generated from the committed paired intervals (which are recomputed here from
+    the per-seed values)."""
     from experiments.ordering import report, summary
 
-    results = Path(__file__).resolve().parents[2] / "experiments" / "results" / "ordering"
+    results = Path(__file__).resolve().parents[2] / "experiments" / "results" / directory
     config = config_lib.ExperimentConfig.from_json(json.loads((results / "config.json").read_text()))
-    assert config == config_lib.PRESETS["quick"]
+    assert config == config_lib.PRESETS[preset]
     committed = json.loads((results / "summary.json").read_text())
     groups = committed["groups"]
     assert len(groups) == len(config.groups())
@@ -586,3 +588,50 @@ def test_committed_quick_results_follow_the_protocol():
     text = (results / "report.md").read_text()
     for line in report.findings(config, groups, committed["comparisons"]):
         assert line in text
+    assert ("## Every scheme ranked" in text) == (preset != "quick")
+    if preset != "quick":
+        wider = report.ranking_section(config, committed["rows"]) + report.literature_section(
+            config, committed["rows"]
+        )
+        for line in wider:
+            assert line in text
+
+
+def test_the_readme_summarises_the_committed_wide_run():
+    """The README's table of every scheme and its tally of the papers' orderings are the committed wide
+    run's numbers."""
+    from experiments.ordering import literature, report
+
+    root = Path(__file__).resolve().parents[2]
+    results = root / "experiments" / "results" / "ordering_wide"
+    config = config_lib.ExperimentConfig.from_json(json.loads((results / "config.json").read_text()))
+    rows = json.loads((results / "summary.json").read_text())["rows"]
+    index = {(r["task"], r["mode"], r["band"], r["scheme"]): r for r in rows if r["metric"] == "token_accuracy"}
+    columns = [
+        ("sort", "encoder", "1-2x (11-20)"),
+        ("sort", "encoder", "2-4x (21-40)"),
+        ("majority", "encoder", "2-4x (21-40)"),
+        ("reverse", "decoder", "1-2x (11-20)"),
+    ]
+    table = "\n".join(
+        "| " + " | ".join([s] + [report._interval(index.get((t, m, b, s))) for t, m, b in columns]) + " |"
+        for s in config.schemes
+    )
+    readme = " ".join((root / "README.md").read_text().split("\n\n"))
+    assert table in readme
+    assert f"all {len(config.schemes)} schemes" in readme and f"{len(config.groups())} groups" in readme
+    verdicts = [v for c in literature.check_claims(config, rows)["checks"] for _, _, v in c["bands"]]
+    disagree = verdicts.count("disagrees")
+    tally = (
+        f"Of the {len(verdicts)} checks of the papers' orderings, {verdicts.count('agrees')} agree, "
+        f"{f'{disagree} disagree' if disagree else 'none disagrees'}, "
+        f"{verdicts.count('cannot separate')} cannot separate the schemes and {verdicts.count('at baseline')} "
+        "compare two schemes at the baseline level"
+    )
+    assert tally in " ".join(readme.split())
+    # The experiments README copies the literature's checks and the sort ranking from the run.
+    experiments_readme = (root / "experiments" / "README.md").read_text()
+    ranking = report.ranking_section(config, rows)
+    sort_table = ranking[ranking.index("### sort (encoder)") + 2 : ranking.index("### majority (encoder)")]
+    for line in report.literature_section(config, rows)[2:] + sort_table:
+        assert line in experiments_readme
