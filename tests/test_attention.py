@@ -266,9 +266,8 @@ HEAD_MISMATCHES = {
 def test_a_bias_with_another_head_count_than_the_queries_is_a_value_error(make, count, jit):
     scheme = make()
     # one head is not broadcast to all four, and other counts do not reach jax's own shape assertion
-    match = (
-        rf"\(scheme=<\w+ with {count} heads>\): the scheme's attention bias has {count} heads, but q has {H}"
-    )
+    has = "1 head" if count == 1 else f"{count} heads"  # grammatical: "1 head"
+    match = rf"\(scheme=<\w+ with {has}>\): the scheme's attention bias has {has}, but q has {H} heads"
     full = lambda q: pe.attention(q, K, V, scheme=scheme, q_positions=POSITIONS, k_positions=POSITIONS)  # noqa: E731
     with pytest.raises(ValueError, match=r"^attention" + match):
         (jax.jit(full) if jit else full)(Q)  # raised while tracing: before anything runs
@@ -276,3 +275,39 @@ def test_a_bias_with_another_head_count_than_the_queries_is_a_value_error(make, 
     step = lambda q: cache.attend(q, scheme=scheme)  # noqa: E731
     with pytest.raises(ValueError, match=r"^KVCache.attend" + match):
         (jax.jit(step) if jit else step)(Q)
+
+
+def test_float32_cache_decodes_fractional_positions_and_never_rounds_integers():
+    """A float32 cache stores fractional positions as given; integer positions float32 would round
+    (above 2**24) raise when concrete and give NaN rows when traced, never attention at a rounded position."""
+    scheme = schemes.ALiBi(H)
+    fractional = jnp.array([0.0, 0.5, 1.25, 2.0])
+    cache = pe.KVCache.init(batch=B, capacity=4, num_kv_heads=KV, head_dim=HD, position_dtype=jnp.float32)
+    cached = cache.append(K[:, :4], V[:, :4], fractional)
+    np.testing.assert_array_equal(cached.positions, np.broadcast_to(fractional, (B, 4)))
+    full = pe.attention(
+        Q[:, 3:4], K[:, :4], V[:, :4], scheme=scheme, q_positions=fractional[3:], k_positions=fractional
+    )
+    np.testing.assert_allclose(
+        cached.attend(Q[:, 3:4], scheme=scheme, q_positions=fractional[3:]), full, rtol=1e-6, atol=1e-6
+    )
+
+    with pytest.raises(ValueError, match=r"float32 positions, which would round these float64 values"):
+        cache.append(K[:, :2], V[:, :2], np.array([0.1, 0.5]))  # host float64: 0.1 is not a float32
+    big = 2**24
+    with pytest.raises(
+        ValueError, match=r"KVCache.append\(positions=.*16777217 would round; use an int32 cache"
+    ):
+        cache.append(K[:, :2], V[:, :2], jnp.array([big, big + 1]))
+    step = jax.jit(
+        lambda p: cache.append(K[:, :2], V[:, :2], p).attend(
+            Q[:, :1], scheme=scheme, q_positions=jnp.array([big + 2])
+        )
+    )
+    assert bool(jnp.all(jnp.isnan(step(jnp.array([big, big + 1])))))  # traced: the row is unusable, loudly
+    exact = step(jnp.array([big, big + 2]))  # even integers above 2**24 are float32 values: stored exactly
+    int_cache = pe.KVCache.init(batch=B, capacity=4, num_kv_heads=KV, head_dim=HD)
+    expected = int_cache.append(K[:, :2], V[:, :2], jnp.array([big, big + 2])).attend(
+        Q[:, :1], scheme=scheme, q_positions=jnp.array([big + 2])
+    )
+    np.testing.assert_allclose(exact, expected, rtol=1e-6, atol=1e-6)

@@ -77,6 +77,10 @@ def _check_mask(mask: Any, caller: str) -> None:
         )
 
 
+def _heads(count: int) -> str:
+    return f"{count} head" if count == 1 else f"{count} heads"
+
+
 def _check_bias_heads(term: jax.Array | None, heads: int, scheme: object, caller: str) -> None:
     """A scheme's bias ``[batch or 1, heads, q_len, k_len]`` must have q's number of heads, not 1 (which
     would broadcast one head's bias to all) nor another count."""
@@ -84,12 +88,12 @@ def _check_bias_heads(term: jax.Array | None, heads: int, scheme: object, caller
         return
     shape = tuple(term.shape)
     if len(shape) != 4 or shape[1] != heads:
-        count = shape[1] if len(shape) == 4 else f"a bias of shape {shape}"
+        has = _heads(shape[1]) if len(shape) == 4 else f"the shape {shape}, not [batch, heads, q, k]"
         raise checks.value_error(
             caller,
             "scheme",
-            checks.Shown(f"<{type(scheme).__name__} with {count} heads>"),
-            f"the scheme's attention bias has {count} heads, but q has {heads} heads",
+            checks.Shown(f"<{type(scheme).__name__} with {has}>"),
+            f"the scheme's attention bias has {has}, but q has {_heads(heads)}",
             f"build the scheme with num_heads={heads}",
         )
 
@@ -280,6 +284,18 @@ def _visible(mask, is_causal: bool, window, q_len: int, k_len: int) -> jax.Array
     return visible
 
 
+def _rounded_in_float32(positions: jax.Array) -> jax.Array | None:
+    """Where integer ``positions`` are not exactly a float32 (above ``2**24`` in magnitude float32 skips
+    integers), or ``None`` for floating positions (converted by their own dtype's rules)."""
+    dtype = np.dtype(positions.dtype)
+    if dtype.kind not in "iu":
+        return None
+    as_float = positions.astype(jnp.float32)
+    # 2**(bits) is a power of two, exact in float32; a value that rounds up to it is not in the dtype.
+    limit = np.float32(2.0 ** (dtype.itemsize * 8 - (dtype.kind == "i")))
+    return ~((as_float < limit) & (as_float.astype(dtype) == positions))
+
+
 @dataclasses.dataclass(frozen=True)
 class KVCache:
     """Keys and values of a decoded prefix, with their positions: a pytree, so it passes through ``jit``.
@@ -373,11 +389,14 @@ class KVCache:
           float64) positions outside it (``jax_enable_x64``) mark their row overflowed (``length`` above
           ``capacity``), so :meth:`attend` returns NaN for it, never attention at a wrapped position. With
           x64 off, JAX converts an int64 argument of ``jax.jit`` to int32 before this method sees it, which
-          it cannot detect: pass int32 positions.
+          it cannot detect: pass int32 positions. A float32 cache holds every integer only up to ``2**24``:
+          integer positions that float32 would round raise when concrete and mark their row overflowed
+          (NaN from :meth:`attend`) when traced; an int32 cache (the default) stores any int32 position.
 
         Raises:
           TypeError: non-floating ``k`` / ``v``; floating positions for an int32 cache, or bad position dtypes.
-          ValueError: shapes that do not match the cache, or ``new > capacity``.
+          ValueError: shapes that do not match the cache, ``new > capacity``, or concrete positions a float32
+            cache would round.
         """
         caller = "KVCache.append"
         _check_array(k, "k", caller)
@@ -426,6 +445,18 @@ class KVCache:
         outside = outside_int32(positions) if jnp.issubdtype(positions.dtype, jnp.integer) else None
         if outside is None and np.dtype(positions.dtype).itemsize > 4:  # float64 under x64
             outside = ~(jnp.abs(positions) < FLOAT_LIMIT)
+        rounded = _rounded_in_float32(positions) if self.positions.dtype == jnp.float32 else None
+        if rounded is not None:
+            if not isinstance(rounded, jax.core.Tracer) and bool(jnp.any(rounded)):
+                raise checks.value_error(
+                    caller,
+                    "positions",
+                    np.asarray(positions),
+                    "this cache stores float32 positions, which hold every integer only up to 2**24; "
+                    f"{np.asarray(positions)[np.asarray(rounded)][0]} would round",
+                    "use an int32 cache (the default) for integer positions",
+                )
+            outside = rounded if outside is None else outside | rounded
         if outside is not None:
             length = jnp.where(jnp.any(outside, axis=1), jnp.maximum(length, capacity + 1), length)
             # stored saturated, never wrapped (the row is unusable either way)
