@@ -584,7 +584,15 @@ def test_committed_results_follow_the_protocol(directory, preset):
         assert budgets == {config.steps_for(task, mode)}
     assert all(len(g["seeds"]) >= 5 for g in groups)
     recomputed = summary.compare_schemes(committed["rows"])
-    assert recomputed == committed["comparisons"]
+    # Equal up to the last bits that another numpy or scipy version computes differently (t quantiles).
+    assert len(recomputed) == len(committed["comparisons"])
+    for new, old in zip(recomputed, committed["comparisons"], strict=True):
+        assert new.keys() == old.keys()
+        for key, value in new.items():
+            if isinstance(value, float) and not isinstance(value, bool):
+                assert value == pytest.approx(old[key], rel=1e-9, abs=1e-12), (key, new, old)
+            else:
+                assert value == old[key], (key, new, old)
     text = (results / "report.md").read_text()
     for line in report.findings(config, groups, committed["comparisons"]):
         assert line in text

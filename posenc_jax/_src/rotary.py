@@ -381,7 +381,7 @@ def _rotate(
         parts, order = [], []
         for axis in range(len(sections)):
             pairs = np.flatnonzero(owners == axis)
-            part = (
+            part: np.ndarray | tuple[jax.Array, ...] = (
                 constants[pairs]
                 if isinstance(constants, np.ndarray)
                 else tuple(c[jnp.asarray(pairs)] for c in constants)
