@@ -424,6 +424,7 @@ class KVCache:
                 "this cache stores integer positions",
                 "create it with position_dtype=jnp.float32 for fractional positions",
             )
+        given = positions  # as passed, for messages
         checked = checks.positions(caller, positions)
         if not isinstance(checked, jax.Array):  # host float64 positions: stored as float32 only if exact
             host = np.asarray(positions)
@@ -448,12 +449,13 @@ class KVCache:
         rounded = _rounded_in_float32(positions) if self.positions.dtype == jnp.float32 else None
         if rounded is not None:
             if not isinstance(rounded, jax.core.Tracer) and bool(jnp.any(rounded)):
+                first = np.asarray(positions)[np.asarray(rounded)][0]
                 raise checks.value_error(
                     caller,
                     "positions",
-                    np.asarray(positions),
-                    "this cache stores float32 positions, which hold every integer only up to 2**24; "
-                    f"{np.asarray(positions)[np.asarray(rounded)][0]} would round",
+                    given,
+                    f"this cache stores float32 positions, which hold every integer only up to 2**24; {first} "
+                    "would round",
                     "use an int32 cache (the default) for integer positions",
                 )
             outside = rounded if outside is None else outside | rounded
