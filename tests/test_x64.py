@@ -464,3 +464,31 @@ def test_uint32_with_int64_positions_are_exact():
     q = jnp.asarray(np.array([2**32 - 1], np.uint32))
     got = jax.jit(lambda q, k: pe.t5_buckets(q, k, is_causal=False))(q, jnp.asarray(i64(2**32 - 2, 0)))
     np.testing.assert_array_equal(np.asarray(got), [[[1, 15]]])  # a distance of -1, then a far one
+
+
+@pytest.mark.parametrize(
+    "positions, representable, error",
+    [
+        (i64(2**24, 2**24 + 1), i64(2**24, 2**24 + 2), r"16777217 would round; use an int32 cache"),
+        (
+            np.array([0.5, 0.1]),
+            np.array([0.5, 0.25]),
+            r"would round these float64 values; pass float32 positions",
+        ),
+        (np.array([0.0, 2.0**24 + 1]), np.array([0.0, 2.0**24 + 2]), r"would round these float64 values"),
+    ],
+    ids=["int64", "float64_fraction", "float64_integer"],
+)
+def test_a_float32_cache_never_rounds_64_bit_positions(positions, representable, error):
+    """int64 and float64 positions a float32 cache would round raise when concrete (host or jax arrays) and
+    make the row NaN when traced; exactly representable ones are stored as given."""
+    cache = pe.KVCache.init(batch=1, capacity=2, num_kv_heads=1, head_dim=8, position_dtype=jnp.float32)
+    x = jnp.ones((1, 2, 1, 8), jnp.float32)
+    for given in (positions, jnp.asarray(positions)):
+        with pytest.raises(ValueError, match=r"KVCache.append\(positions=.*" + error):
+            cache.append(x, x, given)
+    step = jax.jit(lambda p: cache.append(x, x, p).attend(x[:, :1], scheme=schemes.ALiBi(1)))
+    assert np.isnan(np.asarray(step(jnp.asarray(positions)))).all()
+    stored = cache.append(x, x, jnp.asarray(representable)).positions
+    np.testing.assert_array_equal(np.asarray(stored), representable[None].astype(np.float32))
+    assert np.isfinite(np.asarray(step(jnp.asarray(representable)))).all()

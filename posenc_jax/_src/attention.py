@@ -284,16 +284,23 @@ def _visible(mask, is_causal: bool, window, q_len: int, k_len: int) -> jax.Array
     return visible
 
 
+# Why a float32 cache refuses float64 positions it would round (host values, or concrete ones under x64).
+_ROUNDS_FLOATS = "this cache stores float32 positions, which would round these float64 values"
+_ROUNDS_FLOATS_FIX = "pass float32 positions, or integers to an int32 cache"
+
+
 def _rounded_in_float32(positions: jax.Array) -> jax.Array | None:
-    """Where integer ``positions`` are not exactly a float32 (above ``2**24`` in magnitude float32 skips
-    integers), or ``None`` for floating positions (converted by their own dtype's rules)."""
+    """Where ``positions`` are not exactly a float32 (integers above ``2**24`` in magnitude, float64 values
+    with more digits), or ``None`` for float32 positions (stored as they are)."""
     dtype = np.dtype(positions.dtype)
-    if dtype.kind not in "iu":
+    if dtype == np.float32:
         return None
     as_float = positions.astype(jnp.float32)
-    # 2**(bits) is a power of two, exact in float32; a value that rounds up to it is not in the dtype.
-    limit = np.float32(2.0 ** (dtype.itemsize * 8 - (dtype.kind == "i")))
-    return ~((as_float < limit) & (as_float.astype(dtype) == positions))
+    exact = as_float.astype(dtype) == positions
+    if dtype.kind in "iu":
+        # 2**(bits) is a power of two, exact in float32; a value that rounds up to it is not in the dtype.
+        exact &= as_float < np.float32(2.0 ** (dtype.itemsize * 8 - (dtype.kind == "i")))
+    return ~exact
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,8 +397,9 @@ class KVCache:
           ``capacity``), so :meth:`attend` returns NaN for it, never attention at a wrapped position. With
           x64 off, JAX converts an int64 argument of ``jax.jit`` to int32 before this method sees it, which
           it cannot detect: pass int32 positions. A float32 cache holds every integer only up to ``2**24``:
-          integer positions that float32 would round raise when concrete and mark their row overflowed
-          (NaN from :meth:`attend`) when traced; an int32 cache (the default) stores any int32 position.
+          integer or float64 positions that float32 would round raise when concrete and mark their row
+          overflowed (NaN from :meth:`attend`) when traced; an int32 cache (the default) stores any int32
+          position.
 
         Raises:
           TypeError: non-floating ``k`` / ``v``; floating positions for an int32 cache, or bad position dtypes.
@@ -429,13 +437,7 @@ class KVCache:
         if not isinstance(checked, jax.Array):  # host float64 positions: stored as float32 only if exact
             host = np.asarray(positions)
             if not np.array_equal(host.astype(np.float32), host):
-                raise checks.value_error(
-                    caller,
-                    "positions",
-                    positions,
-                    "this cache stores float32 positions, which would round these float64 values",
-                    "pass float32 positions, or integers to an int32 cache",
-                )
+                raise checks.value_error(caller, "positions", positions, _ROUNDS_FLOATS, _ROUNDS_FLOATS_FIX)
             checked = jnp.asarray(host.astype(np.float32))
         positions = jnp.broadcast_to(checked, (batch, new))
         slots = self.length[:, None] + jnp.arange(new, dtype=jnp.int32)  # [batch, new]
@@ -449,6 +451,8 @@ class KVCache:
         rounded = _rounded_in_float32(positions) if self.positions.dtype == jnp.float32 else None
         if rounded is not None:
             if not isinstance(rounded, jax.core.Tracer) and bool(jnp.any(rounded)):
+                if jnp.issubdtype(positions.dtype, jnp.floating):  # float64 under x64
+                    raise checks.value_error(caller, "positions", given, _ROUNDS_FLOATS, _ROUNDS_FLOATS_FIX)
                 first = np.asarray(positions)[np.asarray(rounded)][0]
                 raise checks.value_error(
                     caller,
